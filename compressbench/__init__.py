@@ -1,0 +1,31 @@
+"""compressbench: which way of making a BERT model smaller and faster costs the least accuracy.
+
+Public API: ``hookimpl`` (mark plugin hooks), ``Method`` and ``Context`` (write a method),
+``load_suite`` / ``run_suite`` (run from Python), ``get_plugin_manager``. Heavy modules (torch)
+are imported only when one of their names is used.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from compressbench.errors import CompressBenchError, ConfigError, DataError, PluginError
+from compressbench.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Method": "compressbench.method", "Context": "compressbench.method",
+    "StudentSpec": "compressbench.models", "Task": "compressbench.tasks",
+    "Example": "compressbench.tasks", "load_suite": "compressbench.suite",
+    "run_suite": "compressbench.runner", "get_plugin_manager": "compressbench.plugins",
+}
+
+__all__ = ["hookimpl", "CompressBenchError", "ConfigError", "DataError", "PluginError",
+           "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'compressbench' has no attribute {name!r}")

@@ -1,0 +1,199 @@
+"""The ``compressbench`` command: run, report, validate, plugins."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from compressbench.errors import CompressBenchError
+from compressbench.hookspecs import hookimpl
+
+DATA_ENV = "COMPRESSBENCH_DATA_DIR"
+
+
+class ConsoleProgress:
+    """Prints one line per job; itself a plugin of the job hooks."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.t0 = stream, {}
+
+    @hookimpl
+    def job_started(self, job):
+        self.t0[job.id] = time.time()
+        print(f"[compressbench] {job.id}: started", file=self.stream, flush=True)
+
+    @hookimpl
+    def job_event(self, job, event, data):
+        if event == "validation":
+            print(f"[compressbench] {job.id}: epoch {data['epoch']} validation "
+                  f"{data['metric']}={data['value']:.4f}{' (best)' if data['best'] else ''}",
+                  file=self.stream, flush=True)
+        elif event == "cache_hit":
+            print(f"[compressbench] {job.id}: reusing cached {data['method']} model "
+                  f"{data['key']}", file=self.stream, flush=True)
+
+    @hookimpl
+    def job_finished(self, job, record):
+        took = time.time() - self.t0.pop(job.id, time.time())
+        if record["status"] == "ok":
+            m = record.get("measure", {}).get("latency_ms", {})
+            lat = f", p50 {m['p50']:.2f} ms" if m else ""
+            what = f"{record['main_metric']}={record['score']:.4f}{lat}"
+        else:
+            what = f"FAILED: {record['error']}"
+        print(f"[compressbench] {job.id}: {what} ({took:.0f}s)", file=self.stream, flush=True)
+
+
+def common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="load a plugin from a .py file (repeatable)")
+    parser.add_argument("-p", dest="blocked", action="append", default=[], metavar="no:NAME",
+                        help="block an installed plugin, e.g. -p no:finetune (repeatable); "
+                             "also $COMPRESSBENCH_DISABLE_PLUGINS=a,b")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback of an error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="compressbench",
+        description="Compare ways of compressing a BERT model on the same data, seeds and "
+                    "measurement.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite (resumes a partial run)",
+                         description="Fine-tune the teacher, build every compressed model, "
+                                     "evaluate, measure and write a report. Finished jobs in "
+                                     "the output directory are skipped.")
+    run.add_argument("suite", type=Path)
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help=f"local data (glue/<TASK>/*.tsv, conll2003/*.txt); default "
+                          f"${DATA_ENV}, else the Hugging Face Hub")
+    run.add_argument("--output", type=Path, default=None, metavar="RUN_DIR",
+                     help="run directory (default runs/<suite name>)")
+    run.add_argument("--cache-dir", type=Path, default=None,
+                     help="model cache (default $COMPRESSBENCH_CACHE or ~/.cache/compressbench)")
+    run.add_argument("--no-report", action="store_true", help="do not write report.md/html")
+    common(run)
+
+    rep = sub.add_parser("report", help="render tables from a run directory",
+                         description="Write report files from RUN_DIR/results.jsonl; works on "
+                                     "partial runs and never re-runs anything.")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--format", default="md,html",
+                     help="comma-separated reporter names (default md,html)")
+    common(rep)
+
+    val = sub.add_parser("validate", help="check a suite without running it",
+                         description="Check the suite's keys, types, method and task names, "
+                                     "method parameters and your own data files.")
+    val.add_argument("suite", type=Path)
+    common(val)
+
+    plug = sub.add_parser("plugins", help="list loaded plugins and what each registered")
+    plug.add_argument("--json", action="store_true", help="machine-readable output")
+    common(plug)
+    return ap
+
+
+def blocked_names(values: list[str]) -> list[str]:
+    out = []
+    for v in values:
+        if not v.startswith("no:"):
+            raise CompressBenchError(f"-p {v}: expected -p no:NAME to block plugin NAME")
+        out.append(v[3:])
+    return out
+
+
+def plugin_manager(args, extra_files=()):
+    from compressbench.plugins import get_plugin_manager
+    return get_plugin_manager([*args.plugin, *extra_files], blocked_names(args.blocked))
+
+
+def cmd_run(args) -> int:
+    from compressbench.report import write_reports
+    from compressbench.runner import run_suite
+    from compressbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    pm = plugin_manager(args, suite.plugins)
+    pm.register(ConsoleProgress(), "console-progress")
+    data_dir = args.data_dir or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    run_dir = args.output or Path("runs") / suite.name
+    start = time.time()
+    try:
+        records = run_suite(suite, pm, data_dir, run_dir, args.cache_dir)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
+              f"again to resume", file=sys.stderr)
+        return 130
+    latest = {r["job_id"]: r for r in records}
+    failed = [r for r in latest.values() if r["status"] != "ok"]
+    print(f"[compressbench] {len(latest) - len(failed)} jobs ok, {len(failed)} failed, "
+          f"{time.time() - start:.0f}s; results in {run_dir / 'results.jsonl'}", file=sys.stderr)
+    if not args.no_report:
+        for path in write_reports(run_dir, ["md", "html"], pm):
+            print(path)
+    return 1 if failed else 0
+
+
+def cmd_report(args) -> int:
+    from compressbench.report import write_reports
+    pm = plugin_manager(args)
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    for path in write_reports(args.run_dir, formats, pm):
+        print(path)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from compressbench.suite import check, load_suite
+    suite = load_suite(args.suite)
+    pm = plugin_manager(args, suite.plugins)
+    check(suite, pm)
+    for task in suite.tasks:
+        if not isinstance(task, str):
+            for key in ("train", "dev", "validation"):
+                rel = getattr(task, key)
+                if rel and not (suite.path.parent / rel).is_file():
+                    raise CompressBenchError(
+                        f"{suite.path}: tasks[{suite.tasks.index(task)}].{key}: file "
+                        f"{suite.path.parent / rel} not found (paths are relative to the suite)")
+    n_jobs = len(suite.tasks) * (1 + len(suite.methods) * len(suite.seeds))
+    print(f"{suite.path}: ok ({len(suite.tasks)} tasks, {len(suite.methods)} methods, "
+          f"{len(suite.seeds)} seeds, {n_jobs} jobs)")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from compressbench.plugins import describe
+    rows = describe(plugin_manager(args))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['name']} {row['version']}  [{row['source']}]")
+        print(f"    hooks: {', '.join(row['hooks']) or '-'}")
+        if row["registered"]:
+            print(f"    registered: {', '.join(row['registered'])}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate,
+               "plugins": cmd_plugins}[args.command]
+    try:
+        return handler(args)
+    except CompressBenchError as exc:
+        if args.traceback:
+            raise
+        print(f"compressbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""From task examples to tensors: splits, subsets, tokenization, batches.
+
+Every method sees exactly the same examples: the held-out validation slice and the training
+subset depend only on the task, the budget knobs and ``training.data_seed``, never on the method.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from compressbench.suite import Training
+from compressbench.tasks import Example, Task
+
+IGNORE = -100  # label id ignored by the loss (sub-word continuations, special tokens)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The examples of one task for one suite: train, held-out validation, reported splits."""
+
+    task: Task
+    train: list[Example]
+    val: list[Example]
+    evals: dict[str, list[Example]]  # split name -> examples (GLUE dev, CoNLL test)
+    val_source: str  # "held out from train" or the official split's name
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything a trained model depends on in the data."""
+        h = hashlib.sha256()
+        for part in (self.train, self.val):
+            for ex in part:
+                h.update(json.dumps([ex.text_a, ex.text_b, ex.label]).encode())
+            h.update(b"|")
+        return h.hexdigest()[:16]
+
+
+def subset(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    idx = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in idx]
+
+
+def prepare(task: Task, data_dir: Path | None, cfg: Training) -> TaskData:
+    train = task.load("train", data_dir)
+    if task.validation_split:
+        val = subset(task.load(task.validation_split, data_dir), cfg.max_val_samples,
+                     cfg.data_seed)
+        source = f"official '{task.validation_split}' split"
+    else:
+        order = list(range(len(train)))
+        random.Random(cfg.data_seed).shuffle(order)
+        n_val = max(1, int(len(train) * cfg.val_fraction))
+        if cfg.max_val_samples is not None:
+            n_val = min(n_val, cfg.max_val_samples)
+        held = set(order[:n_val])
+        val = [train[i] for i in sorted(held)]
+        train = [ex for i, ex in enumerate(train) if i not in held]
+        source = f"{n_val} examples held out from train"
+    train = subset(train, cfg.max_train_samples, cfg.data_seed)
+    evals = {s: subset(task.load(s, data_dir), cfg.max_eval_samples, cfg.data_seed)
+             for s in task.eval_splits}
+    return TaskData(task, train, val, evals, source)
+
+
+# --------------------------------------------------------------------------- tokenization
+
+def encode(task: Task, tokenizer, examples: list[Example], max_length: int) -> list[dict]:
+    """One dict of python lists per example. Token tasks also keep ``word_starts``: the index of
+    each word's first sub-word (or -1 when truncated away), to score at the word level."""
+    if task.kind == "token":
+        return [encode_words(tokenizer, ex, max_length) for ex in examples]
+    a = [ex.text_a for ex in examples]
+    b = [ex.text_b for ex in examples] if examples and examples[0].text_b is not None else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length)
+    feats = []
+    for i, ex in enumerate(examples):
+        f = {k: enc[k][i] for k in ("input_ids", "token_type_ids") if k in enc}
+        f["labels"] = float(ex.label) if task.kind == "regression" else int(ex.label)
+        feats.append(f)
+    return feats
+
+
+def encode_words(tokenizer, ex: Example, max_length: int) -> dict:
+    enc = tokenizer(ex.text_a, is_split_into_words=True, truncation=True, max_length=max_length)
+    word_ids = enc.word_ids()
+    labels, starts, prev = [], [-1] * len(ex.text_a), None
+    for pos, w in enumerate(word_ids):
+        if w is None or w == prev:
+            labels.append(IGNORE)
+        else:
+            labels.append(ex.label[w])
+            starts[w] = pos
+        prev = w
+    f = {k: enc[k] for k in ("input_ids", "token_type_ids") if k in enc}
+    f["labels"] = labels
+    f["word_starts"] = starts
+    return f
+
+
+def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence in the batch (dynamic padding)."""
+    width = max(len(f["input_ids"]) for f in features)
+    batch: dict[str, torch.Tensor] = {}
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(features), width), dtype=torch.long)  # (B, T)
+    for i, f in enumerate(features):
+        ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        mask[i, :len(f["input_ids"])] = 1
+    batch["input_ids"], batch["attention_mask"] = ids, mask
+    if "token_type_ids" in features[0]:
+        tt = torch.zeros((len(features), width), dtype=torch.long)  # (B, T)
+        for i, f in enumerate(features):
+            tt[i, :len(f["token_type_ids"])] = torch.tensor(f["token_type_ids"])
+        batch["token_type_ids"] = tt
+    if "labels" in features[0]:
+        first = features[0]["labels"]
+        if isinstance(first, list):
+            lab = torch.full((len(features), width), IGNORE, dtype=torch.long)  # (B, T)
+            for i, f in enumerate(features):
+                lab[i, :len(f["labels"])] = torch.tensor(f["labels"])
+        else:
+            dtype = torch.float if isinstance(first, float) else torch.long
+            lab = torch.tensor([f["labels"] for f in features], dtype=dtype)  # (B,)
+        batch["labels"] = lab
+    return batch
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int,
+                           group: int = 50) -> list[list[int]]:
+    """Shuffle, cut into mega-batches of ``group`` batches, sort each by length, then shuffle
+    the batches: little padding, still random (as transformers' group_by_length)."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = batch_size * group
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start:start + mega], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Deterministic batches of similar length, for evaluation."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad_id_of(model) -> int:
+    config = getattr(model, "config", None)
+    return getattr(config, "pad_token_id", None) or 0

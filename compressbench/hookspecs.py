@@ -1,0 +1,102 @@
+"""Every compressbench hook, in the order the lifecycle calls them.
+
+A plugin is any module or object with functions marked ``@compressbench.hookimpl`` whose names
+match the specs below. Registration hooks receive a ``register`` callback instead of returning
+values, so one plugin can register several things and a duplicate name is reported with both
+plugins named (see ``compressbench.plugins.Registry``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("compressbench")
+
+
+@hookspec
+def register_tasks(register: Callable[[Any], None]) -> None:
+    """Register tasks (datasets with a metric) that suites can name in ``tasks:``.
+
+    Called once per plugin manager, the first time a task is looked up.
+
+    :param register: call ``register(task)`` with a :class:`compressbench.tasks.Task` for each
+        task; ``task.name`` is the name used in YAML, results and reports.
+    """
+
+
+@hookspec
+def register_methods(register: Callable[[Any], None]) -> None:
+    """Register compression methods that suites can name in ``methods:``.
+
+    Called once per plugin manager, the first time a method is looked up.
+
+    :param register: call ``register(method)`` with a :class:`compressbench.Method` instance for
+        each method; ``method.name`` is the name used in YAML, results and reports.
+    """
+
+
+@hookspec
+def register_reporters(register: Callable[[Any], None]) -> None:
+    """Register report formats for ``compressbench report --format NAME``.
+
+    :param register: call ``register(reporter)`` with a :class:`compressbench.report.Reporter`;
+        ``reporter.name`` is the value given to ``--format``.
+    """
+
+
+@hookspec
+def run_started(suite: Any, run_dir: Path) -> None:
+    """Called once when ``run_suite`` starts, after the suite and its data passed validation.
+
+    :param suite: the :class:`compressbench.suite.Suite` being run.
+    :param run_dir: the directory results are written to.
+    """
+
+
+@hookspec
+def job_started(job: Any) -> None:
+    """Called before a job (one task x method x seed) builds or loads its model.
+
+    Not called for jobs skipped because the run directory already holds their result.
+
+    :param job: the :class:`compressbench.runner.Job`; ``job.id`` is stable across runs.
+    """
+
+
+@hookspec
+def job_event(job: Any, event: str, data: dict) -> None:
+    """Progress reported while a job runs: training steps, validation scores, cache hits.
+
+    Methods and the training loop report through this hook instead of logging frameworks, so
+    a plugin can forward events to TensorBoard, W&B or a log file.
+
+    :param job: the running job.
+    :param event: ``"train_step"`` (data: step, loss, lr, epoch), ``"validation"`` (epoch,
+        metric, value, best), ``"cache_hit"`` (key, path), or a method-defined name.
+    :param data: JSON-serialisable details.
+    """
+
+
+@hookspec
+def job_finished(job: Any, record: dict) -> None:
+    """Called after a job's result record has been written (status ``ok`` or ``failed``).
+
+    :param job: the finished job.
+    :param record: the record exactly as appended to ``results.jsonl``.
+    """
+
+
+@hookspec
+def run_finished(run_dir: Path, records: list[dict]) -> None:
+    """Called once when every job of the suite has run (not on Ctrl-C).
+
+    :param run_dir: the run directory.
+    :param records: every record of the run directory, this run's and earlier ones.
+    """
+
+
+hookimpl = pluggy.HookimplMarker("compressbench")
+"""Marks a plugin's hook implementation; exported as ``compressbench.hookimpl``."""

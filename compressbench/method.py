@@ -1,0 +1,83 @@
+"""What a compression method is, and what it gets to work with.
+
+A method is an object with a ``name``, an optional ``Params`` dataclass (its YAML parameters)
+and ``build(ctx, params) -> nn.Module``. It supplies a model and a loss; training goes through
+``ctx.train`` (the shared loop), so every method is trained, selected and measured alike.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from compressbench import models, training
+from compressbench.data import TaskData
+from compressbench.suite import Training
+from compressbench.tasks import Task
+
+
+class Method:
+    """Base class for methods (subclassing is optional: the attributes are the contract)."""
+
+    name: str = ""
+    Params: type | None = None  # a dataclass; None when the method takes no parameters
+    description: str = ""
+    version: str = "1"  # bump to invalidate cached models when the method's code changes
+
+    def build(self, ctx: Context, params: Any) -> nn.Module:
+        raise NotImplementedError
+
+
+@dataclass
+class Context:
+    """Everything one method step may use. Models handed out are fresh copies."""
+
+    task: Task
+    data: TaskData
+    tokenizer: Any
+    features: dict[str, list[dict]]  # "train", "val", and each reported split
+    training: Training  # this step's training settings (suite + teacher/method overrides)
+    seed: int
+    pretrained_ref: str  # the teacher before fine-tuning: HF id or local path
+    cache_dir: Path  # a folder this step may use for its own caches
+    emit: Callable[[str, dict], None]
+    load_teacher: Callable[[], nn.Module]  # the fine-tuned teacher for this task
+    load_input: Callable[[], nn.Module]  # the previous chain step's model, else the teacher
+    train_results: list[dict] = field(default_factory=list)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def teacher(self) -> nn.Module:
+        """The fine-tuned teacher for this task, in eval mode."""
+        return self.load_teacher()
+
+    def model(self) -> nn.Module:
+        """The model this step starts from: the previous chain step's output, or the teacher."""
+        return self.load_input()
+
+    def pretrained(self) -> nn.Module:
+        """The teacher's pretrained encoder with a fresh task head (not fine-tuned)."""
+        return models.load_pretrained(self.pretrained_ref, self.task.kind, self.task.num_labels)
+
+    def make_student(self, spec: models.StudentSpec, source: nn.Module | None = None) -> nn.Module:
+        """A student built from ``source`` (default: the pretrained teacher) per ``spec``."""
+        return models.make_student(source if source is not None else self.pretrained(), spec)
+
+    def supervised_loss(self) -> training.LossFn:
+        return training.supervised_loss(self.task.kind)
+
+    def train(self, model: nn.Module, loss_fn: training.LossFn,
+              description: str | None = None) -> training.TrainResult:
+        """Run the shared training loop on this task's training subset, selecting the best
+        epoch on the held-out validation split."""
+        result = training.train(
+            model, loss_fn, self.task, self.features["train"], self.features["val"],
+            self.data.val, self.training, self.seed, emit=self.emit, pad_id=self.pad_id,
+            description=description or f"{self.task.name}")
+        self.train_results.append(result.as_dict())
+        return result

@@ -1,0 +1,192 @@
+"""The plugin manager: built-ins, entry points and ``--plugin`` files, loaded the same way.
+
+Nothing is registered at import time. ``get_plugin_manager()`` builds a fresh manager; the
+registries of tasks, methods and reporters are filled on first use by calling each plugin's
+``register_*`` hook with a callback that knows which plugin is registering.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from compressbench import hookspecs
+from compressbench.errors import ConfigError, PluginError, did_you_mean
+
+GROUP = "compressbench"
+DISABLE_ENV = "COMPRESSBENCH_DISABLE_PLUGINS"  # comma-separated plugin names
+TRACE_ENV = "COMPRESSBENCH_TRACE"  # set to 1 to print every hook call to stderr
+
+
+class PluginManager(pluggy.PluginManager):
+    """A pluggy manager with the three registries attached."""
+
+    def __init__(self) -> None:
+        super().__init__(GROUP)
+        self.add_hookspecs(hookspecs)
+        self.plugin_files: list[Path] = []
+        self._registries: dict[str, Registry] = {}
+
+    def registry(self, kind: str) -> Registry:
+        """The registry for ``kind`` in ('tasks', 'methods', 'reporters'), filled on first use."""
+        if kind not in self._registries:
+            self._registries[kind] = Registry.collect(self, kind)
+        return self._registries[kind]
+
+    @property
+    def tasks(self) -> Registry:
+        return self.registry("tasks")
+
+    @property
+    def methods(self) -> Registry:
+        return self.registry("methods")
+
+    @property
+    def reporters(self) -> Registry:
+        return self.registry("reporters")
+
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        self._registries.clear()  # a new plugin may register new things
+        return super().register(plugin, name)
+
+
+@dataclass
+class Registry:
+    """Name -> object for one kind of thing, with the plugin that registered each."""
+
+    kind: str
+    items: dict[str, Any] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def collect(cls, pm: PluginManager, kind: str) -> Registry:
+        reg = cls(kind)
+        hook = getattr(pm.hook, f"register_{kind}")
+        for impl in hook.get_hookimpls():
+            def register(obj: Any, _owner: str = impl.plugin_name) -> None:
+                reg.add(obj, _owner)
+
+            hook_caller = getattr(impl, "function")
+            try:
+                hook_caller(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # a plugin's bug, reported with its name
+                raise PluginError(
+                    f"plugin '{impl.plugin_name}' failed in register_{kind}: "
+                    f"{type(exc).__name__}: {exc}") from exc
+        return reg
+
+    def add(self, obj: Any, owner: str) -> None:
+        name = getattr(obj, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin '{owner}' registered a {self.kind[:-1]} without a string "
+                              f"`name` attribute: {obj!r}")
+        if name in self.items:
+            raise PluginError(f"{self.kind[:-1]} '{name}' is registered twice: by plugin "
+                              f"'{self.owners[name]}' and by plugin '{owner}'. Block one with "
+                              f"-p no:{owner} (or {DISABLE_ENV}={owner}).")
+        self.items[name] = obj
+        self.owners[name] = owner
+
+    def get(self, name: str, where: str = "") -> Any:
+        """The object registered as ``name``; a ConfigError with suggestions if there is none."""
+        if name not in self.items:
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(
+                f"{prefix}unknown {self.kind[:-1]} '{name}'.{did_you_mean(name, self.items)} "
+                f"Installed: {', '.join(sorted(self.items)) or '(none)'}")
+        return self.items[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.items
+
+    def __iter__(self):
+        return iter(sorted(self.items))
+
+
+def load_plugin_file(pm: PluginManager, path: str | os.PathLike) -> str:
+    """Import a single ``.py`` file as a plugin; returns the name it was registered under."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise PluginError(f"{path}: plugin file not found (check the --plugin / plugins: path)")
+    name = f"file:{path.stem}"
+    if pm.is_blocked(name) or pm.is_blocked(path.stem):
+        return name
+    if pm.get_plugin(name) is not None:
+        return name
+    module_name = f"compressbench_userplugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # so models defined there can be pickled and re-loaded
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise PluginError(f"{path}: plugin failed to import: {type(exc).__name__}: {exc}") from exc
+    pm.register(module, name)
+    pm.plugin_files.append(path)
+    return name
+
+
+def get_plugin_manager(plugin_files: Iterable[str | os.PathLike] = (),
+                       blocked: Iterable[str] = (),
+                       entry_points: bool = True) -> PluginManager:
+    """A fresh manager with every installed plugin (entry-point group ``compressbench``),
+    minus ``blocked`` and those named in $COMPRESSBENCH_DISABLE_PLUGINS, plus ``plugin_files``."""
+    pm = PluginManager()
+    names = list(blocked) + [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")]
+    for name in filter(None, names):
+        pm.set_blocked(name)
+    if os.environ.get(TRACE_ENV):
+        pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
+        pm.enable_tracing()
+    if entry_points:
+        try:
+            pm.load_setuptools_entrypoints(GROUP)
+        except Exception as exc:
+            raise PluginError(f"an installed compressbench plugin failed to load: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    for path in plugin_files:
+        load_plugin_file(pm, path)
+    return pm
+
+
+def describe(pm: PluginManager) -> list[dict]:
+    """One dict per plugin: name, version, source, hooks implemented, names registered."""
+    dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
+    registered: dict[str, list[str]] = {}
+    for kind in ("tasks", "methods", "reporters"):
+        reg = pm.registry(kind)
+        for item, owner in reg.owners.items():
+            registered.setdefault(owner, []).append(f"{kind[:-1]}:{item}")
+    rows = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: p[0]):
+        if plugin is None:
+            continue
+        dist = dists.get(plugin)
+        if dist is not None:
+            source, version = f"entry point ({dist.project_name})", dist.version
+        else:
+            source = str(getattr(plugin, "__file__", "")) or "in-process"
+            version = getattr(plugin, "__version__", "-")
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        rows.append({"name": name, "version": version, "source": source, "hooks": hooks,
+                     "registered": sorted(registered.get(name, []))})
+    return rows
+
+
+def distribution_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

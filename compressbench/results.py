@@ -1,0 +1,55 @@
+"""The append-only results store: one JSON line per finished job, written atomically.
+
+Each record is written with a single ``write`` on a file opened with O_APPEND, then fsync'ed,
+so a crash or Ctrl-C loses at most the job that was running. A torn last line (a kill during
+the write) is ignored on reading.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+RESULTS = "results.jsonl"
+
+
+def append(run_dir: Path, record: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(run_dir / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / RESULTS
+    if not path.is_file():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                print(f"compressbench: {path}:{lineno}: skipping an unreadable record "
+                      f"(interrupted write?)", file=sys.stderr)
+    return records
+
+
+def latest(records: list[dict]) -> dict[str, dict]:
+    """The last record of each job id (a re-run job supersedes its failed attempt)."""
+    out: dict[str, dict] = {}
+    for r in records:
+        out[r["job_id"]] = r
+    return out
+
+
+def finished(run_dir: Path) -> dict[str, str]:
+    """job id -> key, for jobs whose latest record succeeded."""
+    return {j: r["key"] for j, r in latest(read(run_dir)).items() if r.get("status") == "ok"}

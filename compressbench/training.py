@@ -1,0 +1,171 @@
+"""The one training loop every method reuses, and evaluation.
+
+A method hands over a model and a loss function ``loss_fn(model, batch) -> loss`` (a scalar
+tensor, or ``(loss, {"part": value})`` to report the loss terms); the loop does the rest: AdamW
+(fused on CPU), linear warm-up and decay, dynamic padding, length-grouped batches, gradient
+clipping, seeds, a progress bar, and model selection on the held-out validation split.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressbench.data import IGNORE, collate, length_grouped_batches, sorted_batches
+from compressbench.models import forward_kwargs, logits_of
+from compressbench.suite import Training
+from compressbench.tasks import Example, Task
+
+LossFn = Callable[[nn.Module, dict], "torch.Tensor | tuple[torch.Tensor, dict]"]
+Emit = Callable[[str, dict], None]
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def task_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (classification, token) or mean squared error (regression)."""
+    if kind == "regression":
+        return F.mse_loss(logits.view(-1), labels.float())  # logits (B, 1), labels (B,)
+    if kind == "token":
+        # logits (B, T, C), labels (B, T) with IGNORE on sub-word continuations
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    return F.cross_entropy(logits, labels)  # logits (B, C), labels (B,)
+
+
+def supervised_loss(kind: str) -> LossFn:
+    """The plain task loss on the model's own logits (fine-tuning, no teacher)."""
+    def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
+        logits = logits_of(model(**forward_kwargs(model, batch)))
+        return task_loss(kind, logits, batch["labels"])
+    return loss_fn
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    seconds: float = 0.0
+    best_epoch: int = 0
+    best_score: float = float("nan")
+    history: list[dict] = field(default_factory=list)  # one entry per validation
+
+    def as_dict(self) -> dict:
+        return {"steps": self.steps, "seconds": round(self.seconds, 2),
+                "best_epoch": self.best_epoch, "best_val_score": self.best_score,
+                "history": self.history}
+
+
+def optimizer_for(model: nn.Module, cfg: Training) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    try:  # fused AdamW is ~7x faster per step than foreach on a 2-core CPU
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict],
+          val_feats: list[dict], val_examples: list[Example], cfg: Training, seed: int,
+          emit: Emit = lambda event, data: None, pad_id: int = 0,
+          description: str = "train") -> TrainResult:
+    """Train in place; on return ``model`` holds the weights that scored best on validation."""
+    from tqdm.auto import tqdm
+
+    set_seed(seed)
+    lengths = [len(f["input_ids"]) for f in train_feats]
+    per_epoch = math.ceil(len(train_feats) / cfg.batch_size)
+    total = max(1, math.ceil(cfg.epochs * per_epoch))
+    warmup = int(total * cfg.warmup_ratio)
+    optimizer = optimizer_for(model, cfg)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: s / max(1, warmup) if s < warmup
+        else max(0.0, (total - s) / max(1, total - warmup)))
+    result, best_state, bad_epochs = TrainResult(), None, 0
+    start, step, epoch = time.perf_counter(), 0, 0
+    bar = tqdm(total=total, desc=description, leave=False, unit="step")
+    try:
+        while step < total:
+            epoch += 1
+            model.train()
+            for idx in length_grouped_batches(lengths, cfg.batch_size, seed + epoch):
+                if step >= total:
+                    break
+                batch = collate([train_feats[i] for i in idx], pad_id)
+                out = loss_fn(model, batch)
+                loss, parts = out if isinstance(out, tuple) else (out, {})
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                if step % 50 == 0 or step == total:
+                    emit("train_step", {"step": step, "epoch": epoch, "loss": loss.item(),
+                                        "lr": schedule.get_last_lr()[0],
+                                        **{k: float(v) for k, v in parts.items()}})
+            score = evaluate(model, task, val_examples, val_feats, cfg.eval_batch_size,
+                             pad_id)[task.metrics[0]]
+            improved = best_state is None or score > result.best_score
+            result.history.append({"epoch": epoch, "step": step, "val_score": score})
+            emit("validation", {"epoch": epoch, "metric": task.metrics[0], "value": score,
+                                "best": improved})
+            if improved:
+                result.best_score, result.best_epoch, bad_epochs = score, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_epochs += 1
+                if cfg.patience is not None and bad_epochs >= cfg.patience:
+                    break
+    finally:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.steps, result.seconds = step, time.perf_counter() - start
+    return result
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.inference_mode()
+def predict(model: nn.Module, task: Task, feats: list[dict], batch_size: int = 64,
+            pad_id: int = 0) -> list:
+    """Class ids, floats (regression) or per-word tag ids (token tasks), in input order."""
+    model.eval()
+    preds: list = [None] * len(feats)
+    for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
+        batch = collate([feats[i] for i in idx], pad_id)
+        logits = logits_of(model(**forward_kwargs(model, batch))).float()
+        if task.kind == "regression":
+            values = logits.view(-1).tolist()  # (B,)
+        elif task.kind == "token":
+            tags = logits.argmax(-1).tolist()  # (B, T)
+            values = [[tags[j][s] if s >= 0 else 0 for s in feats[i]["word_starts"]]
+                      for j, i in enumerate(idx)]
+        else:
+            values = logits.argmax(-1).tolist()  # (B,)
+        for i, v in zip(idx, values):
+            preds[i] = v
+    return preds
+
+
+def evaluate(model: nn.Module, task: Task, examples: list[Example], feats: list[dict],
+             batch_size: int = 64, pad_id: int = 0) -> dict:
+    return task.score(examples, predict(model, task, feats, batch_size, pad_id))
