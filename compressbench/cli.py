@@ -17,8 +17,12 @@ DATA_ENV = "COMPRESSBENCH_DATA_DIR"
 class ConsoleProgress:
     """Prints one line per job; itself a plugin of the job hooks."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.t0 = stream, {}
+    def __init__(self, stream=None):
+        self._stream, self.t0 = stream, {}
+
+    @property
+    def stream(self):
+        return self._stream or sys.stderr  # looked up late: tests and callers may swap it
 
     @hookimpl
     def job_started(self, job):

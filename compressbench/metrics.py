@@ -54,8 +54,8 @@ def regression(labels: Sequence[float], preds: Sequence[float], names: Sequence[
 
 def token_classification(labels: list[list[str]], preds: list[list[str]]) -> dict:
     """Entity-level precision/recall/F1 (seqeval, CoNLL evaluation), token accuracy, per type."""
-    from seqeval.metrics import classification_report, f1_score as ent_f1
-    from seqeval.metrics import precision_score, recall_score
+    from seqeval.metrics import classification_report, precision_score, recall_score
+    from seqeval.metrics import f1_score as ent_f1
 
     flat_y = [t for s in labels for t in s]
     flat_p = [t for s in preds for t in s]

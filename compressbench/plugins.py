@@ -69,13 +69,16 @@ class Registry:
     def collect(cls, pm: PluginManager, kind: str) -> Registry:
         reg = cls(kind)
         hook = getattr(pm.hook, f"register_{kind}")
+        trace = pm.trace.root.get("hook")
+        # Each implementation is called on its own so the registry knows who registered what
+        # (pluggy's hook call would merge them); tracing is reported the same way.
         for impl in hook.get_hookimpls():
+            trace(f"register_{kind} [{impl.plugin_name}]")
             def register(obj: Any, _owner: str = impl.plugin_name) -> None:
                 reg.add(obj, _owner)
 
-            hook_caller = getattr(impl, "function")
             try:
-                hook_caller(register=register)
+                impl.function(register=register)
             except PluginError:
                 raise
             except Exception as exc:  # a plugin's bug, reported with its name

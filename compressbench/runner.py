@@ -28,8 +28,9 @@ from compressbench.method import Context
 from compressbench.plugins import PluginManager, distribution_version
 from compressbench.suite import Step, Suite, UserTask, check, method_params
 from compressbench.tasks import Task, file_task
+from compressbench.training import set_seed
 
-CACHE_VERSION = 1  # bump when the training loop changes what a cached model would be
+CACHE_VERSION = 2  # bump when the training loop changes what a cached model would be
 TEACHER_LABEL = "teacher"
 DATA_KNOBS = ("max_train_samples", "max_val_samples", "val_fraction", "max_eval_samples",
               "data_seed", "max_seq_length")
@@ -225,6 +226,7 @@ class Runner:
                     load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
                     else (lambda: models.load_model(teacher_folder)))
                 start = time.perf_counter()
+                set_seed(job.seed)  # new heads and random students are initialised from it
                 model = method.build(ctx, params)
                 info = {"method": step.method, "params": schema.as_dict(params),
                         "runs": ctx.train_results,

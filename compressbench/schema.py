@@ -48,14 +48,14 @@ def convert(tp: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error is the precise one
+            return convert(options[0], value, where)
+        for arg in options:
             try:
                 return convert(arg, value, where)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                pass
         expected = " or ".join(type_label(a) for a in args)
         raise ConfigError(f"{where}: expected {expected}, got {type_name(value)} {value!r}")
     if origin is typing.Literal:

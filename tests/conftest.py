@@ -22,17 +22,15 @@ NEG = ["a dull , lifeless mess", "boring and far too long", "the worst script in
        "i hated it"]
 
 
-@pytest.fixture(scope="session")
-def tiny_teacher(tmp_path_factory) -> Path:
-    """A 2-layer, hidden-32 BERT with the bert-base-uncased vocabulary, saved like a Hub model."""
+def save_tiny_bert(folder: Path, layers: int) -> Path:
+    """A hidden-32 BERT with the bert-base-uncased vocabulary, saved like a Hub model."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from compressbench.models import embedded_teacher_path
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=128)
     BertModel(config).save_pretrained(folder)
@@ -41,18 +39,15 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_teacher4(tmp_path_factory) -> Path:
-    """Like tiny_teacher, with 4 layers (for student layer-mapping tests)."""
-    import torch
-    from transformers import BertConfig, BertModel
+def tiny_teacher(tmp_path_factory) -> Path:
+    """2 layers: the default teacher of the unit tests."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), 2)
 
-    folder = tmp_path_factory.mktemp("tiny-bert4")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=128)
-    BertModel(config).save_pretrained(folder)
-    return folder
+
+@pytest.fixture(scope="session")
+def tiny_teacher4(tmp_path_factory) -> Path:
+    """4 layers: for student layer mappings and layer dropping."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert4"), 4)
 
 
 def write(path: Path, text: str) -> Path:
@@ -120,8 +115,8 @@ def data_dir(tmp_path) -> Path:
         write(g / f"{folder}/train.tsv", body)
         write(g / f"{folder}/dev.tsv", body)
     conll = "-DOCSTART- -X- -X- O\n\n" + "".join(
-        f"EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\ncall NN I-NP O\n"
-        f"by IN B-PP O\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n. . O O\n\n"
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\ncall NN I-NP O\n"
+        "by IN B-PP O\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n. . O O\n\n"
         for _ in range(12))
     for name in ("train.txt", "valid.txt", "test.txt"):
         write(root / "conll2003" / name, conll)

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make run DATA_DIR=../shared/data   # set up .venv (CPU torch) and run suites/glue.yaml
+#   make test                          # set up .venv and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+SUITE ?= suites/glue.yaml
+DATA_DIR ?= $(COMPRESSBENCH_DATA_DIR)
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test bench clean
+
+$(STAMP): pyproject.toml examples/compressbench-drop-layers/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: a CPU wheel; unpinned, pip may pull GBs of CUDA packages
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e examples/compressbench-drop-layers
+	touch $@
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/compressbench run $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+test: $(STAMP)
+	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest -q tests examples/compressbench-drop-layers/tests
+
+bench: $(STAMP)
+	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest benchmarks --benchmark-only -s
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .benchmarks

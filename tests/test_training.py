@@ -1,0 +1,133 @@
+"""The shared training loop, batching, students: on tiny in-process models."""
+from __future__ import annotations
+
+import torch
+
+from compressbench import data as D
+from compressbench import models
+from compressbench.suite import Training
+from compressbench.tasks import builtin_tasks
+from compressbench.training import predict, set_seed, supervised_loss, train
+
+
+def task(name):
+    return next(t for t in builtin_tasks() if t.name == name)
+
+
+def test_collate_pads_dynamically():
+    feats = [{"input_ids": [101, 5, 102], "token_type_ids": [0, 0, 0], "labels": 1},
+             {"input_ids": [101, 102], "token_type_ids": [0, 0], "labels": 0}]
+    b = D.collate(feats)
+    assert b["input_ids"].tolist() == [[101, 5, 102], [101, 102, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert b["labels"].tolist() == [1, 0]
+    tok = D.collate([{"input_ids": [1, 2], "labels": [D.IGNORE, 3]}, {"input_ids": [1],
+                                                                       "labels": [2]}])
+    assert tok["labels"].tolist() == [[D.IGNORE, 3], [2, D.IGNORE]]
+
+
+def test_length_grouped_batches_cover_everything_and_group_lengths():
+    lengths = [i % 37 for i in range(400)]
+    batches = D.length_grouped_batches(lengths, 8, seed=1, group=50)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(400))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
+    assert spread / len(batches) < 3  # sorted within mega-batches: little padding
+    assert batches != D.length_grouped_batches(lengths, 8, seed=2, group=50)
+
+
+def test_prepare_holds_out_validation_deterministically(data_dir):
+    t = task("sst2")
+    cfg = Training(max_train_samples=30, max_val_samples=5)
+    a, b = D.prepare(t, data_dir, cfg), D.prepare(t, data_dir, cfg)
+    assert len(a.val) == 5 and len(a.train) == 30
+    assert a.fingerprint == b.fingerprint
+    texts = {(e.text_a, e.label) for e in a.val}
+    assert a.val_source.startswith("5 examples held out")
+    c = D.prepare(t, data_dir, Training(max_train_samples=30, max_val_samples=5, data_seed=1))
+    assert {(e.text_a, e.label) for e in c.val} != texts or c.fingerprint != a.fingerprint
+
+
+def test_token_alignment_labels_first_subword(tiny_teacher):
+    t = task("conll2003")
+    tok = models.load_tokenizer(str(tiny_teacher))
+    from compressbench.tasks import Example
+    ex = Example(["Blackburnian", "runs"], None, [1, 0])
+    f = D.encode(t, tok, [ex], 32)[0]
+    first = f["word_starts"][0]
+    assert f["labels"][first] == 1 and f["labels"][f["word_starts"][1]] == 0
+    assert f["labels"][0] == D.IGNORE and f["labels"][-1] == D.IGNORE  # [CLS], [SEP]
+    assert f["word_starts"][1] - first > 1  # the first word was split into sub-words
+
+
+def learn(tiny_teacher, data_dir, seed=0, epochs=4.0):
+    t = task("sst2")
+    cfg = Training(epochs=epochs, batch_size=8, learning_rate=3e-3, max_val_samples=8,
+                   warmup_ratio=0.0)
+    d = D.prepare(t, data_dir, cfg)
+    tok = models.load_tokenizer(str(tiny_teacher))
+    tr, va = D.encode(t, tok, d.train, 32), D.encode(t, tok, d.val, 32)
+    set_seed(seed)  # the runner seeds before a method builds its model (new head init)
+    model = models.load_pretrained(str(tiny_teacher), "classification", 2)
+    events = []
+    result = train(model, supervised_loss("classification"), t, tr, va, d.val, cfg, seed,
+                   emit=lambda e, data: events.append((e, data)))
+    return model, result, events, d, tok
+
+
+def test_training_learns_and_selects_best_epoch(tiny_teacher, data_dir):
+    model, result, events, d, tok = learn(tiny_teacher, data_dir)
+    assert result.steps == 4 * ((len(d.train) + 7) // 8)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.best_score == max(h["val_score"] for h in result.history)
+    assert result.best_score >= 0.75  # 7 positive and 7 negative phrases: easy to separate
+    assert any(e == "validation" for e, _ in events)
+    dev = D.encode(task("sst2"), tok, d.evals["dev"], 32)
+    preds = predict(model, task("sst2"), dev)
+    assert len(preds) == len(dev) and set(preds) <= {0, 1}
+
+
+def test_training_is_deterministic(tiny_teacher, data_dir):
+    a = learn(tiny_teacher, data_dir, seed=3, epochs=1.0)[0]
+    b = learn(tiny_teacher, data_dir, seed=3, epochs=1.0)[0]
+    c = learn(tiny_teacher, data_dir, seed=4, epochs=1.0)[0]
+    wa, wb, wc = (m.classifier.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_student_layer_maps():
+    assert models.layer_map(6, 3, "teacher-skip") == [0, 2, 4]
+    assert models.layer_map(12, 6, "teacher-skip") == [0, 2, 4, 6, 8, 10]
+    assert models.layer_map(6, 3, "teacher-first") == [0, 1, 2]
+
+
+def test_make_student_copies_the_mapped_layers(tiny_teacher4):
+    teacher = models.load_pretrained(str(tiny_teacher4), "classification", 2)
+    student = models.make_student(teacher, models.StudentSpec(layers=2, init="teacher-skip"))
+    assert student.config.num_hidden_layers == 2
+    t_layers, s_layers = teacher.bert.encoder.layer, student.bert.encoder.layer
+    assert torch.equal(s_layers[0].output.dense.weight, t_layers[0].output.dense.weight)
+    assert torch.equal(s_layers[1].output.dense.weight, t_layers[2].output.dense.weight)
+    first = models.make_student(teacher, models.StudentSpec(layers=2, init="teacher-first"))
+    assert torch.equal(first.bert.encoder.layer[1].output.dense.weight,
+                       t_layers[1].output.dense.weight)
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight,
+                       teacher.bert.embeddings.word_embeddings.weight)
+    rand = models.make_student(teacher, models.StudentSpec(layers=1, init="random",
+                                                           hidden_size=16,
+                                                           num_attention_heads=2,
+                                                           intermediate_size=32))
+    assert rand.config.hidden_size == 16
+
+
+def test_save_load_roundtrip(tmp_path, tiny_teacher):
+    model = models.load_pretrained(str(tiny_teacher), "regression", 1).eval()
+    folder = models.save_model(model, tmp_path / "m", "regression")
+    again = models.load_model(folder)
+    x = {"input_ids": torch.tensor([[101, 2000, 102]])}
+    assert torch.allclose(model(**x).logits, again(**x).logits)
+    assert models.weights_size(folder) > 0
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))  # no save_pretrained: torch format
+    folder2 = models.save_model(plain, tmp_path / "p", "classification")
+    assert (folder2 / "model.pt").is_file()
+    assert isinstance(models.load_model(folder2), torch.nn.Sequential)
