@@ -13,7 +13,6 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml examples/compressbench-drop-layers/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: a CPU wheel; unpinned, pip may pull GBs of CUDA packages
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
