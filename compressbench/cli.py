@@ -118,6 +118,7 @@ def plugin_manager(args, extra_files=()):
 
 
 def cmd_run(args) -> int:
+    from compressbench import results
     from compressbench.report import write_reports
     from compressbench.runner import run_suite
     from compressbench.suite import load_suite
@@ -134,7 +135,7 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
               f"again to resume", file=sys.stderr)
         return 130
-    latest = {r["job_id"]: r for r in records}
+    latest = results.latest(records)
     failed = [r for r in latest.values() if r["status"] != "ok"]
     print(f"[compressbench] {len(latest) - len(failed)} jobs ok, {len(failed)} failed, "
           f"{time.time() - start:.0f}s; results in {run_dir / 'results.jsonl'}", file=sys.stderr)

@@ -204,7 +204,7 @@ def weights_size(folder: Path) -> int:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(total, non-zero) over parameters and buffers that hold weights (not masks/ids)."""
+    """(total, non-zero) over the model's parameters."""
     total = nonzero = 0
     for p in model.parameters():
         total += p.numel()
@@ -213,20 +213,13 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def forward_kwargs(model: nn.Module, batch: dict) -> dict:
-    """The batch minus inputs the model does not take (DistilBERT has no token_type_ids)."""
-    accepted = getattr(model, "_compressbench_inputs", None)
-    if accepted is None:
-        import inspect
-        params = inspect.signature(model.forward).parameters
-        accepts_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        accepted = None if accepts_all else set(params)
-        try:
-            model._compressbench_inputs = accepted if accepted is not None else "all"
-        except Exception:
-            pass
-    if accepted in (None, "all"):
+    """The batch minus ``labels`` and inputs the model does not take (DistilBERT has no
+    token_type_ids)."""
+    import inspect
+    params = inspect.signature(model.forward).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return {k: v for k, v in batch.items() if k != "labels"}
-    return {k: v for k, v in batch.items() if k in accepted and k != "labels"}
+    return {k: v for k, v in batch.items() if k in params and k != "labels"}
 
 
 def logits_of(output: Any) -> torch.Tensor:

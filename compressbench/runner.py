@@ -19,6 +19,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from compressbench import data as D
 from compressbench import models, results, schema
@@ -26,7 +27,7 @@ from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.measure import cpu_model, measure_model
 from compressbench.method import Context
 from compressbench.plugins import PluginManager, distribution_version
-from compressbench.suite import Step, Suite, UserTask, check, method_params
+from compressbench.suite import Step, Suite, Training, UserTask, check, method_params
 from compressbench.tasks import Task, file_task
 from compressbench.training import set_seed
 
@@ -40,6 +41,16 @@ def default_cache_dir() -> Path:
 
 def digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class Planned(NamedTuple):
+    """One step of a job, resolved: what to run, with what, and where it is cached."""
+
+    step: Step
+    method: Any
+    params: Any
+    training: Training
+    key: str
 
 
 @dataclass(frozen=True)
@@ -130,31 +141,32 @@ class Runner:
         teacher_job = Job(task.name, TEACHER_LABEL, teacher_seed, (teacher_step,))
         jobs = [teacher_job] + [Job(task.name, m.label, seed, m.steps)
                                 for m in suite.methods for seed in suite.seeds]
-        teacher_keys = self.step_keys(teacher_job, base_key)
-        teacher_folder = self.cache_dir / "models" / teacher_keys[-1]
+        teacher_plan = self.plan(teacher_job, base_key)
+        teacher_folder = self.cache_dir / "models" / teacher_plan[-1].key
         for job in jobs:
             is_teacher = job is teacher_job
-            keys = teacher_keys if is_teacher else self.step_keys(job, teacher_keys[-1])
-            job_key = digest(keys[-1], schema.as_dict(suite.measure), data.fingerprint,
+            plan = teacher_plan if is_teacher else self.plan(job, teacher_plan[-1].key)
+            job_key = digest(plan[-1].key, schema.as_dict(suite.measure), data.fingerprint,
                              {s: len(e) for s, e in data.evals.items()}, task.metrics)
             if done.get(job.id) == job_key:
                 continue
-            self.run_job(job, job_key, keys, task, data, feats, tokenizer, env,
+            self.run_job(job, job_key, plan, task, data, feats, tokenizer, env,
                          None if is_teacher else teacher_folder)
 
-    def step_keys(self, job: Job, start: str) -> list[str]:
-        keys, prev = [], start
+    def plan(self, job: Job, start: str) -> list[Planned]:
+        """Each step of ``job`` with its parameters, training settings and cache key."""
+        planned, prev = [], start
         for step in job.steps:
             method = self.pm.methods.get(step.method)
             params = method_params(method, step, str(self.suite.path))
             cfg = self.suite.training_for(step.training, step.where)
             prev = digest(prev, step.method, getattr(method, "version", "1"),
                           schema.as_dict(params), schema.as_dict(cfg), job.seed)
-            keys.append(prev)
-        return keys
+            planned.append(Planned(step, method, params, cfg, prev))
+        return planned
 
     # ------------------------------------------------------------------ one job
-    def run_job(self, job: Job, job_key: str, keys: list[str], task: Task, data: D.TaskData,
+    def run_job(self, job: Job, job_key: str, plan: list[Planned], task: Task, data: D.TaskData,
                 feats: dict, tokenizer, env: dict, teacher_folder: Path | None) -> dict:
         started = time.time()
         record = {"job_id": job.id, "key": job_key, "suite": self.suite.name,
@@ -173,7 +185,7 @@ class Runner:
             if teacher_folder is not None and not models.is_saved(teacher_folder):
                 raise CompressBenchError(f"the teacher for task '{task.name}' is not available "
                                          f"(its job failed); fix that first")
-            folder, training_log = self.build(job, keys, task, data, feats, tokenizer,
+            folder, training_log = self.build(job, plan, task, data, feats, tokenizer,
                                               teacher_folder)
             record.update(self.assess(job, folder, task, data, feats))
             record["training"] = training_log
@@ -189,29 +201,26 @@ class Runner:
         self.pm.hook.job_finished(job=job, record=record)
         return record
 
-    def build(self, job: Job, keys: list[str], task: Task, data: D.TaskData, feats: dict,
+    def build(self, job: Job, plan: list[Planned], task: Task, data: D.TaskData, feats: dict,
               tokenizer, teacher_folder: Path | None) -> tuple[Path, list[dict]]:
         """Run (or load from cache) each step of the job; returns the final model's folder."""
-        suite = self.suite
         prev_folder = teacher_folder
         log = []
 
         def emit(event: str, info: dict) -> None:
             self.pm.hook.job_event(job=job, event=event, data=info)
 
-        for step, key in zip(job.steps, keys):
+        for step, method, params, cfg, key in plan:
             folder = self.cache_dir / "models" / key
-            method = self.pm.methods.get(step.method)
             if models.is_saved(folder):
                 emit("cache_hit", {"key": key, "path": str(folder), "method": step.method})
                 info = json.loads((folder / "train.json").read_text())
             else:
-                params = method_params(method, step, str(suite.path))
                 scratch = self.cache_dir / "scratch" / key
                 scratch.mkdir(parents=True, exist_ok=True)
                 ctx = Context(
                     task=task, data=data, tokenizer=tokenizer, features=feats,
-                    training=suite.training_for(step.training, step.where), seed=job.seed,
+                    training=cfg, seed=job.seed,
                     pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
                     load_teacher=lambda: models.load_model(teacher_folder),
                     load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
