@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--format", default="md,html",
                      help="comma-separated reporter names (default md,html)")
+    rep.add_argument("--grid", action="store_true",
+                     help="also show every grid setting tried, with its validation score")
     common(rep)
 
     val = sub.add_parser("validate", help="check a suite without running it",
@@ -149,7 +151,7 @@ def cmd_report(args) -> int:
     from compressbench.report import write_reports
     pm = plugin_manager(args)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    for path in write_reports(args.run_dir, formats, pm):
+    for path in write_reports(args.run_dir, formats, pm, grid=args.grid):
         print(path)
     return 0
 

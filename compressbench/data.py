@@ -129,6 +129,16 @@ def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
             dtype = torch.float if isinstance(first, float) else torch.long
             lab = torch.tensor([f["labels"] for f in features], dtype=dtype)  # (B,)
         batch["labels"] = lab
+    for key, first in features[0].items():  # per-example tensors, e.g. teacher logits
+        if not isinstance(first, torch.Tensor):
+            continue
+        if first.dim() == 0 or first.dim() == 1:
+            batch[key] = torch.stack([f[key] for f in features])  # (B,) or (B, C)
+        else:  # token level (T, C): padded with zeros to the batch width -> (B, T_max, C)
+            out = first.new_zeros((len(features), width, *first.shape[1:]))
+            for i, f in enumerate(features):
+                out[i, :f[key].shape[0]] = f[key]
+            batch[key] = out
     return batch
 
 

@@ -6,11 +6,15 @@ and ``build(ctx, params) -> nn.Module``. It supplies a model and a loss; trainin
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from compressbench import models, training
@@ -26,6 +30,8 @@ class Method:
     Params: type | None = None  # a dataclass; None when the method takes no parameters
     description: str = ""
     version: str = "1"  # bump to invalidate cached models when the method's code changes
+    training_defaults: dict = {}  # training settings this method needs by default (e.g. a
+    # larger learning rate); a suite entry's own `training:` overrides them
 
     def build(self, ctx: Context, params: Any) -> nn.Module:
         raise NotImplementedError
@@ -46,6 +52,8 @@ class Context:
     emit: Callable[[str, dict], None]
     load_teacher: Callable[[], nn.Module]  # the fine-tuned teacher for this task
     load_input: Callable[[], nn.Module]  # the previous chain step's model, else the teacher
+    teacher_outputs_dir: Path | None = None  # shared cache of the teacher's logits
+    data_dir: Path | None = None  # the suite's data directory (e.g. for a POS lexicon)
     train_results: list[dict] = field(default_factory=list)
 
     @property
@@ -71,13 +79,45 @@ class Context:
     def supervised_loss(self) -> training.LossFn:
         return training.supervised_loss(self.task.kind)
 
+    def teacher_logits(self, feats: list[dict] | str = "train") -> list[torch.Tensor]:
+        """The fine-tuned teacher's logits for ``feats`` (a split name or encoded examples), one
+        tensor per example: (C,), or (T, C) for token tasks. Computed once per teacher and
+        inputs, then read from the cache by every method that needs only logits."""
+        feats = self.features[feats] if isinstance(feats, str) else feats
+        digest = hashlib.sha256(json.dumps([f["input_ids"] for f in feats]).encode())
+        path = (self.teacher_outputs_dir / f"{digest.hexdigest()[:20]}.pt"
+                if self.teacher_outputs_dir else None)
+        if path is not None and path.is_file():
+            self.emit("teacher_logits", {"examples": len(feats), "cached": True})
+            return torch.load(path)
+        logits = training.logits_for(self.teacher(), feats, self.training.eval_batch_size,
+                                     self.pad_id)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(logits, tmp)
+            os.replace(tmp, path)
+        self.emit("teacher_logits", {"examples": len(feats), "cached": False})
+        return logits
+
+    def with_teacher_logits(self, feats: list[dict] | str = "train") -> list[dict]:
+        """``feats`` with each example's teacher logits under ``"teacher_logits"`` (the shared
+        loop's batches then carry them: (B, C), or (B, T, C) for token tasks)."""
+        rows = self.features[feats] if isinstance(feats, str) else feats
+        return [{**f, "teacher_logits": t} for f, t in zip(rows, self.teacher_logits(rows))]
+
     def train(self, model: nn.Module, loss_fn: training.LossFn,
-              description: str | None = None) -> training.TrainResult:
-        """Run the shared training loop on this task's training subset, selecting the best
-        epoch on the held-out validation split."""
+              description: str | None = None, *, feats: list[dict] | None = None,
+              extra: nn.Module | None = None, epochs: float | None = None,
+              validate: bool = True) -> training.TrainResult:
+        """Run the shared training loop on ``feats`` (default: this task's training subset),
+        selecting the best epoch on the held-out validation split (unless ``validate=False``).
+        ``extra``: more trainable modules the loss uses; ``epochs``: override for this stage."""
+        cfg = self.training if epochs is None else replace(self.training, epochs=epochs)
         result = training.train(
-            model, loss_fn, self.task, self.features["train"], self.features["val"],
-            self.data.val, self.training, self.seed, emit=self.emit, pad_id=self.pad_id,
-            description=description or f"{self.task.name}")
+            model, loss_fn, self.task, feats if feats is not None else self.features["train"],
+            self.features["val"], self.data.val, cfg, self.seed, emit=self.emit,
+            pad_id=self.pad_id, description=description or f"{self.task.name}", extra=extra,
+            validate=validate)
         self.train_results.append(result.as_dict())
         return result

@@ -133,8 +133,7 @@ def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
         path = resolve_model_ref(spec.init)
         return type(pretrained).from_pretrained(path, num_labels=config.num_labels,
                                                 problem_type=config.problem_type)
-    torch.manual_seed(0)
-    student = type(pretrained)(config)
+    student = type(pretrained)(config)  # random weights from the seeded global RNG
     if spec.init == "random":
         return student
     mapping = layer_map(n_teacher, layers, spec.init)
@@ -212,14 +211,19 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
 def forward_kwargs(model: nn.Module, batch: dict) -> dict:
-    """The batch minus ``labels`` and inputs the model does not take (DistilBERT has no
-    token_type_ids)."""
+    """The model inputs of ``batch`` that ``model.forward`` names (DistilBERT takes no
+    token_type_ids); labels and extra per-example tensors (teacher logits) are never passed.
+    A forward that names none of them but takes ``**kwargs`` gets all of them."""
     import inspect
     params = inspect.signature(model.forward).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return {k: v for k, v in batch.items() if k != "labels"}
-    return {k: v for k, v in batch.items() if k in params and k != "labels"}
+    named = [k for k in MODEL_INPUTS if k in params and k in batch]
+    if not named and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        named = [k for k in MODEL_INPUTS if k in batch]
+    return {k: batch[k] for k in named}
 
 
 def logits_of(output: Any) -> torch.Tensor:

@@ -33,6 +33,8 @@ class Row:
     speedup: float | None = None
     throughput: float | None = None
     peak_rss_mb: float | None = None
+    setting: str | None = None  # the grid setting chosen on validation (per seed if they differ)
+    grid: list[dict] = field(default_factory=list)  # every grid record, one list per seed
 
 
 @dataclass
@@ -52,6 +54,7 @@ class RunSummary:
     env: dict
     tables: list[TaskTable]
     records: list[dict]
+    show_grid: bool = False  # render every grid setting, not only the chosen one
 
 
 def mean(values: list[float]) -> float:
@@ -87,6 +90,11 @@ def summarise(run_dir: Path) -> RunSummary:
                   parameters=first["model"]["parameters"],
                   nonzero=first["model"]["nonzero_parameters"],
                   size_mb=first["model"]["size_bytes"] / 1e6)
+        if any("setting" in r for r in recs):
+            settings = [format_setting(r.get("setting", {})) for r in recs]
+            row.setting = settings[0] if len(set(settings)) == 1 else "; ".join(
+                f"seed {r['seed']}: {text}" for r, text in zip(recs, settings))
+            row.grid = [{"seed": r["seed"], "grid": r.get("grid", [])} for r in recs]
         if m:
             row.p50_ms = mean([r["measure"]["latency_ms"]["p50"] for r in recs])
             row.p90_ms = mean([r["measure"]["latency_ms"]["p90"] for r in recs])
@@ -108,6 +116,31 @@ def summarise(run_dir: Path) -> RunSummary:
 
 # --------------------------------------------------------------------------- formatting
 
+def format_setting(setting: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in setting.items())
+
+
+def grid_lines(table: TaskTable) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per method with a grid: (title, header, rows of setting and validation score per
+    seed)."""
+    out = []
+    for row in table.rows:
+        if not row.grid:
+            continue
+        seeds = [g["seed"] for g in row.grid]
+        settings = [format_setting(g["setting"]) for g in row.grid[0]["grid"]]
+        body = []
+        for i, text in enumerate(settings):
+            cells = []
+            for per_seed in row.grid:
+                g = per_seed["grid"][i]
+                cells.append(f"{g['val_score']:.4f}{' ✓' if g.get('chosen') else ''}")
+            body.append([text] + cells)
+        out.append((f"{row.label}: grid on validation ({table.main_metric}; ✓ chosen)",
+                    ["setting"] + [f"seed {seed}" for seed in seeds], body))
+    return out
+
+
 def fmt_values(values: list[float], digits: int = 4) -> str:
     if not values:
         return "–"
@@ -121,12 +154,15 @@ def fmt(value, spec: str, suffix: str = "") -> str:
 
 
 def table_cells(table: TaskTable) -> tuple[list[str], list[list[str]]]:
-    head = (["method", "steps", "seeds"] + table.metric_names +
+    grid = any(r.setting is not None for r in table.rows)
+    head = (["method", "steps"] + (["chosen setting"] if grid else []) + ["seeds"] +
+            table.metric_names +
             ["retained %", "params", "non-zero", "size MB", "p50 ms", "p90 ms", "speed-up",
              "ex/s (batch)", "peak RSS MB"])
     body = []
     for r in table.rows:
-        body.append([r.label, r.steps, str(len(r.seeds))] +
+        body.append([r.label, r.steps] + ([r.setting or ""] if grid else []) +
+                    [str(len(r.seeds))] +
                     [fmt_values(r.metrics.get(k, [])) for k in table.metric_names] +
                     [fmt(r.retained, ".1f"), fmt(r.parameters, ",d"), fmt(r.nonzero, ",d"),
                      fmt(r.size_mb, ".1f"), fmt(r.p50_ms, ".2f"), fmt(r.p90_ms, ".2f"),
@@ -162,6 +198,11 @@ class MarkdownReporter:
             for job_id, error in table.failed:
                 out.append(f"\n**failed** `{job_id}`: {error}")
             out.append("")
+            if summary.show_grid:
+                for title, header, rows in grid_lines(table):
+                    out += [f"### {title}", "", "| " + " | ".join(header) + " |",
+                            "|---|" + "---:|" * (len(header) - 1)]
+                    out += ["| " + " | ".join(cells) + " |" for cells in rows] + [""]
         out += ["## Environment", ""] + [f"- {line}" for line in protocol_lines(summary)]
         return "\n".join(out) + "\n"
 
@@ -190,6 +231,13 @@ class HtmlReporter:
             for job_id, error in table.failed:
                 parts.append(f"<p class=failed><b>failed</b> <code>{e(job_id)}</code>: "
                              f"{e(error)}</p>")
+            if summary.show_grid:
+                for title, header, rows in grid_lines(table):
+                    parts.append(f"<h3>{e(title)}</h3><table><thead><tr>" + "".join(
+                        f"<th>{e(h)}</th>" for h in header) + "</tr></thead><tbody>")
+                    parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"
+                              for cells in rows]
+                    parts.append("</tbody></table>")
         parts.append("<h2>Environment</h2><ul>")
         parts += [f"<li>{e(line)}</li>" for line in protocol_lines(summary)]
         parts.append("</ul></body></html>")
@@ -202,8 +250,9 @@ th,td{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;white-space
 th{background:#f4f4f4}td.num{text-align:right}.failed{color:#a00}code{font-size:90%}"""
 
 
-def write_reports(run_dir: Path, formats: list[str], pm) -> list[Path]:
+def write_reports(run_dir: Path, formats: list[str], pm, grid: bool = False) -> list[Path]:
     summary = summarise(run_dir)
+    summary.show_grid = grid
     paths = []
     for name in formats:
         reporter = pm.reporters.get(name, "--format")

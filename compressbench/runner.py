@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -27,7 +28,16 @@ from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.measure import cpu_model, measure_model
 from compressbench.method import Context
 from compressbench.plugins import PluginManager, distribution_version
-from compressbench.suite import Step, Suite, Training, UserTask, check, method_params
+from compressbench.suite import (
+    Step,
+    Suite,
+    Training,
+    UserTask,
+    check,
+    grid_settings,
+    method_params,
+    with_setting,
+)
 from compressbench.tasks import Task, file_task
 from compressbench.training import set_seed
 
@@ -65,6 +75,17 @@ class Job:
     @property
     def id(self) -> str:
         return f"{self.task}/{self.label}/seed{self.seed}"
+
+    @property
+    def has_grid(self) -> bool:
+        return any(step.grid for step in self.steps)
+
+
+class Variant(NamedTuple):
+    """One grid setting of a job (the job itself when it has no grid)."""
+
+    setting: dict  # grid key -> value; keys are prefixed "method." inside multi-step chains
+    steps: tuple[Step, ...]
 
 
 def resolve_task(suite: Suite, item: str | UserTask, pm: PluginManager) -> Task:
@@ -141,33 +162,55 @@ class Runner:
         teacher_job = Job(task.name, TEACHER_LABEL, teacher_seed, (teacher_step,))
         jobs = [teacher_job] + [Job(task.name, m.label, seed, m.steps)
                                 for m in suite.methods for seed in suite.seeds]
-        teacher_plan = self.plan(teacher_job, base_key)
-        teacher_folder = self.cache_dir / "models" / teacher_plan[-1].key
+        teacher_plan = self.plan(teacher_job, teacher_job.steps, base_key)
+        teacher_key = teacher_plan[-1].key
+        teacher_folder = self.cache_dir / "models" / teacher_key
+        self.teacher_outputs = self.cache_dir / "teacher-outputs" / teacher_key
         for job in jobs:
             is_teacher = job is teacher_job
-            plan = teacher_plan if is_teacher else self.plan(job, teacher_plan[-1].key)
-            job_key = digest(plan[-1].key, schema.as_dict(suite.measure), data.fingerprint,
-                             {s: len(e) for s, e in data.evals.items()}, task.metrics)
+            variants = self.variants(job)
+            plans = [teacher_plan] if is_teacher else [
+                self.plan(job, v.steps, teacher_key) for v in variants]
+            job_key = digest([p[-1].key for p in plans], schema.as_dict(suite.measure),
+                             data.fingerprint, {s: len(e) for s, e in data.evals.items()},
+                             task.metrics)
             if done.get(job.id) == job_key:
                 continue
-            self.run_job(job, job_key, plan, task, data, feats, tokenizer, env,
+            self.run_job(job, job_key, variants, plans, task, data, feats, tokenizer, env,
                          None if is_teacher else teacher_folder)
 
-    def plan(self, job: Job, start: str) -> list[Planned]:
-        """Each step of ``job`` with its parameters, training settings and cache key."""
-        planned, prev = [], start
+    def variants(self, job: Job) -> list[Variant]:
+        """The job's grid expanded: the product of every step's grid settings."""
+        per_step = []
         for step in job.steps:
             method = self.pm.methods.get(step.method)
+            prefix = f"{step.method}." if len(job.steps) > 1 else ""
+            per_step.append([({f"{prefix}{k}": v for k, v in setting.items()},
+                              with_setting(step, method, setting) if step.grid else step)
+                             for setting in grid_settings(step)])
+        out = []
+        for combo in itertools.product(*per_step):
+            setting = {k: v for part, _ in combo for k, v in part.items()}
+            out.append(Variant(setting, tuple(step for _, step in combo)))
+        return out
+
+    def plan(self, job: Job, steps: tuple[Step, ...], start: str) -> list[Planned]:
+        """Each step with its parameters, training settings and cache key."""
+        planned, prev = [], start
+        for step in steps:
+            method = self.pm.methods.get(step.method)
             params = method_params(method, step, str(self.suite.path))
-            cfg = self.suite.training_for(step.training, step.where)
+            defaults = getattr(method, "training_defaults", {})  # the suite's entry wins
+            cfg = self.suite.training_for({**defaults, **step.training}, step.where)
             prev = digest(prev, step.method, getattr(method, "version", "1"),
                           schema.as_dict(params), schema.as_dict(cfg), job.seed)
             planned.append(Planned(step, method, params, cfg, prev))
         return planned
 
     # ------------------------------------------------------------------ one job
-    def run_job(self, job: Job, job_key: str, plan: list[Planned], task: Task, data: D.TaskData,
-                feats: dict, tokenizer, env: dict, teacher_folder: Path | None) -> dict:
+    def run_job(self, job: Job, job_key: str, variants: list[Variant],
+                plans: list[list[Planned]], task: Task, data: D.TaskData, feats: dict,
+                tokenizer, env: dict, teacher_folder: Path | None) -> dict:
         started = time.time()
         record = {"job_id": job.id, "key": job_key, "suite": self.suite.name,
                   "suite_sha256": self.suite.sha256, "task": task.name, "label": job.label,
@@ -185,7 +228,21 @@ class Runner:
             if teacher_folder is not None and not models.is_saved(teacher_folder):
                 raise CompressBenchError(f"the teacher for task '{task.name}' is not available "
                                          f"(its job failed); fix that first")
-            folder, training_log = self.build(job, plan, task, data, feats, tokenizer,
+            chosen = 0
+            if len(plans) > 1:  # a grid: build every setting, keep the best on validation
+                grid = []
+                for variant, plan in zip(variants, plans):
+                    folder, _ = self.build(job, plan, task, data, feats, tokenizer,
+                                           teacher_folder)
+                    grid.append({"setting": variant.setting,
+                                 "val_score": self.validation_score(folder, task, data, feats)})
+                chosen = max(range(len(grid)), key=lambda i: (grid[i]["val_score"], -i))
+                grid[chosen]["chosen"] = True
+                record["grid"] = grid
+                record["setting"] = variants[chosen].setting
+                record["steps"] = [{"method": s.method, "params": s.params,
+                                    "training": s.training} for s in variants[chosen].steps]
+            folder, training_log = self.build(job, plans[chosen], task, data, feats, tokenizer,
                                               teacher_folder)
             record.update(self.assess(job, folder, task, data, feats))
             record["training"] = training_log
@@ -222,6 +279,8 @@ class Runner:
                     task=task, data=data, tokenizer=tokenizer, features=feats,
                     training=cfg, seed=job.seed,
                     pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
+                    teacher_outputs_dir=None if teacher_folder is None else self.teacher_outputs,
+                    data_dir=self.data_dir,
                     load_teacher=lambda: models.load_model(teacher_folder),
                     load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
                     else (lambda: models.load_model(teacher_folder)))
@@ -237,6 +296,15 @@ class Runner:
             log.append(info)
             prev_folder = folder
         return prev_folder, log
+
+    def validation_score(self, folder: Path, task: Task, data: D.TaskData,
+                         feats: dict) -> float:
+        """The main metric of a saved model on the held-out validation split."""
+        from compressbench.training import evaluate
+
+        model = models.load_model(folder)
+        return evaluate(model, task, data.val, feats["val"], self.suite.training.eval_batch_size,
+                        D.pad_id_of(model))[task.main_metric]
 
     def assess(self, job: Job, folder: Path, task: Task, data: D.TaskData,
                feats: dict) -> dict:

@@ -88,6 +88,7 @@ class Step:
     params: dict
     training: dict
     where: str  # key path of this step, for error messages
+    grid: dict = field(default_factory=dict)  # key -> values to try (method params or training)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class Suite:
 
 TOP_KEYS = ("version", "name", "teacher", "tasks", "methods", "seeds", "training", "measure",
             "plugins")
-ENTRY_KEYS = ("name", "label", "training", "chain")
+ENTRY_KEYS = ("name", "label", "training", "chain", "grid")
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -267,8 +268,17 @@ def parse_step(item: Any, where: str, file: str) -> Step:
     training = item.get("training", {})
     if not isinstance(training, dict):
         raise ConfigError(f"{file}: {where}.training: expected a mapping")
+    grid = item.get("grid", {})
+    if not isinstance(grid, dict) or not all(
+            isinstance(v, list) and v for v in grid.values()):
+        raise ConfigError(f"{file}: {where}.grid: expected a mapping of key -> non-empty list "
+                          f"of values, e.g. grid: {{temperature: [1, 2, 5]}}")
     params = {k: v for k, v in item.items() if k not in ENTRY_KEYS}
-    return Step(method=item["name"], params=params, training=training, where=where)
+    for key in grid:
+        if key in params or key in training:
+            raise ConfigError(f"{file}: {where}.grid.{key}: also set outside the grid; keep "
+                              f"one of the two")
+    return Step(method=item["name"], params=params, training=training, where=where, grid=grid)
 
 
 def check(suite: Suite, pm) -> None:
@@ -282,6 +292,12 @@ def check(suite: Suite, pm) -> None:
             method = pm.methods.get(step.method, f"{w}: {step.where}.name")
             method_params(method, step, w)
             suite.training_for(step.training, step.where)
+            for key, values in step.grid.items():
+                grid_target(method, key, f"{w}: {step.where}.grid")
+                for value in values:
+                    one = with_setting(step, method, {key: value})
+                    method_params(method, one, w)
+                    suite.training_for(one.training, step.where)
 
 
 def method_params(method, step: Step, file: str):
@@ -296,3 +312,38 @@ def method_params(method, step: Step, file: str):
     return schema.build(params_cls, step.params, f"{file}: {step.where}")
 
 
+
+
+def grid_target(method, key: str, where: str) -> str:
+    """Whether a grid key is one of the method's parameters ("params") or a training setting
+    ("training"); anything else is an error naming the allowed keys."""
+    from dataclasses import fields
+    params_cls = getattr(method, "Params", None)
+    names = [f.name for f in fields(params_cls)] if params_cls else []
+    if key in names:
+        return "params"
+    training_keys = [f.name for f in fields(Training) if f.name not in DATA_KNOBS]
+    if key in training_keys:
+        return "training"
+    if key in DATA_KNOBS:
+        raise ConfigError(f"{where}.{key}: a data setting is suite-wide and cannot be searched")
+    raise ConfigError(f"{where}.{key}: not a parameter of method '{method.name}' nor a training "
+                      f"setting.{did_you_mean(key, names + training_keys)} "
+                      f"Parameters: {', '.join(names) or '(none)'}")
+
+
+def with_setting(step: Step, method, setting: dict) -> Step:
+    """``step`` with one grid setting applied (and its grid removed)."""
+    from dataclasses import replace
+    params, training = dict(step.params), dict(step.training)
+    for key, value in setting.items():
+        target = grid_target(method, key, step.where + ".grid")
+        (params if target == "params" else training)[key] = value
+    return replace(step, params=params, training=training, grid={})
+
+
+def grid_settings(step: Step) -> list[dict]:
+    """Every combination of the step's grid values (one empty setting when it has no grid)."""
+    import itertools
+    keys = list(step.grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*step.grid.values())]

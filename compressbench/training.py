@@ -66,9 +66,13 @@ class TrainResult:
                 "history": self.history}
 
 
-def optimizer_for(model: nn.Module, cfg: Training) -> torch.optim.Optimizer:
+def optimizer_for(model: nn.Module, cfg: Training,
+                  extra: nn.Module | None = None) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    named = list(model.named_parameters())
+    if extra is not None:
+        named += list(extra.named_parameters())
+    for name, p in named:
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
@@ -82,8 +86,14 @@ def optimizer_for(model: nn.Module, cfg: Training) -> torch.optim.Optimizer:
 def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict],
           val_feats: list[dict], val_examples: list[Example], cfg: Training, seed: int,
           emit: Emit = lambda event, data: None, pad_id: int = 0,
-          description: str = "train") -> TrainResult:
-    """Train in place; on return ``model`` holds the weights that scored best on validation."""
+          description: str = "train", extra: nn.Module | None = None,
+          validate: bool = True) -> TrainResult:
+    """Train in place; on return ``model`` holds the weights that scored best on validation.
+
+    ``extra``: further trainable modules the loss uses (e.g. projections), optimised alongside.
+    ``validate=False``: no per-epoch selection (a stage whose logits mean nothing yet, such as
+    TinyBERT's intermediate-layer stage); the final weights are kept.
+    """
     from tqdm.auto import tqdm
 
     set_seed(seed)
@@ -91,7 +101,8 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
     per_epoch = math.ceil(len(train_feats) / cfg.batch_size)
     total = max(1, math.ceil(cfg.epochs * per_epoch))
     warmup = int(total * cfg.warmup_ratio)
-    optimizer = optimizer_for(model, cfg)
+    optimizer = optimizer_for(model, cfg, extra)
+    trainable = list(model.parameters()) + (list(extra.parameters()) if extra else [])
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: s / max(1, warmup) if s < warmup
         else max(0.0, (total - s) / max(1, total - warmup)))
@@ -102,6 +113,8 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
         while step < total:
             epoch += 1
             model.train()
+            if extra is not None:
+                extra.train()
             for idx in length_grouped_batches(lengths, cfg.batch_size, seed + epoch):
                 if step >= total:
                     break
@@ -109,7 +122,7 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                 out = loss_fn(model, batch)
                 loss, parts = out if isinstance(out, tuple) else (out, {})
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -120,6 +133,9 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                     emit("train_step", {"step": step, "epoch": epoch, "loss": loss.item(),
                                         "lr": schedule.get_last_lr()[0],
                                         **{k: float(v) for k, v in parts.items()}})
+            if not validate:
+                result.history.append({"epoch": epoch, "step": step})
+                continue
             score = evaluate(model, task, val_examples, val_feats, cfg.eval_batch_size,
                              pad_id)[task.metrics[0]]
             improved = best_state is None or score > result.best_score
@@ -169,3 +185,19 @@ def predict(model: nn.Module, task: Task, feats: list[dict], batch_size: int = 6
 def evaluate(model: nn.Module, task: Task, examples: list[Example], feats: list[dict],
              batch_size: int = 64, pad_id: int = 0) -> dict:
     return task.score(examples, predict(model, task, feats, batch_size, pad_id))
+
+
+@torch.inference_mode()
+def logits_for(model: nn.Module, feats: list[dict], batch_size: int = 64,
+               pad_id: int = 0) -> list[torch.Tensor]:
+    """The model's logits per example, in input order: (C,) per sequence, (T, C) per token
+    sequence (T: that example's length, padding cut off). Used to label a transfer set."""
+    model.eval()
+    out: list = [None] * len(feats)
+    for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
+        batch = collate([feats[i] for i in idx], pad_id)
+        logits = logits_of(model(**forward_kwargs(model, batch))).float()  # (B, C) / (B, T, C)
+        for j, i in enumerate(idx):
+            row = logits[j]
+            out[i] = row[:len(feats[i]["input_ids"])].clone() if row.dim() == 2 else row.clone()
+    return out

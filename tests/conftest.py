@@ -66,7 +66,10 @@ def sst2_rows(n: int) -> str:
 @pytest.fixture()
 def data_dir(tmp_path) -> Path:
     """Small files for every GLUE task and CoNLL-2003, in their original layouts."""
-    root = tmp_path / "data"
+    return make_data_dir(tmp_path / "data")
+
+
+def make_data_dir(root: Path) -> Path:
     g = root / "glue"
     write(g / "SST-2/train.tsv", sst2_rows(80))
     write(g / "SST-2/dev.tsv", sst2_rows(20))

@@ -23,8 +23,8 @@ def test_smoke_suite_via_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run/results.jsonl").open()]
     assert [r["job_id"] for r in records] == [
-        "sst2/teacher/seed42", "sst2/finetune-2L/seed42",
-        "stsb/teacher/seed42", "stsb/finetune-2L/seed42"]
+        "sst2/teacher/seed42", "sst2/finetune-2L/seed42", "sst2/kd-2L/seed42",
+        "stsb/teacher/seed42", "stsb/finetune-2L/seed42", "stsb/kd-2L/seed42"]
     for r in records:
         assert r["status"] == "ok"
         assert r["measure"]["latency_ms"]["p50"] > 0
@@ -33,9 +33,9 @@ def test_smoke_suite_via_cli(tmp_path):
     assert teacher["model"]["parameters"] == 22_713_986  # all-MiniLM-L6-v2 + a 2-class head
     assert student["model"]["parameters"] < teacher["model"]["parameters"]
     html = (tmp_path / "run/report.html").read_text()
-    assert "finetune-2L" in html and "<table>" in html
+    assert "finetune-2L" in html and "kd-2L" in html and "<table>" in html
     # a second run does no work at all
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0
     assert "started" not in proc.stderr
-    assert len((tmp_path / "run/results.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "run/results.jsonl").read_text().splitlines()) == 6

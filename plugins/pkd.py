@@ -1,0 +1,112 @@
+"""``pkd-skip`` and ``pkd-last``: Patient Knowledge Distillation (Sun, Cheng, Gan & Liu 2019,
+"Patient Knowledge Distillation for BERT Model Compression").
+
+A k-layer student initialised from the teacher's first k layers learns from the fine-tuned
+teacher's output and from its intermediate layers:
+
+    L = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(z_t || z_s at T) + beta * L_PT
+    L_PT = sum over mapped layers of || h_s / ||h_s|| - h_t / ||h_t|| ||^2 at [CLS]
+
+Mapped layers (student layer j = 1 .. k-1; the output layer is covered by the KL term):
+``skip`` takes every (N/k)-th teacher layer (12 -> 6: 2, 4, 6, 8, 10), ``last`` the last k-1
+layers before the output (12 -> 6: 7, 8, 9, 10, 11). For regression the soft term is the squared
+error to the teacher's prediction; for token tasks L_PT is averaged over the labelled tokens
+instead of [CLS].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from compressbench_plugins.kd import label_mask, masked_mean, soft_loss
+from torch import nn
+
+from compressbench import Method, hookimpl
+from compressbench.errors import ConfigError
+from compressbench.models import StudentSpec, forward_kwargs
+from compressbench.training import task_loss
+
+
+@dataclass(frozen=True)
+class Params:
+    temperature: float = 10.0  # Sun et al. 2019 §4.2 searched T in {5, 10, 20}
+    alpha: float = 0.5  # Sun et al. 2019 §4.2 searched alpha in {0.2, 0.5, 0.7}
+    beta: float = 100.0  # Sun et al. 2019 §4.2 searched beta in {10, 100, 500, 1000}
+    student: StudentSpec | None = None  # None: half the teacher's layers, its first ones
+
+    def __post_init__(self):
+        if self.temperature <= 0 or not 0 <= self.alpha <= 1 or self.beta < 0:
+            raise ValueError("temperature must be positive, alpha in [0, 1], beta >= 0")
+
+
+def pkd_layers(teacher_layers: int, student_layers: int, strategy: str) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs, 1-based layer outputs (index 0 is embeddings)."""
+    k, n = student_layers, teacher_layers
+    if strategy == "skip":
+        step = n // k
+        return [(j, j * step) for j in range(1, k)]
+    return [(j, n - k + j) for j in range(1, k)]
+
+
+def patient_loss(student_states: tuple, teacher_states: tuple, pairs: list[tuple[int, int]],
+                 mask: torch.Tensor | None) -> torch.Tensor:
+    """Sum over mapped layers of the squared distance between L2-normalised states, at [CLS]
+    (mask None) or averaged over the masked tokens (token tasks)."""
+    total = student_states[-1].new_zeros(())
+    for j, i in pairs:
+        if mask is None:
+            s = F.normalize(student_states[j][:, 0], dim=-1)  # (B, H) [CLS]
+            t = F.normalize(teacher_states[i][:, 0], dim=-1)  # (B, H)
+            total = total + ((s - t) ** 2).sum(-1).mean()
+        else:
+            s = F.normalize(student_states[j], dim=-1)  # (B, T, H)
+            t = F.normalize(teacher_states[i], dim=-1)  # (B, T, H)
+            total = total + masked_mean(((s - t) ** 2).sum(-1), mask)  # (B, T) -> scalar
+    return total
+
+
+def pkd_loss(teacher: nn.Module, kind: str, p: Params, pairs: list[tuple[int, int]]):
+    def loss_fn(model, batch):
+        with torch.no_grad():
+            t_out = teacher(**forward_kwargs(teacher, batch), output_hidden_states=True)
+        s_out = model(**forward_kwargs(model, batch), output_hidden_states=True)
+        mask = label_mask(kind, batch["labels"])
+        hard = task_loss(kind, s_out.logits, batch["labels"])
+        soft = soft_loss(s_out.logits, t_out.logits, p.temperature, kind, mask)
+        pt = patient_loss(s_out.hidden_states, t_out.hidden_states, pairs, mask)
+        loss = (1 - p.alpha) * hard + p.alpha * soft + p.beta * pt
+        return loss, {"hard": hard.item(), "soft": soft.item(), "pt": pt.item()}
+    return loss_fn
+
+
+class PKD(Method):
+    Params = Params
+
+    def __init__(self, strategy: str):
+        self.strategy = strategy
+        self.name = f"pkd-{strategy}"
+        self.description = (f"Sun et al. 2019 Patient KD, {strategy}: soft targets plus "
+                            f"normalised [CLS] states of {'every other' if strategy == 'skip' else 'the last'} teacher layers")
+
+    def build(self, ctx, params: Params):
+        teacher = ctx.teacher()
+        n = teacher.config.num_hidden_layers
+        spec = params.student or StudentSpec(init="teacher-first")
+        if spec.layers is None:
+            spec = replace(spec, layers=max(1, n // 2))
+        student = ctx.make_student(spec)
+        if student.config.hidden_size != teacher.config.hidden_size:
+            raise ConfigError(f"{self.name}: the patient loss compares hidden states, so the "
+                              f"student needs the teacher's hidden size")
+        pairs = pkd_layers(n, spec.layers, self.strategy)
+        ctx.emit("pkd_layers", {"pairs": pairs})
+        ctx.train(student, pkd_loss(teacher, ctx.task.kind, params, pairs),
+                  description=f"{ctx.task.name} {self.name}")
+        return student
+
+
+@hookimpl
+def register_methods(register):
+    register(PKD("skip"))
+    register(PKD("last"))
