@@ -228,22 +228,23 @@ class Runner:
             if teacher_folder is not None and not models.is_saved(teacher_folder):
                 raise CompressBenchError(f"the teacher for task '{task.name}' is not available "
                                          f"(its job failed); fix that first")
-            chosen = 0
-            if len(plans) > 1:  # a grid: build every setting, keep the best on validation
-                grid = []
+            if len(plans) == 1:
+                folder, training_log = self.build(job, plans[0], task, data, feats, tokenizer,
+                                                  teacher_folder)
+            else:  # a grid: build every setting, keep the best on validation
+                grid, built = [], []
                 for variant, plan in zip(variants, plans):
-                    folder, _ = self.build(job, plan, task, data, feats, tokenizer,
-                                           teacher_folder)
-                    grid.append({"setting": variant.setting,
-                                 "val_score": self.validation_score(folder, task, data, feats)})
+                    built.append(self.build(job, plan, task, data, feats, tokenizer,
+                                            teacher_folder))
+                    grid.append({"setting": variant.setting, "val_score":
+                                 self.validation_score(built[-1][0], task, data, feats)})
                 chosen = max(range(len(grid)), key=lambda i: (grid[i]["val_score"], -i))
                 grid[chosen]["chosen"] = True
+                folder, training_log = built[chosen]
                 record["grid"] = grid
                 record["setting"] = variants[chosen].setting
                 record["steps"] = [{"method": s.method, "params": s.params,
                                     "training": s.training} for s in variants[chosen].steps]
-            folder, training_log = self.build(job, plans[chosen], task, data, feats, tokenizer,
-                                              teacher_folder)
             record.update(self.assess(job, folder, task, data, feats))
             record["training"] = training_log
             record["model_dir"] = str(folder)

@@ -15,7 +15,7 @@ by third-party ones: ``from compressbench_plugins.kd import soft_loss``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +67,7 @@ def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature
 class Params:
     temperature: float = 2.0  # Hinton et al. 2015 §2.1: intermediate T suits a small student
     alpha: float = 0.9  # Hinton et al. 2015 §2: "a considerably lower weight" on hard labels
-    student: StudentSpec = StudentSpec(layers=3, init="teacher-skip")  # as the finetune baseline
+    student: StudentSpec | None = None  # None: half the teacher's layers, every other one
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -93,7 +93,11 @@ class KD(Method):
     description = "Hinton et al. 2015: soft targets at temperature T plus hard labels"
 
     def build(self, ctx, params: Params):
-        student = ctx.make_student(params.student)
+        source = ctx.pretrained()
+        spec = params.student or StudentSpec(init="teacher-skip")
+        if spec.layers is None:
+            spec = replace(spec, layers=max(1, source.config.num_hidden_layers // 2))
+        student = ctx.make_student(spec, source)
         ctx.train(student, kd_loss(ctx.task.kind, params.temperature, params.alpha),
                   description=f"{ctx.task.name} kd", feats=ctx.with_teacher_logits("train"))
         return student

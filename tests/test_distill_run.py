@@ -278,3 +278,23 @@ def test_report_shows_the_chosen_setting_and_on_demand_the_grid(tmp_path, capsys
     assert "| temperature=4 | 0.7500 ✓ | 0.2500 |" in md
     assert "| temperature=1 | 0.5000 | 0.5000 ✓ |" in md
     assert "grid on validation" in (run_dir / "report.html").read_text()
+
+
+def test_method_training_defaults_yield_to_the_suite_entry(tiny_teacher, tmp_path):
+    from compressbench.runner import Job, Runner
+    suite = load_suite(suite_file(tmp_path, f"""
+version: 1
+teacher: {{model: {tiny_teacher}}}
+tasks: [sst2]
+methods:
+  - bilstm
+  - {{name: bilstm, label: bilstm-slow, training: {{learning_rate: 1.0e-4}}}}
+  - {{name: kd, student: {{layers: 1}}}}
+training: {{learning_rate: 5.0e-5}}
+"""))
+    runner = Runner(suite, get_plugin_manager(), cache_dir=tmp_path / "cache")
+    rates = []
+    for entry in suite.methods:
+        job = Job("sst2", entry.label, 42, entry.steps)
+        rates.append(runner.plan(job, job.steps, "start")[0].training.learning_rate)
+    assert rates == [1e-3, 1e-4, 5e-5]  # method default, entry override, suite
