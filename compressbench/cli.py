@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     plug = sub.add_parser("plugins", help="list loaded plugins and what each registered")
     plug.add_argument("--json", action="store_true", help="machine-readable output")
+    plug.add_argument("--method", metavar="NAME",
+                      help="show one method: its description and parameters with defaults")
     common(plug)
     return ap
 
@@ -176,8 +178,12 @@ def cmd_validate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from compressbench.plugins import describe
-    rows = describe(plugin_manager(args))
+    from compressbench.plugins import describe, describe_method
+    pm = plugin_manager(args)
+    if args.method:
+        print(describe_method(pm.methods.get(args.method, "--method")))
+        return 0
+    rows = describe(pm)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -30,8 +30,9 @@ class Method:
     Params: type | None = None  # a dataclass; None when the method takes no parameters
     description: str = ""
     version: str = "1"  # bump to invalidate cached models when the method's code changes
-    training_defaults: dict = {}  # training settings this method needs by default (e.g. a
-    # larger learning rate); a suite entry's own `training:` overrides them
+    # training settings this method needs by default (e.g. a larger learning rate); a suite
+    # entry's own `training:` overrides them
+    training_defaults: ClassVar[dict] = {}
 
     def build(self, ctx: Context, params: Any) -> nn.Module:
         raise NotImplementedError

@@ -188,6 +188,31 @@ def describe(pm: PluginManager) -> list[dict]:
     return rows
 
 
+def describe_method(method) -> str:
+    """A method's description, then each parameter as written in its ``Params`` dataclass
+    (type, default and the comment that cites its source)."""
+    import dataclasses
+    import inspect
+    lines = [f"{method.name}: {getattr(method, 'description', '')}".rstrip(": ")]
+    params = getattr(method, "Params", None)
+    if params is None:
+        return "\n".join(lines + ["  (no parameters)"])
+    try:
+        source = inspect.getsource(params).splitlines()
+    except (OSError, TypeError):
+        source = []
+    for f in dataclasses.fields(params):
+        written = next((ln.strip() for ln in source if ln.strip().startswith(f"{f.name}:")), None)
+        if written is None:
+            default = f.default if f.default is not dataclasses.MISSING else "(required)"
+            written = f"{f.name} = {default!r}"
+        lines.append(f"  {written}")
+    defaults = getattr(method, "training_defaults", None)
+    if defaults:
+        lines.append(f"  training defaults: {defaults} (a suite entry's `training:` wins)")
+    return "\n".join(lines)
+
+
 def distribution_version(name: str) -> str:
     try:
         return importlib.metadata.version(name)

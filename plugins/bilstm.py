@@ -19,6 +19,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from compressbench_plugins.kd import label_mask, masked_mean
@@ -224,7 +225,7 @@ class BiLSTM(Method):
     name = "bilstm"
     Params = Params
     description = "Tang et al. 2019: BiLSTM student, MSE on logits, augmented transfer set"
-    training_defaults = {"learning_rate": 1e-3}  # an LSTM from scratch wants a larger step
+    training_defaults: ClassVar[dict] = {"learning_rate": 1e-3}  # an LSTM from scratch
 
     def build(self, ctx, params: Params):
         task = ctx.task

@@ -86,8 +86,9 @@ class PKD(Method):
     def __init__(self, strategy: str):
         self.strategy = strategy
         self.name = f"pkd-{strategy}"
+        layers = "every (N/k)-th teacher layer" if strategy == "skip" else "the last teacher layers"
         self.description = (f"Sun et al. 2019 Patient KD, {strategy}: soft targets plus "
-                            f"normalised [CLS] states of {'every other' if strategy == 'skip' else 'the last'} teacher layers")
+                            f"normalised [CLS] states matched to {layers}")
 
     def build(self, ctx, params: Params):
         teacher = ctx.teacher()

@@ -63,6 +63,13 @@ def layer_mapping(teacher_layers: int, student_layers: int) -> list[int]:
     return [m * teacher_layers // student_layers for m in range(1, student_layers + 1)]
 
 
+def keep_output(store: dict, layer: int):
+    """A forward hook that stores the module's output under ``layer``."""
+    def hook(module, inputs, output):
+        store[layer] = output
+    return hook
+
+
 class AttentionScores:
     """Captures each layer's queries and keys with forward hooks and turns them into the
     pre-softmax scores QK^T / sqrt(d) (B, heads, T, T): works for BERT and DistilBERT."""
@@ -74,7 +81,7 @@ class AttentionScores:
             if match:
                 store = self.q if match.group(2) in ("query", "q_lin") else self.k
                 self.handles.append(module.register_forward_hook(
-                    lambda mod, inp, out, i=int(match.group(1)), s=store: s.__setitem__(i, out)))
+                    keep_output(store, int(match.group(1)))))
         if not self.handles:
             raise ConfigError(f"tinybert: found no attention query/key layers in "
                               f"{type(model).__name__} (BERT-family models only)")

@@ -100,3 +100,14 @@ def test_plugins_lists_builtins(capsys):
 def test_block_plugin(capsys):
     code, out, _ = run_cli(capsys, "plugins", "-p", "no:finetune")
     assert code == 0 and "method:finetune" not in out
+
+
+def test_plugins_method_shows_parameters_with_their_sources(capsys):
+    assert main(["plugins", "--method", "kd"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("kd: Hinton et al. 2015")
+    assert "temperature: float = 2.0  # Hinton et al. 2015" in out
+    assert main(["plugins", "--method", "bilstm"]) == 0
+    assert "training defaults: {'learning_rate': 0.001}" in capsys.readouterr().out
+    assert main(["plugins", "--method", "kdd"]) == 2
+    assert "Did you mean: kd" in capsys.readouterr().err

@@ -218,7 +218,7 @@ def test_bilstm_loss_is_mse_on_logits():
     model = Fixed([[1.0, 2.0]])
     batch = batch_of([0]) | {"teacher_logits": torch.tensor([[0.0, 0.0]])}
     assert bilstm.bilstm_loss("classification", 0.0)(model, batch).item() == pytest.approx(2.5)
-    loss, parts = bilstm.bilstm_loss("classification", 0.5)(model, batch)
+    loss, _ = bilstm.bilstm_loss("classification", 0.5)(model, batch)
     ce = -math.log(softmax([1.0, 2.0])[0])
     assert loss.item() == pytest.approx(0.5 * ce + 0.5 * 2.5, abs=1e-6)
 

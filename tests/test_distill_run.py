@@ -52,7 +52,7 @@ measure: {{enabled: false}}
 
 
 def test_every_method_runs_on_every_kind_of_task(distill_run):
-    tmp, records = distill_run
+    _, records = distill_run
     failed = [(r["job_id"], r.get("error")) for r in records if r["status"] != "ok"]
     assert not failed
     labels = {r["label"] for r in records}
