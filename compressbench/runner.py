@@ -76,10 +76,6 @@ class Job:
     def id(self) -> str:
         return f"{self.task}/{self.label}/seed{self.seed}"
 
-    @property
-    def has_grid(self) -> bool:
-        return any(step.grid for step in self.steps)
-
 
 class Variant(NamedTuple):
     """One grid setting of a job (the job itself when it has no grid)."""
@@ -165,7 +161,6 @@ class Runner:
         teacher_plan = self.plan(teacher_job, teacher_job.steps, base_key)
         teacher_key = teacher_plan[-1].key
         teacher_folder = self.cache_dir / "models" / teacher_key
-        self.teacher_outputs = self.cache_dir / "teacher-outputs" / teacher_key
         for job in jobs:
             is_teacher = job is teacher_job
             variants = self.variants(job)
@@ -280,7 +275,8 @@ class Runner:
                     task=task, data=data, tokenizer=tokenizer, features=feats,
                     training=cfg, seed=job.seed,
                     pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
-                    teacher_outputs_dir=None if teacher_folder is None else self.teacher_outputs,
+                    teacher_outputs_dir=None if teacher_folder is None
+                    else self.cache_dir / "teacher-outputs" / teacher_folder.name,
                     data_dir=self.data_dir,
                     load_teacher=lambda: models.load_model(teacher_folder),
                     load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder

@@ -18,12 +18,13 @@ Two modes:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from compressbench_plugins.kd import label_mask, masked_mean, soft_loss
+from compressbench_plugins.kd import half_student, label_mask, masked_mean, soft_loss
 from torch import nn
 
 from compressbench import Method, hookimpl
@@ -73,13 +74,6 @@ PER_LAYER = {  # BERT module -> DistilBERT module, inside one transformer layer
     "output.dense": "ffn.lin2", "output.LayerNorm": "output_layer_norm"}
 MLM_HEAD = {"cls.predictions.transform.dense": "vocab_transform",
             "cls.predictions.transform.LayerNorm": "vocab_layer_norm"}
-
-
-def student_spec(spec: StudentSpec | None, teacher_layers: int) -> StudentSpec:
-    """The paper's student by default: half the layers, every other teacher layer."""
-    from dataclasses import replace
-    spec = spec or StudentSpec(init="teacher-skip")
-    return spec if spec.layers is not None else replace(spec, layers=max(1, teacher_layers // 2))
 
 
 def is_bert(model: nn.Module) -> bool:
@@ -154,6 +148,18 @@ def cosine_loss(student_h: torch.Tensor, teacher_h: torch.Tensor,
     return masked_mean(1 - cos, attention_mask.bool())
 
 
+def weighted_terms(terms: list[tuple[str, float, Callable[[], torch.Tensor]]],
+                   like: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Sum of weight * term; a term whose weight is 0 is not computed (the Table 4 ablation).
+    Returns the loss and each computed term's value, for the progress events."""
+    parts, loss = {}, like.new_zeros(())
+    for name, weight, compute in terms:
+        if weight > 0:
+            parts[name] = compute()
+            loss = loss + weight * parts[name]
+    return loss, {k: v.item() for k, v in parts.items()}
+
+
 def hidden_width(model: nn.Module) -> int:
     return model.config.hidden_size
 
@@ -166,19 +172,13 @@ def triple_loss(teacher: nn.Module, kind: str, p: Params):
         s_out = model(**forward_kwargs(model, batch), output_hidden_states=True)
         s_logits, t_logits = s_out.logits, t_out.logits  # (B, C) or (B, T, C)
         mask = label_mask(kind, batch["labels"])
-        parts, loss = {}, s_logits.new_zeros(())
-        if p.alpha_ce > 0:
-            parts["ce"] = soft_loss(s_logits, t_logits, p.temperature, kind, mask)
-            loss = loss + p.alpha_ce * parts["ce"]
-        if p.alpha_task > 0:
-            parts["task"] = task_loss(kind, s_logits, batch["labels"])
-            loss = loss + p.alpha_task * parts["task"]
-        if p.alpha_cos > 0:
+        return weighted_terms([
+            ("ce", p.alpha_ce, lambda: soft_loss(s_logits, t_logits, p.temperature, kind, mask)),
+            ("task", p.alpha_task, lambda: task_loss(kind, s_logits, batch["labels"])),
             # last hidden states (B, T, H) of both, over non-padding tokens
-            parts["cos"] = cosine_loss(s_out.hidden_states[-1], t_out.hidden_states[-1],
-                                       batch["attention_mask"])
-            loss = loss + p.alpha_cos * parts["cos"]
-        return loss, {k: v.item() for k, v in parts.items()}
+            ("cos", p.alpha_cos, lambda: cosine_loss(s_out.hidden_states[-1],
+                                                     t_out.hidden_states[-1],
+                                                     batch["attention_mask"]))], s_logits)
     return loss_fn
 
 
@@ -226,19 +226,15 @@ def mlm_loss(teacher: nn.Module, probs: torch.Tensor, p: Params, mask_id: int, v
             t_out = teacher(**inputs, output_hidden_states=True)
         s_out = model(**inputs, output_hidden_states=True)
         real = batch["attention_mask"].bool()  # (B, T): the soft loss covers every real token
-        parts, loss = {}, s_out.logits.new_zeros(())
-        if p.alpha_ce > 0:
-            parts["ce"] = soft_loss(s_out.logits, t_out.logits, p.temperature, "token", real)
-            loss = loss + p.alpha_ce * parts["ce"]
-        if p.alpha_mlm > 0:
-            parts["mlm"] = F.cross_entropy(s_out.logits.flatten(0, 1), labels.flatten(),
-                                           ignore_index=IGNORE)  # (B*T, V) vs (B*T,)
-            loss = loss + p.alpha_mlm * parts["mlm"]
-        if p.alpha_cos > 0:
-            parts["cos"] = cosine_loss(s_out.hidden_states[-1], t_out.hidden_states[-1],
-                                       batch["attention_mask"])
-            loss = loss + p.alpha_cos * parts["cos"]
-        return loss, {k: v.item() for k, v in parts.items()}
+        return weighted_terms([
+            ("ce", p.alpha_ce,
+             lambda: soft_loss(s_out.logits, t_out.logits, p.temperature, "token", real)),
+            ("mlm", p.alpha_mlm,  # (B*T, V) vs (B*T,)
+             lambda: F.cross_entropy(s_out.logits.flatten(0, 1), labels.flatten(),
+                                     ignore_index=IGNORE)),
+            ("cos", p.alpha_cos, lambda: cosine_loss(s_out.hidden_states[-1],
+                                                     t_out.hidden_states[-1],
+                                                     batch["attention_mask"]))], s_out.logits)
     return loss_fn
 
 
@@ -307,7 +303,7 @@ class DistilBERT(Method):
             return self.pretrain(ctx, params)
         teacher = ctx.teacher()
         source = ctx.pretrained()
-        spec = student_spec(params.student, source.config.num_hidden_layers)
+        spec = half_student(params.student, source.config.num_hidden_layers)
         student = make_student(source, spec, ctx.task.kind)
         if params.alpha_cos > 0 and hidden_width(student) != hidden_width(teacher):
             raise ConfigError("distilbert: the cosine loss needs the teacher's hidden size; "
@@ -326,7 +322,7 @@ class DistilBERT(Method):
             raise ConfigError(f"distilbert.mlm_teacher: '{ref}' has a vocabulary of {vocab}, "
                               f"the suite's tokenizer {len(ctx.tokenizer)}; use a teacher with "
                               f"the same vocabulary")
-        spec = student_spec(params.student, teacher.config.num_hidden_layers)
+        spec = half_student(params.student, teacher.config.num_hidden_layers)
         student = make_student(teacher, spec, "mlm")
         feats = corpus_features(ctx, params)
         probs = token_probs(feats, vocab, ctx.tokenizer.all_special_ids, params.mlm_smoothing)

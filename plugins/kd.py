@@ -63,6 +63,13 @@ def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature
     return masked_mean(-(p_t * log_p_s).sum(-1), mask)  # (B,) / (B, T) -> scalar
 
 
+def half_student(spec: StudentSpec | None, teacher_layers: int,
+                 init: str = "teacher-skip") -> StudentSpec:
+    """``spec``, or the usual distillation student: half the teacher's layers."""
+    spec = spec or StudentSpec(init=init)
+    return spec if spec.layers is not None else replace(spec, layers=max(1, teacher_layers // 2))
+
+
 @dataclass(frozen=True)
 class Params:
     temperature: float = 2.0  # Hinton et al. 2015 §2.1: intermediate T suits a small student
@@ -94,9 +101,7 @@ class KD(Method):
 
     def build(self, ctx, params: Params):
         source = ctx.pretrained()
-        spec = params.student or StudentSpec(init="teacher-skip")
-        if spec.layers is None:
-            spec = replace(spec, layers=max(1, source.config.num_hidden_layers // 2))
+        spec = half_student(params.student, source.config.num_hidden_layers)
         student = ctx.make_student(spec, source)
         ctx.train(student, kd_loss(ctx.task.kind, params.temperature, params.alpha),
                   description=f"{ctx.task.name} kd", feats=ctx.with_teacher_logits("train"))

@@ -15,11 +15,11 @@ instead of [CLS].
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from compressbench_plugins.kd import label_mask, masked_mean, soft_loss
+from compressbench_plugins.kd import half_student, label_mask, masked_mean, soft_loss
 from torch import nn
 
 from compressbench import Method, hookimpl
@@ -93,9 +93,7 @@ class PKD(Method):
     def build(self, ctx, params: Params):
         teacher = ctx.teacher()
         n = teacher.config.num_hidden_layers
-        spec = params.student or StudentSpec(init="teacher-first")
-        if spec.layers is None:
-            spec = replace(spec, layers=max(1, n // 2))
+        spec = half_student(params.student, n, init="teacher-first")
         student = ctx.make_student(spec)
         if student.config.hidden_size != teacher.config.hidden_size:
             raise ConfigError(f"{self.name}: the patient loss compares hidden states, so the "
