@@ -1,7 +1,8 @@
 """compressbench: which way of making a BERT model smaller and faster costs the least accuracy.
 
 Public API: ``hookimpl`` (mark plugin hooks), ``Method`` and ``Context`` (write a method),
-``load_suite`` / ``run_suite`` (run from Python), ``get_plugin_manager``. Heavy modules (torch)
+``load_suite`` / ``run_suite`` (run from Python), ``get_plugin_manager``, ``load_model`` (any
+model a run saved or exported). Heavy modules (torch)
 are imported only when one of their names is used.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ _LAZY = {
     "StudentSpec": "compressbench.models", "Task": "compressbench.tasks",
     "Example": "compressbench.tasks", "load_suite": "compressbench.suite",
     "run_suite": "compressbench.runner", "get_plugin_manager": "compressbench.plugins",
+    "load_model": "compressbench.models",
 }
 
 __all__ = ["hookimpl", "CompressBenchError", "ConfigError", "DataError", "PluginError",

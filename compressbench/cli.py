@@ -1,4 +1,4 @@
-"""The ``compressbench`` command: run, report, validate, plugins."""
+"""The ``compressbench`` command: run, report, export, validate, plugins."""
 from __future__ import annotations
 
 import argparse
@@ -99,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("suite", type=Path)
     common(val)
 
+    exp = sub.add_parser("export", help="write one model of a run with its tokenizer and a "
+                                        "model card",
+                         description="Copy the model a run built for a task and method into "
+                                     "a folder, with its tokenizer, a README.md model card "
+                                     "(the run's metrics and measurements) and its result "
+                                     "record.")
+    exp.add_argument("run_dir", type=Path)
+    exp.add_argument("--task", required=True)
+    exp.add_argument("--method", required=True, help="the method's label in the suite "
+                                                     "(or 'teacher')")
+    exp.add_argument("--seed", type=int, default=None, help="needed when the run has several")
+    exp.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    exp.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+    common(exp)
+
     plug = sub.add_parser("plugins", help="list loaded plugins and what each registered")
     plug.add_argument("--json", action="store_true", help="machine-readable output")
     plug.add_argument("--method", metavar="NAME",
@@ -177,6 +192,13 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from compressbench.export import export
+    plugin_manager(args)  # plugins a torch-format model's classes may live in
+    print(export(args.run_dir, args.task, args.method, args.output, args.seed, args.force))
+    return 0
+
+
 def cmd_plugins(args) -> int:
     from compressbench.plugins import describe, describe_method
     pm = plugin_manager(args)
@@ -198,7 +220,7 @@ def cmd_plugins(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate,
-               "plugins": cmd_plugins}[args.command]
+               "plugins": cmd_plugins, "export": cmd_export}[args.command]
     try:
         return handler(args)
     except CompressBenchError as exc:

@@ -83,9 +83,12 @@ def peak_rss_mb() -> float:
 
 # --------------------------------------------------------------------------- parent side
 
-def measure_model(folder: Path, features: list[dict], cfg, plugin_files=()) -> dict:
+def measure_model(folder: Path, features: list[dict], cfg, plugin_files=(),
+                  reference: Path | None = None) -> dict:
     """Run the measuring subprocess on a saved model; ``features`` are tokenized examples
-    (``input_ids`` and maybe ``token_type_ids``) at their real lengths."""
+    (``input_ids`` and maybe ``token_type_ids``) at their real lengths. With ``reference``
+    (the teacher), the two are also timed alternately on the same examples: a paired speed-up
+    that drift between jobs (other load, clock changes) does not distort."""
     with tempfile.TemporaryDirectory(prefix="compressbench-measure-") as tmp:
         inputs = Path(tmp) / "inputs.json"
         out = Path(tmp) / "out.json"
@@ -98,6 +101,8 @@ def measure_model(folder: Path, features: list[dict], cfg, plugin_files=()) -> d
                "--throughput-samples", str(cfg.throughput_samples)]
         for p in plugin_files:
             cmd += ["--plugin", str(p)]
+        if reference is not None:
+            cmd += ["--reference", str(reference)]
         env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads),
                "MKL_NUM_THREADS": str(cfg.threads), "TOKENIZERS_PARALLELISM": "false"}
         try:
@@ -114,8 +119,45 @@ def measure_model(folder: Path, features: list[dict], cfg, plugin_files=()) -> d
 
 # --------------------------------------------------------------------------- child side
 
+def time_calls(calls, samples: list[float]) -> None:
+    """Run each ``(model, kwargs)``, appending its time in ms to ``samples``."""
+    for model, kwargs in calls:
+        start = time.perf_counter()
+        try:
+            model(**kwargs)
+        finally:
+            samples.append((time.perf_counter() - start) * 1000)
+
+
+def paired_latency(model, reference, inputs: list[dict], warmup: int) -> dict:
+    """Model and reference alternately on each example (which goes first alternates too)."""
+    import torch
+
+    from compressbench.data import collate
+    from compressbench.models import forward_kwargs
+
+    mine = [forward_kwargs(model, collate([f])) for f in inputs]
+    theirs = [forward_kwargs(reference, collate([f])) for f in inputs]
+    a: list[float] = []
+    b: list[float] = []
+    with torch.inference_mode():
+        for i in range(warmup):
+            model(**mine[i % len(mine)])
+            reference(**theirs[i % len(theirs)])
+        for i, (x, y) in enumerate(zip(mine, theirs)):
+            if i % 2 == 0:
+                time_calls([(model, x)], a)
+                time_calls([(reference, y)], b)
+            else:
+                time_calls([(reference, y)], b)
+                time_calls([(model, x)], a)
+    sa, sb = Summary.of(a), Summary.of(b)
+    return {"model_ms": asdict(sa), "reference_ms": asdict(sb), "speedup": sb.p50 / sa.p50}
+
+
 def run_child(folder: Path, inputs: list[dict], threads: int, warmup: int, n_latency: int,
-              repeats: int, batch_size: int, n_throughput: int, plugin_files=()) -> dict:
+              repeats: int, batch_size: int, n_throughput: int, plugin_files=(),
+              reference: Path | None = None) -> dict:
     baseline = rss_mb()
     import torch
 
@@ -155,13 +197,19 @@ def run_child(folder: Path, inputs: list[dict], threads: int, warmup: int, n_lat
                 model(**kwargs)
         finally:
             elapsed = time.perf_counter() - start
+    peak = peak_rss_mb()  # before a reference model is loaded
+    paired = None
+    if reference is not None:
+        paired = paired_latency(model, load_model(reference), inputs[:n_latency], warmup)
+        paired["reference"] = str(reference)
     return {
         "latency_ms": asdict(Summary.of(samples)),
+        "paired": paired,
         "latency_samples_ms": [round(s, 4) for s in samples],
         "throughput": {"batch_size": batch_size, "examples": len(pool),
                        "examples_per_s": len(pool) / elapsed},
         "memory_mb": {"baseline_rss": baseline, "after_imports_rss": after_imports,
-                      "model_rss": after_load - after_imports, "peak_rss": peak_rss_mb()},
+                      "model_rss": after_load - after_imports, "peak_rss": peak},
         "threads": threads, "torch_threads": torch.get_num_threads(),
         "mean_tokens": statistics.fmean(len(f["input_ids"]) for f in inputs[:n_latency]),
         "cpu": cpu_model(),
@@ -182,10 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--throughput-samples", type=int, default=256)
     ap.add_argument("--plugin", action="append", default=[])
+    ap.add_argument("--reference", type=Path, default=None,
+                    help="a second saved model (the teacher) for a paired speed-up")
     a = ap.parse_args(argv)
     result = run_child(a.folder, json.loads(a.inputs.read_text()), a.threads, a.warmup,
                        a.latency_samples, a.repeats, a.batch_size, a.throughput_samples,
-                       a.plugin)
+                       a.plugin, a.reference)
     a.output.write_text(json.dumps(result))
     return 0
 

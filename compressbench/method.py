@@ -107,18 +107,28 @@ class Context:
         rows = self.features[feats] if isinstance(feats, str) else feats
         return [{**f, "teacher_logits": t} for f, t in zip(rows, self.teacher_logits(rows))]
 
+    def train_steps(self, feats: list[dict] | None = None, epochs: float | None = None) -> int:
+        """How many optimiser steps ``train`` will take on ``feats`` (default: the training
+        subset) for ``epochs`` (default: this step's training settings)."""
+        n = len(feats if feats is not None else self.features["train"])
+        return training.total_steps(n, self.training.batch_size,
+                                    self.training.epochs if epochs is None else epochs)
+
     def train(self, model: nn.Module, loss_fn: training.LossFn,
               description: str | None = None, *, feats: list[dict] | None = None,
               extra: nn.Module | None = None, epochs: float | None = None,
-              validate: bool = True) -> training.TrainResult:
+              validate: bool = True, on_step: Callable[[int, int], None] | None = None,
+              select_from_step: int = 0) -> training.TrainResult:
         """Run the shared training loop on ``feats`` (default: this task's training subset),
         selecting the best epoch on the held-out validation split (unless ``validate=False``).
-        ``extra``: more trainable modules the loss uses; ``epochs``: override for this stage."""
+        ``extra``: more trainable modules the loss uses; ``epochs``: override for this stage;
+        ``on_step(step, total)``: called after each optimiser step (and with 0 before the
+        first); ``select_from_step``: epochs ending earlier are not selectable."""
         cfg = self.training if epochs is None else replace(self.training, epochs=epochs)
         result = training.train(
             model, loss_fn, self.task, feats if feats is not None else self.features["train"],
             self.features["val"], self.data.val, cfg, self.seed, emit=self.emit,
             pad_id=self.pad_id, description=description or f"{self.task.name}", extra=extra,
-            validate=validate)
+            validate=validate, on_step=on_step, select_from_step=select_from_step)
         self.train_results.append(result.as_dict())
         return result

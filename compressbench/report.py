@@ -28,9 +28,11 @@ class Row:
     parameters: int | None = None
     nonzero: int | None = None
     size_mb: float | None = None
+    sparse_mb: float | None = None  # bitmask + non-zero values, for unstructured sparsity
     p50_ms: float | None = None
     p90_ms: float | None = None
     speedup: float | None = None
+    paired_speedup: float | None = None  # the teacher and this model timed alternately
     throughput: float | None = None
     peak_rss_mb: float | None = None
     setting: str | None = None  # the grid setting chosen on validation (per seed if they differ)
@@ -89,7 +91,8 @@ def summarise(run_dir: Path) -> RunSummary:
                   score=[r["score"] for r in recs],
                   parameters=first["model"]["parameters"],
                   nonzero=first["model"]["nonzero_parameters"],
-                  size_mb=first["model"]["size_bytes"] / 1e6)
+                  size_mb=first["model"]["size_bytes"] / 1e6,
+                  sparse_mb=(first["model"].get("sparse_size_bytes") or 0) / 1e6 or None)
         if any("setting" in r for r in recs):
             settings = [format_setting(r.get("setting", {})) for r in recs]
             row.setting = settings[0] if len(set(settings)) == 1 else "; ".join(
@@ -100,6 +103,11 @@ def summarise(run_dir: Path) -> RunSummary:
             row.p90_ms = mean([r["measure"]["latency_ms"]["p90"] for r in recs])
             row.throughput = mean([r["measure"]["throughput"]["examples_per_s"] for r in recs])
             row.peak_rss_mb = max(r["measure"]["memory_mb"]["peak_rss"] for r in recs)
+            paired = [r["measure"].get("paired") for r in recs]
+            if all(paired):
+                row.paired_speedup = mean([p["speedup"] for p in paired])
+            elif label == "teacher":
+                row.paired_speedup = 1.0
         tables[task].rows.append(row)
     for table in tables.values():
         table.rows.sort(key=lambda row: row.label != "teacher")  # stable: suite order kept
@@ -107,7 +115,9 @@ def summarise(run_dir: Path) -> RunSummary:
         for row in table.rows:
             if teacher and mean(teacher.score) > 0:  # a ratio to a score <= 0 means nothing
                 row.retained = 100 * mean(row.score) / mean(teacher.score)
-            if teacher and teacher.p50_ms and row.p50_ms:
+            if row.paired_speedup is not None:
+                row.speedup = row.paired_speedup
+            elif teacher and teacher.p50_ms and row.p50_ms:  # records without a paired run
                 row.speedup = teacher.p50_ms / row.p50_ms
     env = records[0].get("env", {})
     return RunSummary(run_dir, records[0]["suite"], records[0].get("suite_sha256", ""), env,
@@ -155,29 +165,48 @@ def fmt(value, spec: str, suffix: str = "") -> str:
 
 def table_cells(table: TaskTable) -> tuple[list[str], list[list[str]]]:
     grid = any(r.setting is not None for r in table.rows)
+    sparse = any(r.sparse_mb is not None for r in table.rows)
     head = (["method", "steps"] + (["chosen setting"] if grid else []) + ["seeds"] +
             table.metric_names +
-            ["retained %", "params", "non-zero", "size MB", "p50 ms", "p90 ms", "speed-up",
-             "ex/s (batch)", "peak RSS MB"])
+            ["retained %", "params", "non-zero", "size MB"] + (["sparse MB"] if sparse else []) +
+            ["p50 ms", "p90 ms", "speed-up", "ex/s (batch)", "peak RSS MB"])
     body = []
     for r in table.rows:
         body.append([r.label, r.steps] + ([r.setting or ""] if grid else []) +
                     [str(len(r.seeds))] +
                     [fmt_values(r.metrics.get(k, [])) for k in table.metric_names] +
                     [fmt(r.retained, ".1f"), fmt(r.parameters, ",d"), fmt(r.nonzero, ",d"),
-                     fmt(r.size_mb, ".1f"), fmt(r.p50_ms, ".2f"), fmt(r.p90_ms, ".2f"),
+                     fmt(r.size_mb, ".1f")] + ([fmt(r.sparse_mb, ".1f")] if sparse else []) +
+                    [fmt(r.p50_ms, ".2f"), fmt(r.p90_ms, ".2f"),
                      fmt(r.speedup, ".2f", "×"), fmt(r.throughput, ".1f"),
                      fmt(r.peak_rss_mb, ".0f")])
     return head, body
 
 
+SPARSE_NOTE = ("sparse MB: rows with unstructured sparsity also stored as a bitmask plus the "
+               "non-zero values (`sparse.safetensors`). Their latency is measured on the dense "
+               "model with dense kernels, which skip no zeros: unstructured sparsity shrinks "
+               "storage, not latency.")
+
+
+def table_notes(table: TaskTable) -> list[str]:
+    return [SPARSE_NOTE] if any(r.sparse_mb is not None for r in table.rows) else []
+
+
+PAIRED_NOTE = ("; speed-up = teacher p50 / model p50 with the two timed alternately on the "
+               "same examples in one process (paired), so drift between jobs cancels out; "
+               "the p50/p90 columns are each model's own run")
+
+
 def protocol_lines(summary: RunSummary) -> list[str]:
     env = summary.env
+    paired = any(r.paired_speedup is not None and r.label != "teacher"
+                 for t in summary.tables for r in t.rows)
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
     return [f"suite: {summary.suite} (sha256 {summary.suite_sha256[:12]})",
             f"CPU: {env.get('cpu', '?')}, {env.get('cores', '?')} cores; latency measured "
             f"with {env.get('measure_threads', '?')} thread(s), batch 1, real lengths, "
-            f"tokenization not timed",
+            f"tokenization not timed" + (PAIRED_NOTE if paired else ""),
             f"versions: {versions}"]
 
 
@@ -189,12 +218,13 @@ class MarkdownReporter:
         out = [f"# compressbench report: {summary.suite}", ""]
         for table in summary.tables:
             out += [f"## {table.task}", "",
-                    f"Main metric: `{table.main_metric}`; retained % and speed-up are relative "
-                    f"to the fine-tuned teacher.", ""]
+                    (f"Main metric: `{table.main_metric}`; retained % and speed-up are relative "
+                    f"to the fine-tuned teacher."), ""]
             head, body = table_cells(table)
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
             out += ["| " + " | ".join(row) + " |" for row in body]
+            out += [f"\n{note}" for note in table_notes(table)]
             for job_id, error in table.failed:
                 out.append(f"\n**failed** `{job_id}`: {error}")
             out.append("")
@@ -213,9 +243,9 @@ class HtmlReporter:
 
     def render(self, summary: RunSummary) -> str:
         e = html.escape
-        parts = [f"<!doctype html><html><head><meta charset='utf-8'>"
+        parts = [(f"<!doctype html><html><head><meta charset='utf-8'>"
                  f"<title>compressbench: {e(summary.suite)}</title><style>{CSS}</style>"
-                 f"</head><body><h1>compressbench report: {e(summary.suite)}</h1>"]
+                 f"</head><body><h1>compressbench report: {e(summary.suite)}</h1>")]
         for table in summary.tables:
             head, body = table_cells(table)
             parts.append(f"<h2>{e(table.task)}</h2><p>Main metric: <code>"
@@ -228,6 +258,7 @@ class HtmlReporter:
                     f"<td{' class=num' if i >= 2 else ''}>{e(c)}</td>"
                     for i, c in enumerate(row)) + "</tr>")
             parts.append("</tbody></table>")
+            parts += [f"<p class=note>{e(note)}</p>" for note in table_notes(table)]
             for job_id, error in table.failed:
                 parts.append(f"<p class=failed><b>failed</b> <code>{e(job_id)}</code>: "
                              f"{e(error)}</p>")

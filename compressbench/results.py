@@ -53,3 +53,10 @@ def latest(records: list[dict]) -> dict[str, dict]:
 def finished(run_dir: Path) -> dict[str, str]:
     """job id -> key, for jobs whose latest record succeeded."""
     return {j: r["key"] for j, r in latest(read(run_dir)).items() if r.get("status") == "ok"}
+
+
+def model_path(run_dir: Path, record: dict) -> Path:
+    """The folder of a record's model: ``model_dir`` is relative to the run directory (older
+    records held an absolute cache path)."""
+    path = Path(record["model_dir"])
+    return path if path.is_absolute() else Path(run_dir) / path

@@ -240,9 +240,10 @@ class Runner:
                 record["setting"] = variants[chosen].setting
                 record["steps"] = [{"method": s.method, "params": s.params,
                                     "training": s.training} for s in variants[chosen].steps]
-            record.update(self.assess(job, folder, task, data, feats))
+            record.update(self.assess(job, folder, task, data, feats, teacher_folder))
             record["training"] = training_log
-            record["model_dir"] = str(folder)
+            record["cache_dir"] = str(folder)
+            record["model_dir"] = self.keep_model(job, folder)
             record["status"] = "ok"
         except CompressBenchError as exc:
             record.update(status="failed", error=str(exc))
@@ -294,6 +295,13 @@ class Runner:
             prev_folder = folder
         return prev_folder, log
 
+    def keep_model(self, job: Job, folder: Path) -> str:
+        """Put the job's model in the run directory (hard links to the cache where possible);
+        returns its path relative to the run directory."""
+        rel = Path("models") / job.id.replace("/", "__")
+        models.copy_model(folder, self.run_dir / rel)
+        return rel.as_posix()
+
     def validation_score(self, folder: Path, task: Task, data: D.TaskData,
                          feats: dict) -> float:
         """The main metric of a saved model on the held-out validation split."""
@@ -304,8 +312,9 @@ class Runner:
                         D.pad_id_of(model))[task.main_metric]
 
     def assess(self, job: Job, folder: Path, task: Task, data: D.TaskData,
-               feats: dict) -> dict:
-        """Evaluate the saved model on the reported split(s) and measure it."""
+               feats: dict, teacher_folder: Path | None = None) -> dict:
+        """Evaluate the saved model on the reported split(s) and measure it (with a paired
+        speed-up against the teacher, for every model but the teacher)."""
         from compressbench.training import predict
 
         suite = self.suite
@@ -324,7 +333,10 @@ class Runner:
         total, nonzero = models.count_parameters(model)
         out = {"metrics": metrics, "score": metrics[task.main_metric],
                "model": {"parameters": total, "nonzero_parameters": nonzero,
-                         "size_bytes": models.weights_size(folder)}}
+                         "size_bytes": models.weights_size(folder),
+                         "sparse_size_bytes": models.sparse_size(folder),
+                         "format": models.saved_format(folder),
+                         "dtypes": models.weight_dtypes(model)}}
         del model
         if suite.measure.enabled:
             sample = feats[task.eval_splits[0]]
@@ -332,7 +344,7 @@ class Runner:
             random.Random(0).shuffle(order)  # the same examples, in the same order, for all
             chosen = [sample[i] for i in order]
             out["measure"] = measure_model(folder, chosen, suite.measure,
-                                           self.pm.plugin_files)
+                                           self.pm.plugin_files, reference=teacher_folder)
         return out
 
 

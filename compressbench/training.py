@@ -83,23 +83,33 @@ def optimizer_for(model: nn.Module, cfg: Training,
         return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
 
+def total_steps(examples: int, batch_size: int, epochs: float) -> int:
+    """Optimiser steps for ``epochs`` passes over ``examples`` (a fraction of a last epoch
+    counts)."""
+    return max(1, math.ceil(epochs * math.ceil(examples / batch_size)))
+
+
 def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict],
           val_feats: list[dict], val_examples: list[Example], cfg: Training, seed: int,
           emit: Emit = lambda event, data: None, pad_id: int = 0,
           description: str = "train", extra: nn.Module | None = None,
-          validate: bool = True) -> TrainResult:
+          validate: bool = True, on_step: Callable[[int, int], None] | None = None,
+          select_from_step: int = 0) -> TrainResult:
     """Train in place; on return ``model`` holds the weights that scored best on validation.
 
     ``extra``: further trainable modules the loss uses (e.g. projections), optimised alongside.
     ``validate=False``: no per-epoch selection (a stage whose logits mean nothing yet, such as
     TinyBERT's intermediate-layer stage); the final weights are kept.
+    ``on_step(step, total)``: called after every optimiser step (step counts from 1) and once
+    with step 0 before the first; e.g. to apply pruning masks or a sparsity schedule.
+    ``select_from_step``: epochs that end before this step are validated but not selectable
+    (a gradual pruning schedule that has not reached its target yet).
     """
     from tqdm.auto import tqdm
 
     set_seed(seed)
     lengths = [len(f["input_ids"]) for f in train_feats]
-    per_epoch = math.ceil(len(train_feats) / cfg.batch_size)
-    total = max(1, math.ceil(cfg.epochs * per_epoch))
+    total = total_steps(len(train_feats), cfg.batch_size, cfg.epochs)
     warmup = int(total * cfg.warmup_ratio)
     optimizer = optimizer_for(model, cfg, extra)
     trainable = list(model.parameters()) + (list(extra.parameters()) if extra else [])
@@ -109,6 +119,8 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
     result, best_state, bad_epochs = TrainResult(), None, 0
     start, step, epoch = time.perf_counter(), 0, 0
     bar = tqdm(total=total, desc=description, leave=False, unit="step")
+    if on_step is not None:
+        on_step(0, total)
     try:
         while step < total:
             epoch += 1
@@ -127,6 +139,8 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                if on_step is not None:
+                    on_step(step, total)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
                 if step % 50 == 0 or step == total:
@@ -138,14 +152,15 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                 continue
             score = evaluate(model, task, val_examples, val_feats, cfg.eval_batch_size,
                              pad_id)[task.metrics[0]]
-            improved = best_state is None or score > result.best_score
+            eligible = step >= min(select_from_step, total)
+            improved = eligible and (best_state is None or score > result.best_score)
             result.history.append({"epoch": epoch, "step": step, "val_score": score})
             emit("validation", {"epoch": epoch, "metric": task.metrics[0], "value": score,
                                 "best": improved})
             if improved:
                 result.best_score, result.best_epoch, bad_epochs = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
-            else:
+            elif eligible:
                 bad_epochs += 1
                 if cfg.patience is not None and bad_epochs >= cfg.patience:
                     break

@@ -322,7 +322,7 @@ measure: {{enabled: false}}
     assert rec["status"] == "ok", rec.get("error")
     assert len(rec["training"][0]["runs"]) == 2  # intermediate stage, then prediction stage
     from compressbench.models import load_model
-    student = load_model(rec["model_dir"])
+    student = load_model(results.model_path(tmp_path / "run", rec))
     start = BertModel.from_pretrained(general)
     assert student.config.hidden_size == 16 and student.config.num_hidden_layers == 1
     # the student started from the checkpoint: a few AdamW steps at lr 5e-5 move a weight by
