@@ -197,10 +197,13 @@ def describe_method(method) -> str:
     params = getattr(method, "Params", None)
     if params is None:
         return "\n".join(lines + ["  (no parameters)"])
-    try:
-        source = inspect.getsource(params).splitlines()
-    except (OSError, TypeError):
-        source = []
+    source = []
+    for cls in params.__mro__:  # fields inherited from a shared base dataclass too
+        if dataclasses.is_dataclass(cls):
+            try:
+                source += inspect.getsource(cls).splitlines()
+            except (OSError, TypeError):
+                pass
     for f in dataclasses.fields(params):
         written = next((ln.strip() for ln in source if ln.strip().startswith(f"{f.name}:")), None)
         if written is None:
