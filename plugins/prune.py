@@ -108,6 +108,16 @@ def blocks(model: nn.Module, method: str) -> list[Block]:
                       f"{type(model).__name__} (use prune-magnitude or quantization instead)")
 
 
+def float_linears(model: nn.Module, layers: list[Block], method: str) -> list[Block]:
+    """``layers``, after checking that their projections are plain float Linear layers."""
+    for block in layers:
+        if type(model.get_submodule(block.query)) is not nn.Linear:
+            raise ConfigError(f"{method}: the model's layers are already quantized "
+                              f"({type(model.get_submodule(block.query)).__name__}); in a "
+                              f"chain, put the quant-* step after the pruning steps")
+    return layers
+
+
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     """Magnitude pruning's targets: a transformer's encoder Linear weights (not embeddings,
     pooler or head); any other model's Linear and LSTM weights except its output layer."""
@@ -117,6 +127,7 @@ def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
         layers = None
     if layers is not None:
         encoder = layers[0].query.split(".layer.")[0]
+        float_linears(model, layers, "prune-magnitude")
         return {f"{name}.weight": m.weight for name, m in model.named_modules()
                 if isinstance(m, nn.Linear) and name.startswith(encoder + ".")}
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -340,7 +351,7 @@ class PruneHeads(Method):
 
     def build(self, ctx, params: HeadParams):
         model = ctx.model()
-        layers = blocks(model, self.name)
+        layers = float_linears(model, blocks(model, self.name), self.name)
         heads = [model.get_submodule(b.query).out_features // b.head_size for b in layers]
         importance = gate_importance(model, ctx, [(b.attn_out, b.head_size) for b in layers],
                                      params.examples)
@@ -382,7 +393,7 @@ class PruneFFN(Method):
 
     def build(self, ctx, params: FFNParams):
         model = ctx.model()
-        layers = blocks(model, self.name)
+        layers = float_linears(model, blocks(model, self.name), self.name)
         if params.criterion == "taylor":
             importance = gate_importance(model, ctx, [(b.ffn_out, 1) for b in layers],
                                          params.examples)

@@ -213,6 +213,12 @@ def test_structured_pruning_refuses_a_bilstm_with_a_clear_error():
         blocks(BiLSTMStudent(100, 8, 6, 5, 2, "classification", pair=False), "prune-heads")
 
 
+def test_pruning_after_quantization_says_to_reorder_the_chain():
+    q = quantize("quant-dynamic", tiny_bert())
+    with pytest.raises(ConfigError, match="put the quant-\\* step after the pruning"):
+        prunable_weights(q)
+
+
 def test_expand_heads_to_features():
     assert expand(torch.tensor([0, 2]), 3).tolist() == [0, 1, 2, 6, 7, 8]
 
