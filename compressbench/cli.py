@@ -218,6 +218,9 @@ def cmd_plugins(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from compressbench.logs import quiet_logs
+
+    quiet_logs()
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate,
                "plugins": cmd_plugins, "export": cmd_export}[args.command]

@@ -26,8 +26,11 @@ def find_record(run_dir: Path, task: str, method: str, seed: int | None) -> dict
     if not matches:
         close = difflib.get_close_matches(f"{task}/{method}", pairs, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        labels = sorted({r["label"] for r in records if r["task"] == task})
+        known = (f"methods for {task}: {', '.join(labels)}" if labels else
+                 f"tasks: {', '.join(sorted({r['task'] for r in records}))}")
         raise CompressBenchError(f"{run_dir}: no job for --task {task} --method {method}."
-                                 f"{hint} In this run: {', '.join(pairs)}")
+                                 f"{hint} In this run, {known}")
     if seed is None and len(matches) > 1:
         seeds = ", ".join(str(r["seed"]) for r in matches)
         raise CompressBenchError(f"{task}/{method} ran with seeds {seeds}: choose one with "
@@ -89,9 +92,13 @@ def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
                      f"`{json.dumps(s['training'])}` |")
     if record.get("setting"):
         lines += ["", f"Grid setting chosen on validation: `{json.dumps(record['setting'])}`"]
+    data = record["data"]
+    scored = ", ".join(f"`{k[5:]}` ({v:,} examples)" for k, v in data.items()
+                       if k.startswith("eval_"))
     lines += ["", "## Metrics", "",
-              (f"Scored on {', '.join(k for k in record['data'] if k.startswith('eval_'))} "
-              f"({record['data']}); main metric `{record['main_metric']}`."), "",
+              (f"Scored on {scored}; trained on {data['train']:,} examples, model selection "
+               f"on {data['val']:,} ({data.get('val_source', '')}); main metric "
+               f"`{record['main_metric']}`."), "",
               "| metric | this model | teacher |", "|---|---:|---:|"]
     for name, value in record["metrics"].items():
         if isinstance(value, int | float):
@@ -117,6 +124,9 @@ def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
                   f"{tmeas['throughput']['examples_per_s']:.1f} ex/s" if tmeas else "–"),
                  ("peak RSS", f"{meas['memory_mb']['peak_rss']:.0f} MB",
                   f"{tmeas['memory_mb']['peak_rss']:.0f} MB" if tmeas else "–")]
+        if meas.get("paired"):
+            rows.append(("speed-up vs the teacher, timed alternately (paired)",
+                         f"{meas['paired']['speedup']:.2f}×", "1.00×"))
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     if meas:
         lines += ["", (f"Measured on {meas.get('cpu', '?')} with {meas.get('threads')} thread(s), "

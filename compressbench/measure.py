@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", type=Path, default=None,
                     help="a second saved model (the teacher) for a paired speed-up")
     a = ap.parse_args(argv)
+    from compressbench.logs import quiet_logs
+    quiet_logs()
     result = run_child(a.folder, json.loads(a.inputs.read_text()), a.threads, a.warmup,
                        a.latency_samples, a.repeats, a.batch_size, a.throughput_samples,
                        a.plugin, a.reference)

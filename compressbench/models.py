@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from compressbench.errors import ConfigError
+from compressbench.logs import quiet_logs
 
 META = "compressbench.json"
 SPARSE = "sparse.safetensors"
@@ -59,10 +60,7 @@ def resolve_model_ref(ref: str, base: Path | None = None) -> str:
 def quiet_transformers() -> None:
     """No per-load progress bars or 'newly initialised head' warnings in our output (nor
     torchao's notices about optional GPU kernels, when transformers imports it)."""
-    import logging
-
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_logs()
     import transformers
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
@@ -243,8 +241,9 @@ def load_model(folder: Path) -> nn.Module:
         model.load_state_dict(torch.load(folder / "model.pt", weights_only=True), assign=True)
     else:
         import warnings
-        with warnings.catch_warnings():  # quantized modules unpickle through TypedStorage
+        with warnings.catch_warnings():  # quantized modules unpickle through deprecated APIs
             warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation")
             model = torch.load(folder / "model.pt", weights_only=False)
     return model.eval()
 
