@@ -16,8 +16,9 @@ from compressbench.errors import CompressBenchError
 from compressbench.models import META, load_model, saved_format
 
 
-def find_record(run_dir: Path, task: str, method: str, seed: int | None) -> dict:
-    records = [r for r in results.latest(results.read(run_dir)).values()]
+def find_record(run_dir: Path, records: list[dict], task: str, method: str,
+                seed: int | None) -> dict:
+    """The record to export among the run's latest ``records``, else an error naming the fix."""
     if not records:
         raise CompressBenchError(f"{run_dir}: no results ({results.RESULTS} is missing or "
                                  f"empty)")
@@ -49,7 +50,8 @@ def find_record(run_dir: Path, task: str, method: str, seed: int | None) -> dict
 def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = None,
            force: bool = False) -> Path:
     run_dir, out = Path(run_dir), Path(out)
-    record = find_record(run_dir, task, method, seed)
+    records = list(results.latest(results.read(run_dir)).values())
+    record = find_record(run_dir, records, task, method, seed)
     source = results.model_path(run_dir, record)
     if not (source / META).is_file():
         raise CompressBenchError(f"{source}: the model of {record['job_id']} is missing (was "
@@ -61,8 +63,7 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
                                      f"another or pass --force to replace it")
         shutil.rmtree(out)
     shutil.copytree(source, out, dirs_exist_ok=True)  # a real copy: the export ships alone
-    teacher = next((r for r in results.latest(results.read(run_dir)).values()
-                    if r["task"] == task and r["label"] == "teacher"
+    teacher = next((r for r in records if r["task"] == task and r["label"] == "teacher"
                     and r.get("status") == "ok"), None)
     (out / "README.md").write_text(model_card(record, teacher, saved_format(out)),
                                    encoding="utf-8")

@@ -129,15 +129,21 @@ def time_calls(calls, samples: list[float]) -> None:
             samples.append((time.perf_counter() - start) * 1000)
 
 
-def paired_latency(model, reference, inputs: list[dict], warmup: int) -> dict:
-    """Model and reference alternately on each example (which goes first alternates too)."""
-    import torch
-
+def batch1_inputs(model, inputs: list[dict]) -> list[dict]:
+    """One forward's keyword arguments per example: (1, T) at its own length, no padding."""
     from compressbench.data import collate
     from compressbench.models import forward_kwargs
 
-    mine = [forward_kwargs(model, collate([f])) for f in inputs]
-    theirs = [forward_kwargs(reference, collate([f])) for f in inputs]
+    return [forward_kwargs(model, collate([f])) for f in inputs]
+
+
+def paired_latency(model, reference, mine: list[dict], inputs: list[dict],
+                   warmup: int) -> dict:
+    """Model and reference alternately on each example (which goes first alternates too);
+    ``mine`` are the model's batch-1 arguments for ``inputs``."""
+    import torch
+
+    theirs = batch1_inputs(reference, inputs)
     a: list[float] = []
     b: list[float] = []
     with torch.inference_mode():
@@ -172,21 +178,13 @@ def run_child(folder: Path, inputs: list[dict], threads: int, warmup: int, n_lat
     model = load_model(folder)
     after_load = rss_mb()
 
-    latency_inputs = []
-    for f in inputs[:n_latency]:
-        batch = collate([f])  # (1, T) at the example's own length: no padding
-        latency_inputs.append(forward_kwargs(model, batch))
+    latency_inputs = batch1_inputs(model, inputs[:n_latency])
     samples: list[float] = []
     with torch.inference_mode():
         for i in range(warmup):
             model(**latency_inputs[i % len(latency_inputs)])
         for _ in range(repeats):
-            for kwargs in latency_inputs:
-                start = time.perf_counter()
-                try:
-                    model(**kwargs)
-                finally:
-                    samples.append((time.perf_counter() - start) * 1000)
+            time_calls([(model, kwargs) for kwargs in latency_inputs], samples)
         pool = inputs[:n_throughput]
         batches = [forward_kwargs(model, collate(pool[i:i + batch_size]))
                    for i in range(0, len(pool), batch_size)]
@@ -200,7 +198,8 @@ def run_child(folder: Path, inputs: list[dict], threads: int, warmup: int, n_lat
     peak = peak_rss_mb()  # before a reference model is loaded
     paired = None
     if reference is not None:
-        paired = paired_latency(model, load_model(reference), inputs[:n_latency], warmup)
+        paired = paired_latency(model, load_model(reference), latency_inputs,
+                                inputs[:n_latency], warmup)
         paired["reference"] = str(reference)
     return {
         "latency_ms": asdict(Summary.of(samples)),

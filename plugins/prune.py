@@ -220,19 +220,16 @@ class PruneMagnitude(Method):
             masks.prune_to(params.sparsity)
             recover(ctx, model, params, self.name, on_step=lambda step, total: masks.apply())
         else:
-            ramp_end = {}
+            end = max(1, round(params.ramp * ctx.train_steps()))  # t_0 + n*dt, t_0 = 0
 
             def on_step(step: int, total: int) -> None:
-                end = ramp_end.setdefault("end", max(1, round(params.ramp * total)))
                 if step == 0 or step % params.frequency == 0 or step == end:
                     masks.prune_to(cubic_sparsity(step, 0, end, params.initial_sparsity,
                                                   params.sparsity))
                 else:
                     masks.apply()
 
-            steps = ctx.train_steps()
-            recover(ctx, model, params, self.name, on_step=on_step,
-                    select_from_step=max(1, round(params.ramp * steps)))
+            recover(ctx, model, params, self.name, on_step=on_step, select_from_step=end)
             masks.prune_to(params.sparsity)  # exact target, whatever epoch was selected
         ctx.emit("pruned", {"sparsity": sparsity_of(masks.weights),
                             "weights": sum(w.numel() for w in masks.weights.values())})
