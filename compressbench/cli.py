@@ -61,6 +61,18 @@ def common(parser: argparse.ArgumentParser) -> None:
                         help="show the full traceback of an error")
 
 
+def pick_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--latency-budget", type=float, default=None, metavar="MS",
+                        help="also name, per task, the best model whose p50 latency at batch 1 "
+                             "is at most MS milliseconds")
+    parser.add_argument("--within", type=float, default=1.0, metavar="POINTS",
+                        help="margin for 'as good as the teacher' in the what-to-pick summary, "
+                             "in points of the main metric x 100 (default 1)")
+    parser.add_argument("--examples", type=int, default=3, metavar="N",
+                        help="examples the teacher gets right and a method wrong, shown per "
+                             "method (default 3)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="compressbench",
@@ -81,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="model cache (default $COMPRESSBENCH_CACHE or ~/.cache/compressbench)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md/html")
+    pick_options(run)
     common(run)
 
     rep = sub.add_parser("report", help="render tables from a run directory",
@@ -88,9 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "partial runs and never re-runs anything.")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--format", default="md,html",
-                     help="comma-separated reporter names (default md,html)")
+                     help="comma-separated reporter names: md, html, csv, json or a plugin's "
+                          "(default md,html)")
     rep.add_argument("--grid", action="store_true",
                      help="also show every grid setting tried, with its validation score")
+    rep.add_argument("--data-dir", type=Path, default=None,
+                     help="only for runs that predate references/: rebuild the gold labels "
+                          "the error analysis needs from this data directory")
+    pick_options(rep)
     common(rep)
 
     val = sub.add_parser("validate", help="check a suite without running it",
@@ -159,8 +177,10 @@ def cmd_run(args) -> int:
     print(f"[compressbench] {len(latest) - len(failed)} jobs ok, {len(failed)} failed, "
           f"{time.time() - start:.0f}s; results in {run_dir / 'results.jsonl'}", file=sys.stderr)
     if not args.no_report:
-        for path in write_reports(run_dir, ["md", "html"], pm):
-            print(path)
+        for path in write_reports(run_dir, ["md", "html"], pm, latency_budget=args.latency_budget,
+                                  within=args.within, examples=args.examples):
+            if path.suffix in (".md", ".html"):
+                print(path)
     return 1 if failed else 0
 
 
@@ -168,7 +188,10 @@ def cmd_report(args) -> int:
     from compressbench.report import write_reports
     pm = plugin_manager(args)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    for path in write_reports(args.run_dir, formats, pm, grid=args.grid):
+    data_dir = args.data_dir or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    for path in write_reports(args.run_dir, formats, pm, grid=args.grid,
+                              latency_budget=args.latency_budget, within=args.within,
+                              examples=args.examples, data_dir=data_dir):
         print(path)
     return 0
 

@@ -60,3 +60,32 @@ def model_path(run_dir: Path, record: dict) -> Path:
     records held an absolute cache path)."""
     path = Path(record["model_dir"])
     return path if path.is_absolute() else Path(run_dir) / path
+
+
+REFERENCES = "references"
+
+
+def write_references(run_dir: Path, task, evals: dict) -> Path:
+    """The gold labels and texts of a task's reported splits, next to the predictions, so a
+    report can analyse errors without the data directory. ``evals``: split -> examples."""
+    out = Path(run_dir) / REFERENCES
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{task.name}.json"
+    body = {"task": task.name, "kind": task.kind, "labels": list(task.labels),
+            "splits": {split: {"a": [ex.text_a for ex in exs], "b": [ex.text_b for ex in exs],
+                               "label": [ex.label for ex in exs]}
+                       for split, exs in evals.items()}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_references(run_dir: Path, task: str) -> dict | None:
+    path = Path(run_dir) / REFERENCES / f"{task}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def read_predictions(run_dir: Path, job_id: str) -> dict | None:
+    path = Path(run_dir) / "predictions" / f"{job_id.replace('/', '__')}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -151,6 +151,7 @@ class Runner:
                  "val": D.encode(task, tokenizer, data.val, max_len)}
         for split, exs in data.evals.items():
             feats[split] = D.encode(task, tokenizer, exs, max_len)
+        results.write_references(self.run_dir, task, data.evals)
         base_key = digest(CACHE_VERSION, teacher_identity(self.teacher_ref), task.name,
                           data.fingerprint, max_len)
         teacher_seed = suite.teacher.seed if suite.teacher.seed is not None else suite.seeds[0]

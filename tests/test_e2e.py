@@ -33,7 +33,11 @@ def test_smoke_suite_via_cli(tmp_path):
     assert teacher["model"]["parameters"] == 22_713_986  # all-MiniLM-L6-v2 + a 2-class head
     assert student["model"]["parameters"] < teacher["model"]["parameters"]
     html = (tmp_path / "run/report.html").read_text()
-    assert "finetune-2L" in html and "kd-2L" in html and "<table>" in html
+    assert "finetune-2L" in html and "kd-2L" in html and "<table class='sortable'>" in html
+    # the run saved what the error analysis and the plots need
+    assert (tmp_path / "run/references/sst2.json").is_file()
+    assert "Error analysis" in html and html.count("<figure class=plot") == 4
+    assert (tmp_path / "run/plots/stsb-latency.png").is_file()
     # a second run does no work at all
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0

@@ -1,0 +1,68 @@
+"""The markdown report: GitHub-flavoured tables, plots linked as PNG files beside it."""
+from __future__ import annotations
+
+from compressbench.report import tables as T
+from compressbench.report.summary import RunSummary
+
+
+def md_table(table: T.Table) -> list[str]:
+    def cell(c: T.Cell) -> str:
+        return c.text.replace("|", "\\|").replace("\n", " ")
+    align = ["---:" if table.numeric(i) else "---" for i in range(len(table.head))]
+    return (["| " + " | ".join(table.head) + " |", "|" + "|".join(align) + "|"] +
+            ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows])
+
+
+class MarkdownReporter:
+    name = "md"
+    filename = "report.md"
+    uses_plots = True
+    description = "report.md: tables, plots (PNG links), what to pick, error analysis"
+
+    def render(self, summary: RunSummary) -> str:
+        out = [f"# compressbench report: {summary.suite}", ""]
+        if summary.picks:
+            out += ["## What to pick", "", *md_table(T.picks_table(summary)), "",
+                    T.picks_note(summary), ""]
+        overview = T.overview_table(summary)
+        if overview is not None:
+            out += ["## Across tasks", "", *md_table(overview), "", T.overview_note(summary),
+                    ""]
+        errors = {e.task: e for e in summary.errors}
+        for table in summary.tables:
+            out += self.task_section(summary, table, errors.get(table.task))
+        out += ["## Environment", ""] + [f"- {line}" for line in T.env_lines(summary)]
+        return "\n".join(out) + "\n"
+
+    def task_section(self, summary: RunSummary, table, errors) -> list[str]:
+        out = [f"## {table.task}", "",
+               (f"Main metric: `{table.main_metric}`; retained %, compression and speed-up are "
+               f"relative to the fine-tuned teacher; metrics are mean ± std over seeds."), "",
+               *md_table(T.task_table(table))]
+        out += [f"\n{note}" for note in T.table_notes(table)]
+        for job_id, error in table.failed:
+            out.append(f"\n**failed** `{job_id}`: {error}")
+        out.append("")
+        for plot in (p for p in summary.plots if p.task == table.task):
+            out += [f"![{plot.title}]({plot.files[0]})", "",
+                    (f"Pareto front ({plot.axis}): {', '.join(plot.front)}. "
+                    f"SVG: `{plot.files[1]}`."), ""]
+        if summary.show_grid:
+            for title, grid in T.grid_tables(table):
+                out += [f"### {title}", "", *md_table(grid), ""]
+        if errors is not None:
+            out += [f"### {table.task}: error analysis", "", T.errors_intro(errors, summary), ""]
+            if errors.methods:
+                out += [*md_table(T.per_class_table(errors)), ""]
+            confusion = T.confusion_overview(errors)
+            if confusion is not None:
+                out += ["Confusion matrices (gold → predicted):", "", *md_table(confusion), ""]
+            for m in errors.methods:
+                matrix = T.confusion_table(errors, m)
+                if matrix is not None:
+                    out += [f"Confusion matrix, {m.label}:", "", *md_table(matrix), ""]
+            examples = T.examples_table(errors)
+            if examples is not None:
+                out += ["Examples the teacher gets right and the method gets wrong:", "",
+                        *md_table(examples), ""]
+        return out

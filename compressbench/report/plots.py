@@ -1,0 +1,166 @@
+"""Trade-off plots: a task's main metric against latency and against size on disk.
+
+One figure per task and axis, each saved as ``plots/<task>-<axis>.png`` and ``.svg`` in the run
+directory (the markdown links the PNG) and kept as SVG text for the HTML page, which inlines it
+so the page needs no other file and no network. The teacher is a star with its score as a dashed
+line and the "within N points" margin as a dotted one; the Pareto front (no other model both
+faster or smaller and better) is the stepped line. Every point carries the SVG id
+``point:<label>`` so tests and scripts can find it.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from compressbench.report.summary import TEACHER, Row, RunSummary, TaskTable
+
+AXES = {  # axis -> (row attribute, x label, Pareto flag)
+    "latency": ("p50_ms", "latency p50, batch 1 (ms, log scale)", "pareto_latency"),
+    "size": ("size_mb", "size on disk (MB, log scale)", "pareto_size"),
+}
+PLOTS = "plots"
+
+
+@dataclass
+class Plot:
+    task: str
+    axis: str  # "latency" or "size"
+    title: str
+    svg: str  # inline SVG (no XML prolog), ids prefixed so several can share a page
+    files: list[str]  # paths relative to the run directory: PNG, SVG
+    labels: list[str]  # every point drawn
+    front: list[str]  # the Pareto front, cheapest first
+
+
+def make_plots(summary: RunSummary, out_dir: Path) -> list[Plot]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    out = []
+    for table in summary.tables:
+        for axis in AXES:
+            plot = task_plot(table, axis, summary.within, Path(out_dir))
+            if plot is not None:
+                out.append(plot)
+    return out
+
+
+def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot | None:
+    import matplotlib.pyplot as plt
+
+    attr, xlabel, flag = AXES[axis]
+    rows = [r for r in table.rows if getattr(r, attr)]
+    if len(rows) < 1:
+        return None
+    title = f"{table.task}: {table.main_metric} vs {axis}"
+    with plt.rc_context({"svg.hashsalt": f"{table.task}-{axis}", "svg.fonttype": "none",
+                         "font.size": 9}):
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
+        try:
+            draw(ax, table, rows, attr, flag, within)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(table.main_metric)
+            ax.set_title(title)
+            fig.tight_layout()
+            stem = f"{table.task}-{axis}"
+            (out_dir / PLOTS).mkdir(parents=True, exist_ok=True)
+            fig.savefig(out_dir / PLOTS / f"{stem}.png", metadata={"Software": None})
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        finally:
+            plt.close(fig)
+    svg = buf.getvalue()
+    (out_dir / PLOTS / f"{stem}.svg").write_text(svg, encoding="utf-8")
+    front = sorted((r for r in rows if getattr(r, flag)), key=lambda r: getattr(r, attr))
+    return Plot(table.task, axis, title, inline(svg, f"{stem}-"),
+                [f"{PLOTS}/{stem}.png", f"{PLOTS}/{stem}.svg"], [r.label for r in rows],
+                [r.label for r in front])
+
+
+def draw(ax, table: TaskTable, rows: list[Row], attr: str, flag: str, within: float) -> None:
+    teacher = table.teacher
+    if teacher is not None:
+        ax.axhline(teacher.mean_score, color="#444", lw=0.8, ls="--", zorder=1)
+        ax.axhline(teacher.mean_score - within / 100, color="#888", lw=0.8, ls=":", zorder=1)
+    front = sorted((r for r in rows if getattr(r, flag)), key=lambda r: getattr(r, attr))
+    if len(front) > 1:
+        (line,) = ax.step([getattr(r, attr) for r in front], [r.mean_score for r in front],
+                          where="post", color="#d62728", lw=1.2, alpha=0.7, zorder=2,
+                          label="Pareto front")
+        line.set_gid("pareto")
+    for row in rows:
+        x, y = getattr(row, attr), row.mean_score
+        is_teacher = row.label == TEACHER
+        err = row.score_std
+        if err:
+            ax.errorbar(x, y, yerr=err, color="#999", lw=0.8, capsize=2, zorder=2)
+        points = ax.scatter([x], [y], s=120 if is_teacher else 36,
+                            marker="*" if is_teacher else "o",
+                            color="#111" if is_teacher else
+                            ("#d62728" if getattr(row, flag) else "#1f77b4"),
+                            zorder=3, edgecolors="white", linewidths=0.5)
+        points.set_gid(f"point:{row.label}")
+    ax.set_xscale("log")
+    place_labels(ax, [(getattr(r, attr), r.mean_score, r.label) for r in rows])
+    ax.grid(True, which="both", color="#eee", lw=0.6)
+    ax.xaxis.set_major_formatter(_plain(ax))
+    ax.xaxis.set_minor_formatter(_plain(ax, minor=True))
+    handles = [ax.scatter([], [], marker="*", s=80, color="#111", label="teacher (dashed: "
+                          f"its score; dotted: −{within:g} point)"),
+               ax.scatter([], [], s=30, color="#d62728", label="on the Pareto front"),
+               ax.scatter([], [], s=30, color="#1f77b4", label="dominated")]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=3, frameon=False)
+
+
+def place_labels(ax, points: list[tuple[float, float, str]]) -> None:
+    """Label each point, moving a label up (then down) in steps of its height while it
+    would overlap one already placed: models with equal scores stay readable."""
+    ax.autoscale_view()
+    to_px = ax.transData.transform
+    placed: list[tuple[float, float, float, float]] = []
+    char_w, line_h = 4.3, 9.0  # pixels at 7 pt and the figure's dpi, near enough
+    for x, y, label in sorted(points, key=lambda p: (p[1], p[0])):
+        px, py = to_px((x, y))
+        w = char_w * len(label) + 2
+        for shift in [0, 1, 2, 3, 4, 5, -1, -2, -3, 6, 7, 8]:
+            box = (px + 4, py + 3 + shift * line_h, w, line_h)
+            if not any(overlap(box, other) for other in placed):
+                break
+        placed.append(box)
+        dy = 3 + shift * line_h
+        ax.annotate(label, (x, y), xytext=(4, dy * 72 / ax.figure.dpi),
+                    textcoords="offset points", fontsize=7, color="#333",
+                    arrowprops={"arrowstyle": "-", "color": "#bbb", "lw": 0.5} if shift else None)
+
+
+def overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _plain(ax, minor: bool = False):
+    """Tick labels as plain numbers; minor ticks labelled as densely as the span allows."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter
+
+    def label(x, _pos):
+        if minor:
+            lo, hi = ax.get_xlim()
+            span = math.log10(hi / lo) if lo > 0 else 3
+            keep = "23456789" if span < 0.8 else "2345" if span < 1.3 else "25" if span < 2 \
+                else ""
+            if f"{x:g}"[0] not in keep:
+                return ""
+        return f"{x:g}"
+    return FuncFormatter(label)
+
+
+def inline(svg: str, prefix: str) -> str:
+    """SVG text fit to sit in an HTML page: no XML prolog or DOCTYPE, every id and reference
+    to one prefixed so two figures never share an id."""
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r'(\bid="|href="#|url\(#)', lambda m: m.group(1) + prefix, svg)
+    return svg

@@ -1,0 +1,363 @@
+"""From a run directory's records to the numbers every reporter shows.
+
+``summarise(run_dir)`` reads ``results.jsonl`` (the latest record of each job) and returns a
+:class:`RunSummary`: one :class:`TaskTable` per task (teacher first, then the methods in suite
+order, seeds aggregated as mean ± standard deviation), an :class:`Overview` across tasks with the
+GLUE macro score, and the "what to pick" answers. Reporters only format these; nothing here
+knows about markdown or HTML.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compressbench import results
+from compressbench.errors import CompressBenchError
+from compressbench.tasks import GLUE
+
+TEACHER = "teacher"
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values)
+
+
+def std(values: list[float]) -> float | None:
+    """Sample standard deviation; None for a single seed."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+@dataclass
+class Row:
+    label: str
+    steps: str
+    seeds: list[int]
+    metrics: dict[str, list[float]]  # metric -> one value per seed
+    score: list[float]  # the main metric, one per seed
+    retained: float | None = None  # % of the teacher's main metric (means over seeds)
+    parameters: int | None = None
+    nonzero: int | None = None
+    size_mb: float | None = None
+    sparse_mb: float | None = None  # bitmask + non-zero values, for unstructured sparsity
+    compression: float | None = None  # teacher size on disk / this size on disk
+    p50_ms: float | None = None  # means over seeds of each model's own timing run
+    p90_ms: float | None = None
+    speedup: float | None = None  # paired where measured so, else teacher p50 / p50
+    paired: bool = False
+    throughput: float | None = None
+    peak_rss_mb: float | None = None
+    setting: str | None = None  # the grid setting chosen on validation (per seed if they differ)
+    grid: list[dict] = field(default_factory=list)  # every grid record, one list per seed
+    pareto_latency: bool = False  # on the front of main metric vs p50 latency
+    pareto_size: bool = False  # on the front of main metric vs size on disk
+
+    @property
+    def mean_score(self) -> float:
+        return mean(self.score)
+
+    @property
+    def score_std(self) -> float | None:
+        return std(self.score)
+
+
+@dataclass
+class TaskTable:
+    task: str
+    kind: str
+    main_metric: str
+    metric_names: list[str]
+    rows: list[Row] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (job id, error)
+
+    @property
+    def teacher(self) -> Row | None:
+        return next((r for r in self.rows if r.label == TEACHER), None)
+
+    def row(self, label: str) -> Row | None:
+        return next((r for r in self.rows if r.label == label), None)
+
+
+@dataclass
+class OverviewRow:
+    label: str
+    steps: str
+    scores: dict[str, float]  # task -> main metric x 100 (mean over seeds)
+    glue: float | None  # GLUE macro over the suite's GLUE tasks, x 100
+    retained: float | None  # mean over tasks
+    speedup: float | None  # geometric mean over tasks
+    compression: float | None  # geometric mean over tasks
+
+
+@dataclass
+class Overview:
+    tasks: list[str]
+    glue_tasks: list[str]
+    rows: list[OverviewRow]
+
+
+@dataclass
+class Pick:
+    """One answer of "what to pick": a row, or None with the reason in ``why``."""
+
+    question: str
+    row: Row | None
+    why: str = ""
+
+
+@dataclass
+class TaskPicks:
+    task: str
+    main_metric: str
+    teacher_score: float | None
+    picks: list[Pick]
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    suite: str
+    suite_sha256: str
+    env: dict
+    envs: list[dict]  # every distinct environment the records came from
+    tables: list[TaskTable]
+    records: list[dict]
+    overview: Overview | None = None
+    picks: list[TaskPicks] = field(default_factory=list)
+    latency_budget: float | None = None  # ms, p50 at batch 1, from the command line
+    within: float = 1.0  # points of the main metric (x 100) counted as "as good as the teacher"
+    show_grid: bool = False  # render every grid setting, not only the chosen one
+    errors: list = field(default_factory=list)  # analysis.TaskErrors, filled by write_reports
+    plots: list = field(default_factory=list)  # plots.Plot, filled by write_reports
+    examples: int = 3  # examples shown per method in the error analysis
+
+    @property
+    def measured(self) -> bool:
+        return any(r.p50_ms is not None for t in self.tables for r in t.rows)
+
+    @property
+    def paired(self) -> bool:
+        return any(r.paired and r.label != TEACHER for t in self.tables for r in t.rows)
+
+    @property
+    def started(self) -> tuple[str, str]:
+        stamps = sorted(r["started_at"] for r in self.records if r.get("started_at"))
+        return (stamps[0], stamps[-1]) if stamps else ("", "")
+
+
+# --------------------------------------------------------------------------- building
+
+def summarise(run_dir: Path, latency_budget: float | None = None,
+              within: float = 1.0) -> RunSummary:
+    run_dir = Path(run_dir)
+    records = list(results.latest(results.read(run_dir)).values())
+    if not records:
+        raise CompressBenchError(f"{run_dir}: no results yet ({results.RESULTS} is missing or "
+                                 f"empty); run a suite with --output {run_dir} first")
+    tables: dict[str, TaskTable] = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        table = tables.setdefault(r["task"], TaskTable(r["task"], r.get("task_kind", ""),
+                                                       r["main_metric"], []))
+        if r.get("status") != "ok":
+            table.failed.append((r["job_id"], r.get("error", "unknown error")))
+            continue
+        groups.setdefault((r["task"], r["label"]), []).append(r)
+        for name, value in r["metrics"].items():
+            if isinstance(value, int | float) and name not in table.metric_names:
+                table.metric_names.append(name)
+    for (task, label), recs in groups.items():
+        recs.sort(key=lambda r: r["seed"])
+        tables[task].rows.append(make_row(label, recs, tables[task].metric_names))
+    for table in tables.values():
+        table.metric_names.sort(key=lambda m: m != table.main_metric)  # the main metric first
+        table.rows.sort(key=lambda row: row.label != TEACHER)  # stable: suite order kept
+        relate_to_teacher(table)
+        mark_pareto(table)
+    envs = distinct_envs(records)
+    summary = RunSummary(run_dir, records[0]["suite"], records[0].get("suite_sha256", ""),
+                         envs[-1] if envs else {}, envs, list(tables.values()), records,
+                         latency_budget=latency_budget, within=within)
+    summary.overview = overview(summary.tables)
+    summary.picks = [what_to_pick(t, latency_budget, within) for t in summary.tables]
+    return summary
+
+
+def make_row(label: str, recs: list[dict], metric_names: list[str]) -> Row:
+    first = recs[0]
+    model = first["model"]
+    row = Row(label=label,
+              steps=" → ".join(s["method"] for s in first["steps"]),
+              seeds=[r["seed"] for r in recs],
+              metrics={k: [r["metrics"][k] for r in recs if k in r["metrics"]]
+                       for k in metric_names},
+              score=[r["score"] for r in recs],
+              parameters=model["parameters"],
+              nonzero=model["nonzero_parameters"],
+              size_mb=mean([r["model"]["size_bytes"] for r in recs]) / 1e6,
+              sparse_mb=(model.get("sparse_size_bytes") or 0) / 1e6 or None)
+    if any("setting" in r for r in recs):
+        settings = [format_setting(r.get("setting", {})) for r in recs]
+        row.setting = settings[0] if len(set(settings)) == 1 else "; ".join(
+            f"seed {r['seed']}: {text}" for r, text in zip(recs, settings))
+        row.grid = [{"seed": r["seed"], "grid": r.get("grid", [])} for r in recs]
+    measured = [r["measure"] for r in recs if r.get("measure")]
+    if measured:
+        row.p50_ms = mean([m["latency_ms"]["p50"] for m in measured])
+        row.p90_ms = mean([m["latency_ms"]["p90"] for m in measured])
+        row.throughput = mean([m["throughput"]["examples_per_s"] for m in measured])
+        row.peak_rss_mb = max(m["memory_mb"]["peak_rss"] for m in measured)
+        paired = [m.get("paired") for m in measured]
+        if all(paired):
+            row.speedup, row.paired = mean([p["speedup"] for p in paired]), True
+        elif label == TEACHER:
+            row.speedup, row.paired = 1.0, True
+    return row
+
+
+def relate_to_teacher(table: TaskTable) -> None:
+    """Retained %, speed-up (where not paired) and compression ratio against the teacher."""
+    teacher = table.teacher
+    for row in table.rows:
+        if teacher is None:
+            continue
+        if teacher.mean_score > 0:  # a ratio to a score <= 0 means nothing
+            row.retained = 100 * row.mean_score / teacher.mean_score
+        if row.speedup is None and teacher.p50_ms and row.p50_ms:  # records without a pair
+            row.speedup = teacher.p50_ms / row.p50_ms
+        if teacher.size_mb and row.size_mb:
+            row.compression = teacher.size_mb / row.size_mb
+
+
+def pareto(points: list[tuple[float, float]]) -> list[bool]:
+    """For (cost, score) points: True where no other point is at most as costly and at least
+    as good, and strictly better in one of the two."""
+    out = []
+    for i, (c, s) in enumerate(points):
+        dominated = any((c2 <= c and s2 >= s) and (c2 < c or s2 > s)
+                        for j, (c2, s2) in enumerate(points) if j != i)
+        out.append(not dominated)
+    return out
+
+
+def mark_pareto(table: TaskTable) -> None:
+    timed = [r for r in table.rows if r.p50_ms is not None]
+    for row, on in zip(timed, pareto([(r.p50_ms, r.mean_score) for r in timed])):
+        row.pareto_latency = on
+    sized = [r for r in table.rows if r.size_mb is not None]
+    for row, on in zip(sized, pareto([(r.size_mb, r.mean_score) for r in sized])):
+        row.pareto_size = on
+
+
+def distinct_envs(records: list[dict]) -> list[dict]:
+    """The environments the records were measured in, oldest first, each once."""
+    out: list[dict] = []
+    for r in sorted(records, key=lambda r: r.get("started_at", "")):
+        env = r.get("env")
+        if env and env not in out:
+            out.append(env)
+    return out
+
+
+# --------------------------------------------------------------------------- across tasks
+
+def glue_task_score(task: str, metrics: dict) -> float | None:
+    """GLUE's per-task score: the mean of the task's official metrics (MRPC: accuracy and F1,
+    STS-B: Pearson and Spearman, MNLI: matched and mismatched accuracy), as on the GLUE
+    leaderboard."""
+    spec = GLUE[task]
+    splits = spec.eval_files
+    names = [m if len(splits) == 1 else f"{m}_{s}" for m in spec.metrics for s in splits]
+    values = [metrics[n] for n in names if n in metrics]
+    return mean(values) if len(values) == len(names) else None
+
+
+def glue_row_score(task: str, row: Row) -> float | None:
+    """A row's GLUE task score, the mean over its seeds."""
+    per_seed = [glue_task_score(task, dict(zip(row.metrics, values)))
+                for values in zip(*row.metrics.values())]
+    return mean(per_seed) if per_seed and None not in per_seed else None
+
+
+def geomean(values: list[float]) -> float | None:
+    return math.exp(mean([math.log(v) for v in values])) if values else None
+
+
+def overview(tables: list[TaskTable]) -> Overview | None:
+    """One row per method across tasks; None for a single-task run."""
+    if len(tables) < 2:
+        return None
+    tasks = [t.task for t in tables]
+    glue_tasks = [t for t in tasks if t in GLUE]
+    labels: list[str] = []
+    for t in tables:
+        labels += [r.label for r in t.rows if r.label not in labels]
+    rows = []
+    for label in labels:
+        present = [(t, t.row(label)) for t in tables if t.row(label) is not None]
+        scores = {t.task: 100 * r.mean_score for t, r in present}
+        glue = None
+        if glue_tasks and all(t.task in scores for t in tables if t.task in glue_tasks):
+            per_task = [glue_row_score(t.task, r) for t, r in present if t.task in glue_tasks]
+            if per_task and None not in per_task:
+                glue = 100 * mean(per_task)
+        steps = present[0][1].steps
+        rows.append(OverviewRow(
+            label, steps, scores, glue,
+            retained=mean(v) if (v := [r.retained for _, r in present
+                                       if r.retained is not None]) else None,
+            speedup=geomean([r.speedup for _, r in present if r.speedup]),
+            compression=geomean([r.compression for _, r in present if r.compression])))
+    return Overview(tasks, glue_tasks, rows)
+
+
+# --------------------------------------------------------------------------- what to pick
+
+def what_to_pick(table: TaskTable, budget: float | None, within: float) -> TaskPicks:
+    """Per task: the fastest and the smallest model within ``within`` points of the teacher
+    (the teacher itself when no compressed model beats it), and the best under ``budget`` ms."""
+    teacher = table.teacher
+    if teacher is None:
+        return TaskPicks(table.task, table.main_metric, None,
+                         [Pick("all", None, "no teacher result in this run")])
+    floor = teacher.mean_score - within / 100
+    close = [r for r in table.rows if r.mean_score >= floor]  # the teacher is always in
+    picks = []
+    timed = [r for r in close if r.speedup is not None]
+    fastest = max(timed, key=lambda r: r.speedup) if timed else None
+    picks.append(Pick(f"fastest within {within:g} point of the teacher", fastest,
+                      why_teacher(table, close, fastest, "faster")))
+    sized = [r for r in close if r.size_mb is not None]
+    smallest = min(sized, key=lambda r: (r.size_mb, r.label != TEACHER)) if sized else None
+    picks.append(Pick(f"smallest within {within:g} point of the teacher", smallest,
+                      why_teacher(table, close, smallest, "smaller")))
+    if budget is not None:
+        fits = [r for r in table.rows if r.p50_ms is not None and r.p50_ms <= budget]
+        timed_all = [r.p50_ms for r in table.rows if r.p50_ms is not None]
+        why = ""
+        if not fits:
+            why = (f"no model's p50 is at most {budget:g} ms (fastest: {min(timed_all):.2f} ms)"
+                   if timed_all else "nothing was timed (measure: enabled: false)")
+        picks.append(Pick(f"best under {budget:g} ms p50 (batch 1)",
+                          max(fits, key=lambda r: r.mean_score) if fits else None, why))
+    return TaskPicks(table.task, table.main_metric, teacher.mean_score, picks)
+
+
+def why_teacher(table: TaskTable, close: list[Row], pick: Row | None, better: str) -> str:
+    if pick is None:
+        return "nothing was measured"
+    if pick.label != TEACHER:
+        return ""
+    others = [r for r in table.rows if r.label != TEACHER]
+    if not others:
+        return "no compressed model in this run"
+    if len(close) == 1:
+        best = max(others, key=lambda r: r.mean_score)
+        return (f"no compressed model is within the margin (closest: {best.label}, "
+                f"{100 * best.mean_score:.1f})")
+    return f"no compressed model within the margin is {better}"
+
+
+def format_setting(setting: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in setting.items())

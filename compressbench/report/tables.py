@@ -1,0 +1,300 @@
+"""The report's tables as cells (text plus the raw value to sort by), shared by the markdown
+and HTML reporters so the two always show the same numbers."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from compressbench.report.analysis import TaskErrors
+from compressbench.report.summary import TEACHER, RunSummary, TaskTable, format_setting, mean
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    value: float | str | None = None  # what an HTML table sorts by; None: the text
+    numeric: bool = False
+
+
+@dataclass
+class Table:
+    head: list[str]
+    rows: list[list[Cell]]
+
+    def numeric(self, i: int) -> bool:
+        """Right-align column ``i``: it holds numbers."""
+        return any(row[i].numeric for row in self.rows)
+
+
+def text(value) -> Cell:
+    return Cell("" if value is None else str(value))
+
+
+def num(value, spec: str, suffix: str = "") -> Cell:
+    return Cell("–" if value is None else f"{value:{spec}}{suffix}", value, True)
+
+
+def fmt_values(values: list[float], digits: int = 4) -> str:
+    """One value per seed as ``mean ± standard deviation`` (the value alone for one seed)."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def values_cell(values: list[float]) -> Cell:
+    return Cell(fmt_values(values), mean(values) if values else None, True)
+
+
+def pareto_text(row) -> str:
+    return ", ".join(name for name, on in (("latency", row.pareto_latency),
+                                           ("size", row.pareto_size)) if on)
+
+
+# --------------------------------------------------------------------------- per task
+
+def task_table(table: TaskTable) -> Table:
+    grid = any(r.setting is not None for r in table.rows)
+    sparse = any(r.sparse_mb is not None for r in table.rows)
+    timed = any(r.p50_ms is not None for r in table.rows)
+    head = (["method", "steps"] + (["chosen setting"] if grid else []) + ["seeds"] +
+            table.metric_names + ["retained %", "params", "non-zero", "size MB"] +
+            (["sparse MB"] if sparse else []) + ["compression"] +
+            (["p50 ms", "p90 ms", "speed-up", "ex/s (batch)", "peak RSS MB"] if timed else []) +
+            ["Pareto front"])
+    rows = []
+    for r in table.rows:
+        rows.append([text(r.label), text(r.steps)] + ([text(r.setting or "")] if grid else []) +
+                    [num(len(r.seeds), "d")] +
+                    [values_cell(r.metrics.get(k, [])) for k in table.metric_names] +
+                    [num(r.retained, ".1f"), num(r.parameters, ",d"), num(r.nonzero, ",d"),
+                     num(r.size_mb, ".1f")] + ([num(r.sparse_mb, ".1f")] if sparse else []) +
+                    [num(r.compression, ".2f", "×")] +
+                    ([num(r.p50_ms, ".2f"), num(r.p90_ms, ".2f"), num(r.speedup, ".2f", "×"),
+                      num(r.throughput, ".1f"), num(r.peak_rss_mb, ".0f")] if timed else []) +
+                    [text(pareto_text(r))])
+    return Table(head, rows)
+
+
+SPARSE_NOTE = ("sparse MB: rows with unstructured sparsity also stored as a bitmask plus the "
+               "non-zero values (`sparse.safetensors`). Their latency is measured on the dense "
+               "model with dense kernels, which skip no zeros: unstructured sparsity shrinks "
+               "storage, not latency.")
+
+
+PAIRED_ROW_NOTE = ("speed-up: the teacher and the model timed alternately on the same "
+                   "examples in one process, which cancels drift between jobs; p50/p90 are "
+                   "each model's own run, so their ratio can differ from the speed-up on a "
+                   "noisy machine.")
+
+
+def table_notes(table: TaskTable) -> list[str]:
+    notes = []
+    if any(r.paired and r.label != TEACHER for r in table.rows):
+        notes.append(PAIRED_ROW_NOTE)
+    if any(r.sparse_mb is not None for r in table.rows):
+        notes.append(SPARSE_NOTE)
+    return notes
+
+
+def grid_tables(table: TaskTable) -> list[tuple[str, Table]]:
+    """Per method with a grid: every setting tried and its validation score per seed."""
+    out = []
+    for row in table.rows:
+        if not row.grid:
+            continue
+        settings = [format_setting(g["setting"]) for g in row.grid[0]["grid"]]
+        body = []
+        for i, setting in enumerate(settings):
+            cells = [text(setting)]
+            for per_seed in row.grid:
+                g = per_seed["grid"][i]
+                cells.append(Cell(f"{g['val_score']:.4f}{' ✓' if g.get('chosen') else ''}",
+                                  g["val_score"], True))
+            body.append(cells)
+        out.append((f"{row.label}: grid on validation ({table.main_metric}; ✓ chosen)",
+                    Table(["setting"] + [f"seed {g['seed']}" for g in row.grid], body)))
+    return out
+
+
+# --------------------------------------------------------------------------- across tasks
+
+def overview_table(summary: RunSummary) -> Table | None:
+    ov = summary.overview
+    if ov is None:
+        return None
+    main = {t.task: t.main_metric for t in summary.tables}
+    glue = bool(ov.glue_tasks)
+    head = (["method", "steps"] + [f"{t} ({main[t]})" for t in ov.tasks] +
+            ([f"GLUE macro ({len(ov.glue_tasks)} tasks)"] if glue else []) +
+            ["retained % (mean)", "speed-up (geo-mean)", "compression (geo-mean)"])
+    rows = [[text(r.label), text(r.steps)] +
+            [num(r.scores.get(t), ".1f") for t in ov.tasks] +
+            ([num(r.glue, ".1f")] if glue else []) +
+            [num(r.retained, ".1f"), num(r.speedup, ".2f", "×"), num(r.compression, ".2f", "×")]
+            for r in ov.rows]
+    return Table(head, rows)
+
+
+def overview_note(summary: RunSummary) -> str:
+    ov = summary.overview
+    note = "Task columns: the main metric × 100, mean over seeds."
+    if ov and ov.glue_tasks:
+        note += (f" GLUE macro: the mean over {', '.join(ov.glue_tasks)} of each task's GLUE "
+                 f"score (the mean of its official metrics, e.g. MRPC accuracy and F1); it "
+                 f"covers only the GLUE tasks this suite ran, so it is not the 9-task GLUE "
+                 f"leaderboard score. Empty where a method lacks one of those tasks.")
+    return note
+
+
+def picks_table(summary: RunSummary) -> Table:
+    head = ["task", "question", "pick", "main metric", "retained %", "speed-up", "p50 ms",
+            "size MB", "note"]
+    rows = []
+    for tp in summary.picks:
+        for pick in tp.picks:
+            r = pick.row
+            if r is None:
+                rows.append([text(tp.task), text(pick.question), text("none")] +
+                            [num(None, "")] * 5 + [text(pick.why)])
+                continue
+            rows.append([text(tp.task), text(pick.question), text(r.label),
+                         Cell(f"{r.mean_score:.4f}", r.mean_score, True),
+                         num(r.retained, ".1f"), num(r.speedup, ".2f", "×"),
+                         num(r.p50_ms, ".2f"), num(r.size_mb, ".1f"), text(pick.why)])
+    return Table(head, rows)
+
+
+def picks_note(summary: RunSummary) -> str:
+    note = (f"Within {summary.within:g} point: the main metric at most {summary.within:g} "
+            f"point (× 100) below the teacher's, means over seeds. Fastest: the highest "
+            f"speed-up. Smallest: the least size on disk.")
+    if summary.latency_budget is None:
+        note += (" Add `--latency-budget MS` to `compressbench report` for the best model "
+                 "under a latency budget.")
+    else:
+        note += f" Budget: p50 latency at batch 1 at most {summary.latency_budget:g} ms."
+    return note
+
+
+# --------------------------------------------------------------------------- error analysis
+
+def per_class_table(errors: TaskErrors) -> Table:
+    """One row per method: P / R / F1 per class (or MAE per band), and the flips against the
+    teacher."""
+    if errors.kind == "regression":
+        bands = [b.name for b in errors.methods[0].bands]
+        head = ["method", "seed"] + [f"MAE gold {b}" for b in bands] + [
+            "within 0.5", "teacher close → far", "far → close"]
+        rows = []
+        for m in errors.methods:
+            by = {b.name: b for b in m.bands}
+            n = sum(b.n for b in m.bands)
+            rows.append([text(m.label), num(m.seed, "d")] +
+                        [num(by[b].mae if b in by else None, ".3f") for b in bands] +
+                        [num(sum(b.close * b.n for b in m.bands) / n if n else None, ".1%"),
+                         flip_cell(m, "flips"), flip_cell(m, "rescues")])
+        return Table(head, rows)
+    names = [c.name for c in errors.methods[0].per_class]
+    head = ["method", "seed"] + [f"{n} P / R / F1" for n in names] + [
+        "teacher right → wrong", "wrong → right"]
+    rows = []
+    for m in errors.methods:
+        by = {c.name: c for c in m.per_class}
+        rows.append([text(m.label), num(m.seed, "d")] +
+                    [Cell(f"{by[n].precision:.2f} / {by[n].recall:.2f} / {by[n].f1:.2f}",
+                          by[n].f1, True) if n in by else text("–") for n in names] +
+                    [flip_cell(m, "flips"), flip_cell(m, "rescues")])
+    return Table(head, rows)
+
+
+def flip_cell(m, attr: str) -> Cell:
+    return text("") if m.label == TEACHER else num(getattr(m, attr), "d")
+
+
+SMALL = 3  # up to this many classes, every method's confusion matrix fits in one table
+
+
+def confusion_overview(errors: TaskErrors) -> Table | None:
+    """Every method's confusion matrix as one row (gold → predicted counts), for few classes."""
+    if not errors.methods or errors.methods[0].confusion is None or \
+            len(errors.classes) > SMALL:
+        return None
+    pairs = [(g, p) for g in range(len(errors.classes)) for p in range(len(errors.classes))]
+    head = ["method"] + [f"{errors.classes[g]} → {errors.classes[p]}" for g, p in pairs]
+    return Table(head, [[text(m.label)] + [num(m.confusion[g][p], "d") for g, p in pairs]
+                        for m in errors.methods])
+
+
+def confusion_table(errors: TaskErrors, m) -> Table | None:
+    """One method's confusion matrix, for tasks with more classes than SMALL."""
+    if m.confusion is None or len(errors.classes) <= SMALL:
+        return None
+    head = ["gold ↓ / predicted →"] + errors.classes
+    rows = [[text(g)] + [num(v, "d") for v in row] for g, row in zip(errors.classes, m.confusion)]
+    return Table(head, rows)
+
+
+def examples_table(errors: TaskErrors) -> Table | None:
+    """The sampled examples the teacher gets right and each method gets wrong."""
+    if not any(m.examples for m in errors.methods):
+        return None
+    what = "entities" if errors.kind == "token" else "score" if errors.kind == "regression" \
+        else "label"
+    head = ["method", "text", f"gold {what}", f"teacher {what}", f"method's {what}"]
+    rows = [[text(m.label), text(x["text"]), text(x["gold"]), text(x["teacher"]),
+             text(x["method"])] for m in errors.methods for x in m.examples]
+    return Table(head, rows)
+
+
+def errors_intro(errors: TaskErrors, summary: RunSummary) -> str:
+    if not errors.methods:
+        return f"Not available: {errors.note}"
+    what = {"token": "per entity type (seqeval, CoNLL evaluation), with a confusion matrix of "
+                     "entity types per word (B-/I- merged)",
+            "regression": "mean absolute error per band of the gold score",
+            }.get(errors.kind, "per class, with a confusion matrix")
+    counted = {"regression": "examples where the teacher is within 0.5 of the gold score and "
+                             "the method off by 1 or more",
+               "token": "sentences where the teacher finds exactly the gold entities and the "
+                        "method does not"}.get(errors.kind, "examples the teacher gets right "
+                                                            "and the method gets wrong")
+    text_ = (f"Split `{errors.split}` ({errors.n} examples), each method's first seed against "
+             f"the teacher: {what}. \"Teacher right → wrong\" counts {counted} (\"wrong → "
+             f"right\" the reverse); up to {summary.examples} of them are shown per method.")
+    return text_ + (f" {errors.note}." if errors.note else "")
+
+
+# --------------------------------------------------------------------------- environment
+
+def env_lines(summary: RunSummary) -> list[str]:
+    env = summary.env
+    versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+    first, last = summary.started
+    n_ok = sum(1 for r in summary.records if r.get("status") == "ok")
+    lines = [(f"suite: `{summary.suite}`, file `suite.yaml` in the run directory, sha256 "
+             f"`{summary.suite_sha256}`"),
+             (f"jobs: {n_ok} ok, {len(summary.records) - n_ok} failed; started "
+             f"{first or '?'} … {last or '?'}"),
+             (f"CPU: {env.get('cpu', '?')}, {env.get('cores', '?')} cores; platform "
+             f"{env.get('platform', '?')}; Python {env.get('python', '?')}"),
+             (f"threads: training {env.get('train_threads', '?')}, latency "
+             f"{env.get('measure_threads', '?')}"),
+             "latency: batch 1, real sequence lengths, tokenization not timed, one process per "
+             "model" + (PAIRED_NOTE if summary.paired else ""),
+             f"versions: {versions}"]
+    if len(summary.envs) > 1:
+        keys = sorted({k for e in summary.envs for k in e if
+                       len({repr(x.get(k)) for x in summary.envs}) > 1})
+        lines.append(f"**warning**: the records come from {len(summary.envs)} different "
+                     f"environments (differing: {', '.join(keys)}); compare timings only "
+                     f"within one")
+    lines.append("reproduce: `compressbench run RUN_DIR/suite.yaml --output NEW_RUN_DIR`, "
+                 "then `compressbench report NEW_RUN_DIR`")
+    return lines
+
+
+PAIRED_NOTE = ("; speed-up = teacher p50 / model p50 with the two timed alternately on the "
+               "same examples in one process (paired), so drift between jobs cancels out; "
+               "the p50/p90 columns are each model's own run")

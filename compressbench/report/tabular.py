@@ -1,0 +1,74 @@
+"""Machine-readable reports: ``report.csv`` (one row per task and method, raw numbers) and
+``report.json`` (everything the other reports show, as data)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+
+from compressbench.report.summary import RunSummary, std
+
+ROW_FIELDS = ("retained", "parameters", "nonzero", "size_mb", "sparse_mb", "compression",
+              "p50_ms", "p90_ms", "speedup", "paired", "throughput", "peak_rss_mb",
+              "pareto_latency", "pareto_size")
+
+
+class CsvReporter:
+    name = "csv"
+    filename = "report.csv"
+    uses_plots = False
+    description = "report.csv: one row per task and method, raw numbers (mean and std per metric)"
+
+    def render(self, summary: RunSummary) -> str:
+        metric_names: list[str] = []
+        for t in summary.tables:
+            metric_names += [m for m in t.metric_names if m not in metric_names]
+        head = (["task", "method", "steps", "setting", "n_seeds", "seeds", "main_metric",
+                 "score", "score_std"] +
+                [f"{m}{suffix}" for m in metric_names for suffix in ("", "_std")] +
+                list(ROW_FIELDS))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(head)
+        for t in summary.tables:
+            for r in t.rows:
+                metric_cells = []
+                for m in metric_names:
+                    values = r.metrics.get(m, [])
+                    metric_cells += [sum(values) / len(values) if values else "",
+                                     blank(std(values)) if values else ""]
+                writer.writerow([t.task, r.label, r.steps, r.setting or "", len(r.seeds),
+                                 " ".join(map(str, r.seeds)), t.main_metric, r.mean_score,
+                                 blank(r.score_std)] + metric_cells +
+                                [blank(getattr(r, f)) for f in ROW_FIELDS])
+        return buf.getvalue()
+
+
+def blank(value):
+    return "" if value is None else value
+
+
+class JsonReporter:
+    name = "json"
+    filename = "report.json"
+    uses_plots = False
+    description = "report.json: tables, overview, picks, error analysis and environment as data"
+
+    def render(self, summary: RunSummary) -> str:
+        body = {
+            "suite": summary.suite, "suite_sha256": summary.suite_sha256,
+            "environment": summary.env, "environments": len(summary.envs),
+            "latency_budget_ms": summary.latency_budget, "within_points": summary.within,
+            "tables": [asdict(t) for t in summary.tables],
+            "overview": asdict(summary.overview) if summary.overview else None,
+            "picks": [{"task": p.task, "main_metric": p.main_metric,
+                       "teacher_score": p.teacher_score,
+                       "picks": [{"question": k.question,
+                                  "method": k.row.label if k.row else None, "why": k.why}
+                                 for k in p.picks]} for p in summary.picks],
+            "errors": [asdict(x) for x in summary.errors],
+            "plots": [{"task": p.task, "axis": p.axis, "files": p.files, "front": p.front}
+                      for p in summary.plots],
+        }
+        return json.dumps(body, indent=1, default=str) + "\n"
