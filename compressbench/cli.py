@@ -154,6 +154,13 @@ def plugin_manager(args, extra_files=()):
     return get_plugin_manager([*args.plugin, *extra_files], blocked_names(args.blocked))
 
 
+def data_dir_of(args) -> Path | None:
+    """--data-dir, else $COMPRESSBENCH_DATA_DIR, else None (the Hub)."""
+    if args.data_dir:
+        return args.data_dir
+    return Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None
+
+
 def cmd_run(args) -> int:
     from compressbench import results
     from compressbench.report import write_reports
@@ -163,7 +170,7 @@ def cmd_run(args) -> int:
     suite = load_suite(args.suite)
     pm = plugin_manager(args, suite.plugins)
     pm.register(ConsoleProgress(), "console-progress")
-    data_dir = args.data_dir or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    data_dir = data_dir_of(args)
     run_dir = args.output or Path("runs") / suite.name
     start = time.time()
     try:
@@ -188,7 +195,7 @@ def cmd_report(args) -> int:
     from compressbench.report import write_reports
     pm = plugin_manager(args)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    data_dir = args.data_dir or (Path(os.environ[DATA_ENV]) if os.environ.get(DATA_ENV) else None)
+    data_dir = data_dir_of(args)
     for path in write_reports(args.run_dir, formats, pm, grid=args.grid,
                               latency_budget=args.latency_budget, within=args.within,
                               examples=args.examples, data_dir=data_dir):

@@ -29,9 +29,6 @@ from compressbench.report.tabular import CsvReporter, JsonReporter
 
 __all__ = ["Reporter", "RunSummary", "TaskTable", "fmt_values", "summarise", "write_reports"]
 
-DEFAULT_FORMATS = ("md", "html")
-
-
 class Reporter(Protocol):
     name: str
     filename: str

@@ -90,7 +90,7 @@ def analyse_task(summary: RunSummary, table: TaskTable, refs: dict, by_job: dict
     classes = class_names(kind, labels)
     errors = TaskErrors(table.task, kind, split, len(gold), classes, [])
     skipped = []
-    teacher_preds: dict[int, list] = {}
+    teacher: list | None = None  # the teacher's predictions, once checked (it runs one seed)
     for row in table.rows:  # the teacher first
         seed = row.seeds[0]
         job_id = f"{table.task}/{row.label}/seed{seed}"
@@ -99,15 +99,13 @@ def analyse_task(summary: RunSummary, table: TaskTable, refs: dict, by_job: dict
         if record is None or preds is None or len(preds) != len(gold):
             skipped.append(f"{row.label} (no predictions for {split})")
             continue
-        reference = teacher_preds.get(seed, teacher_preds.get(-1))
-        found, got = method_errors(row.label, seed, kind, labels, gold_split, preds, reference,
+        found, got = method_errors(row.label, seed, kind, labels, gold_split, preds, teacher,
                                    n_examples)
         if abs(got - recorded(kind, record, got)) > 1e-6:
             skipped.append(f"{row.label} (predictions do not reproduce the recorded metric)")
             continue
         if row.label == TEACHER:
-            teacher_preds[seed] = preds
-            teacher_preds.setdefault(-1, preds)  # the teacher for methods of other seeds
+            teacher = preds
         errors.methods.append(found)
     if skipped:
         errors.note = "not analysed: " + "; ".join(skipped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 
 from compressbench.report import tables as T
 from compressbench.report.summary import RunSummary
@@ -123,8 +124,6 @@ class HtmlReporter:
 
 def md_inline(text: str) -> str:
     """Escape, then render the two inline markdown forms the shared notes use."""
-    import re
-
     out = e(text)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)

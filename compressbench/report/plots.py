@@ -52,14 +52,15 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
 
     attr, xlabel, flag = AXES[axis]
     rows = [r for r in table.rows if getattr(r, attr)]
-    if len(rows) < 1:
+    if not rows:
         return None
     title = f"{table.task}: {table.main_metric} vs {axis}"
+    front = sorted((r for r in rows if getattr(r, flag)), key=lambda r: getattr(r, attr))
     with plt.rc_context({"svg.hashsalt": f"{table.task}-{axis}", "svg.fonttype": "none",
                          "font.size": 9}):
         fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
         try:
-            draw(ax, table, rows, attr, flag, within)
+            draw(ax, table, rows, front, attr, within)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(table.main_metric)
             ax.set_title(title)
@@ -73,18 +74,18 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
             plt.close(fig)
     svg = buf.getvalue()
     (out_dir / PLOTS / f"{stem}.svg").write_text(svg, encoding="utf-8")
-    front = sorted((r for r in rows if getattr(r, flag)), key=lambda r: getattr(r, attr))
     return Plot(table.task, axis, title, inline(svg, f"{stem}-"),
                 [f"{PLOTS}/{stem}.png", f"{PLOTS}/{stem}.svg"], [r.label for r in rows],
                 [r.label for r in front])
 
 
-def draw(ax, table: TaskTable, rows: list[Row], attr: str, flag: str, within: float) -> None:
+def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
+         within: float) -> None:
     teacher = table.teacher
     if teacher is not None:
         ax.axhline(teacher.mean_score, color="#444", lw=0.8, ls="--", zorder=1)
         ax.axhline(teacher.mean_score - within / 100, color="#888", lw=0.8, ls=":", zorder=1)
-    front = sorted((r for r in rows if getattr(r, flag)), key=lambda r: getattr(r, attr))
+    on_front = {r.label for r in front}
     if len(front) > 1:
         (line,) = ax.step([getattr(r, attr) for r in front], [r.mean_score for r in front],
                           where="post", color="#d62728", lw=1.2, alpha=0.7, zorder=2,
@@ -99,7 +100,7 @@ def draw(ax, table: TaskTable, rows: list[Row], attr: str, flag: str, within: fl
         points = ax.scatter([x], [y], s=120 if is_teacher else 36,
                             marker="*" if is_teacher else "o",
                             color="#111" if is_teacher else
-                            ("#d62728" if getattr(row, flag) else "#1f77b4"),
+                            ("#d62728" if row.label in on_front else "#1f77b4"),
                             zorder=3, edgecolors="white", linewidths=0.5)
         points.set_gid(f"point:{row.label}")
     ax.set_xscale("log")

@@ -133,10 +133,6 @@ class RunSummary:
     examples: int = 3  # examples shown per method in the error analysis
 
     @property
-    def measured(self) -> bool:
-        return any(r.p50_ms is not None for t in self.tables for r in t.rows)
-
-    @property
     def paired(self) -> bool:
         return any(r.paired and r.label != TEACHER for t in self.tables for r in t.rows)
 
@@ -219,9 +215,9 @@ def make_row(label: str, recs: list[dict], metric_names: list[str]) -> Row:
 def relate_to_teacher(table: TaskTable) -> None:
     """Retained %, speed-up (where not paired) and compression ratio against the teacher."""
     teacher = table.teacher
+    if teacher is None:
+        return
     for row in table.rows:
-        if teacher is None:
-            continue
         if teacher.mean_score > 0:  # a ratio to a score <= 0 means nothing
             row.retained = 100 * row.mean_score / teacher.mean_score
         if row.speedup is None and teacher.p50_ms and row.p50_ms:  # records without a pair
