@@ -134,11 +134,16 @@ class GlueSpec:
     hub_fields: tuple[str, str | None]
     header: bool = True
     eval_files: tuple[str, ...] = ("dev",)
+    # the metrics GLUE averages into the task's score (Wang et al. 2019, "GLUE: A Multi-Task
+    # Benchmark and Analysis Platform for Natural Language Understanding", Table 1 and §4: CoLA
+    # is scored by MCC alone; "for tasks with multiple metrics, we use an unweighted average of
+    # the metrics as the score for the task"); None: every metric in ``metrics``
+    glue_score: tuple[str, ...] | None = None
 
 
 GLUE = {
     "cola": GlueSpec("CoLA", ("3", None, "1"), ("unacceptable", "acceptable"), ("mcc", "accuracy"),
-                     ("sentence", None), header=False),
+                     ("sentence", None), header=False, glue_score=("mcc",)),
     "sst2": GlueSpec("SST-2", ("sentence", None, "label"), ("negative", "positive"),
                      ("accuracy",), ("sentence", None)),
     "mrpc": GlueSpec("MRPC", ("#1 String", "#2 String", "Quality"),
@@ -206,31 +211,50 @@ CONLL_FILES = {"train": ("train.txt", "eng.train"), "validation": ("valid.txt", 
                "test": ("test.txt", "eng.testb")}
 
 
+def iob1_to_iob2(tags: list[str]) -> list[str]:
+    """IOB1 (an entity starts with ``I-``; ``B-`` only separates two adjacent entities of one
+    type, as in the original CoNLL-2003 ``eng.*`` files) to IOB2 (every entity starts with
+    ``B-``, as seqeval's CoNLL evaluation and ``train.txt`` expect). IOB2 input is unchanged:
+    there an ``I-X`` always follows ``B-X`` or ``I-X``."""
+    out, prev = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and prev[2:] != tag[2:]:  # prev is O or another type
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
 def read_conll(path: Path, tags: tuple[str, ...] = CONLL_TAGS) -> list[Example]:
     """CoNLL column format: one token per line (token POS chunk NER), blank line between
-    sentences, ``-DOCSTART-`` lines skipped. Uses the last column as the tag (IOB2)."""
+    sentences, ``-DOCSTART-`` lines skipped. The last column is the tag; files in IOB1 (the
+    original ``eng.train``/``eng.testa``/``eng.testb``) are converted to IOB2, so both layouts of
+    the corpus give the same examples."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
-    sentences, words, labels = [], [], []
+    raw: list[tuple[list[str], list[str]]] = []
+    words: list[str] = []
+    labels: list[str] = []
+    valid = set(tags) | {t.replace("B-", "I-") for t in tags}
     with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             parts = line.split()
             if not parts or parts[0] == "-DOCSTART-":
                 if words:
-                    sentences.append(Example(words, None, labels))
+                    raw.append((words, labels))
                     words, labels = [], []
                 continue
             if len(parts) < 2:
                 raise DataError(f"{path}:{lineno}: expected 'token ... tag' columns, "
                                 f"found {line.strip()!r}")
-            if parts[-1] not in tags:
+            if parts[-1] not in valid:
                 raise DataError(f"{path}:{lineno}: tag {parts[-1]!r} is not one of "
-                                f"{', '.join(tags)} (IOB2 expected)")
+                                f"{', '.join(tags)} (IOB1 or IOB2 expected)")
             words.append(parts[0])
-            labels.append(tags.index(parts[-1]))
+            labels.append(parts[-1])
     if words:
-        sentences.append(Example(words, None, labels))
-    return sentences
+        raw.append((words, labels))
+    return [Example(w, None, [tags.index(t) for t in iob1_to_iob2(lab)]) for w, lab in raw]
 
 
 def conll_load(split: str, data_dir: Path | None) -> list[Example]:

@@ -4,8 +4,16 @@
 A k-layer student initialised from the teacher's first k layers learns from the fine-tuned
 teacher's output and from its intermediate layers:
 
-    L = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(z_t || z_s at T) + beta * L_PT
-    L_PT = sum over mapped layers of || h_s / ||h_s|| - h_t / ||h_t|| ||^2 at [CLS]
+    L = (1 - alpha) * CE(z_s, y) + alpha * T^2 * KL(z_t || z_s at T) / C + beta * L_PT
+    L_PT = mean over mapped layers and hidden units of (h_s / ||h_s|| - h_t / ||h_t||)^2 at [CLS]
+
+The scale is the authors' code's (PKD-for-BERT-Model-Compression, ``src/KD_loss.py``), on which
+the paper's grids were tuned: ``patience_loss`` is ``F.mse_loss`` of the normalised
+(B, layers, H) [CLS] states, a mean over examples, layers *and* hidden units, and the soft term
+is ``nn.KLDivLoss(reduction='mean')``, a mean over examples *and* the C classes. So beta = 100
+here is the paper's beta = 100. (Summing over H and the layers instead, as version 1 of this
+plugin did, multiplies beta by H x (k - 1): 768 for MiniLM 6 -> 3, 3,840 for BERT-base 12 -> 6,
+which collapsed students to the majority class.)
 
 Mapped layers (student layer j = 1 .. k-1; the output layer is covered by the KL term):
 ``skip`` takes every (N/k)-th teacher layer (12 -> 6: 2, 4, 6, 8, 10), ``last`` the last k-1
@@ -51,19 +59,20 @@ def pkd_layers(teacher_layers: int, student_layers: int, strategy: str) -> list[
 
 def patient_loss(student_states: tuple, teacher_states: tuple, pairs: list[tuple[int, int]],
                  mask: torch.Tensor | None) -> torch.Tensor:
-    """Sum over mapped layers of the squared distance between L2-normalised states, at [CLS]
-    (mask None) or averaged over the masked tokens (token tasks)."""
+    """Mean squared difference of L2-normalised states over examples, mapped layers and hidden
+    units (the authors' ``F.mse_loss``), at [CLS] (mask None) or over the masked tokens (token
+    tasks)."""
     total = student_states[-1].new_zeros(())
     for j, i in pairs:
         if mask is None:
             s = F.normalize(student_states[j][:, 0], dim=-1)  # (B, H) [CLS]
             t = F.normalize(teacher_states[i][:, 0], dim=-1)  # (B, H)
-            total = total + ((s - t) ** 2).sum(-1).mean()
+            total = total + ((s - t) ** 2).mean()
         else:
             s = F.normalize(student_states[j], dim=-1)  # (B, T, H)
             t = F.normalize(teacher_states[i], dim=-1)  # (B, T, H)
-            total = total + masked_mean(((s - t) ** 2).sum(-1), mask)  # (B, T) -> scalar
-    return total
+            total = total + masked_mean(((s - t) ** 2).mean(-1), mask)  # (B, T) -> scalar
+    return total / max(1, len(pairs))
 
 
 def pkd_loss(teacher: nn.Module, kind: str, p: Params, pairs: list[tuple[int, int]]):
@@ -74,6 +83,8 @@ def pkd_loss(teacher: nn.Module, kind: str, p: Params, pairs: list[tuple[int, in
         mask = label_mask(kind, batch["labels"])
         hard = task_loss(kind, s_out.logits, batch["labels"])
         soft = soft_loss(s_out.logits, t_out.logits, p.temperature, kind, mask)
+        if kind != "regression":  # KLDivLoss(reduction='mean') also divides by C
+            soft = soft / s_out.logits.shape[-1]
         pt = patient_loss(s_out.hidden_states, t_out.hidden_states, pairs, mask)
         loss = (1 - p.alpha) * hard + p.alpha * soft + p.beta * pt
         return loss, {"hard": hard.item(), "soft": soft.item(), "pt": pt.item()}
@@ -82,6 +93,7 @@ def pkd_loss(teacher: nn.Module, kind: str, p: Params, pairs: list[tuple[int, in
 
 class PKD(Method):
     Params = Params
+    version = "2"  # 2: the authors' loss scale (mean over hidden units, layers and classes)
 
     def __init__(self, strategy: str):
         self.strategy = strategy

@@ -9,8 +9,11 @@ Stage 1, intermediate layers (student layer m <- teacher layer g(m) = floor(m * 
     L = MSE(E_s W_e, E_t) + sum_m MSE(H_s,m W_h, H_t,g(m)) + sum_m MSE(A_s,m, A_t,g(m))
 where A are the attention scores QK^T / sqrt(d) before the softmax (averaged over heads, padding
 excluded) and W_e, W_h are learned projections to the teacher's width (dropped afterwards).
-Stage 2, prediction layer: soft cross-entropy -softmax(z_t/T) . log softmax(z_s/T), T = 1 (squared
-error to the teacher's prediction for regression), on the teacher's cached logits.
+Stage 2, prediction layer: soft cross-entropy -softmax(z_t/T) . log softmax(z_s/T), T = 1, on the
+teacher's cached logits. Regression has no distribution to match: as in the reference code
+(huawei-noah/Pretrained-Language-Model, TinyBERT/task_distill.py, whose regression branch is
+``MSELoss()(student_logits.view(-1), label_ids.view(-1))``) the student fits the gold score
+(``regression_target: gold``); ``regression_target: teacher`` fits the teacher's prediction.
 
 The student starts from random weights, or from a general TinyBERT checkpoint
 (``student: {init: path/or/hub-id}``). The paper's GloVe-based data augmentation is not done
@@ -22,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from compressbench_plugins.kd import label_mask, soft_cross_entropy
 from torch import nn
 
@@ -38,10 +42,14 @@ class Params:
     embedding_weight: float = 1.0  # Jiao et al. 2019 eq. 11: the layer losses are summed
     hidden_weight: float = 1.0
     attention_weight: float = 1.0
+    regression_target: str = "gold"  # Huawei task_distill.py: MSE to the gold score; or "teacher"
 
     def __post_init__(self):
         if self.intermediate_epochs < 0 or self.temperature <= 0:
             raise ValueError("intermediate_epochs must be >= 0 and temperature positive")
+        if self.regression_target not in ("gold", "teacher"):
+            raise ValueError(f"regression_target: {self.regression_target!r} is not 'gold' or "
+                             f"'teacher'")
 
 
 TINYBERT4 = {"layers": 4, "hidden": 312 / 768, "intermediate": 1200 / 3072}  # Jiao et al. Table 1
@@ -152,9 +160,11 @@ def stage1_loss(teacher: nn.Module, mapping: list[int], proj: nn.ModuleDict, p: 
     return loss_fn
 
 
-def prediction_loss(kind: str, temperature: float):
+def prediction_loss(kind: str, temperature: float, regression_target: str = "gold"):
     def loss_fn(model, batch):
         logits = logits_of(model(**forward_kwargs(model, batch)))  # (B, C) or (B, T, C)
+        if kind == "regression" and regression_target == "gold":
+            return F.mse_loss(logits.view(-1), batch["labels"].view(-1).to(logits.dtype))  # (B,)
         return soft_cross_entropy(logits, batch["teacher_logits"], temperature, kind,
                                   label_mask(kind, batch["labels"]))
     return loss_fn
@@ -163,6 +173,7 @@ def prediction_loss(kind: str, temperature: float):
 class TinyBERT(Method):
     name = "tinybert"
     Params = Params
+    version = "2"  # 2: regression fits the gold score by default, as the reference code
     description = "Jiao et al. 2019: embedding/hidden/attention MSE, then soft cross-entropy"
 
     def build(self, ctx, params: Params):
@@ -187,7 +198,8 @@ class TinyBERT(Method):
             finally:
                 loss.close()
         del teacher
-        ctx.train(student, prediction_loss(ctx.task.kind, params.temperature),
+        ctx.train(student, prediction_loss(ctx.task.kind, params.temperature,
+                                           params.regression_target),
                   description=f"{ctx.task.name} tinybert-2",
                   feats=ctx.with_teacher_logits("train"))
         return student

@@ -143,8 +143,35 @@ def test_patient_loss_by_hand():
     # [CLS] states: student (3, 4) -> (0.6, 0.8); teacher (2, 0) -> (1, 0)
     s = (None, torch.tensor([[[3.0, 4.0], [9.0, 9.0]]]))
     t = (None, None, torch.tensor([[[2.0, 0.0], [1.0, 1.0]]]))
-    expected = 0.4 ** 2 + 0.8 ** 2  # 0.8
+    expected = (0.4 ** 2 + 0.8 ** 2) / 2  # a mean over the H = 2 hidden units: 0.4
     assert pkd.patient_loss(s, t, [(1, 2)], None).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_pkd_loss_has_the_authors_scale():
+    """The authors' KD_loss.py on the same tensors: F.mse_loss of the normalised (B, layers, H)
+    [CLS] states, and KLDivLoss(reduction='mean') * T^2 (a mean over examples and classes)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    B, H, C, T = 4, 8, 3, 10.0
+    s_states = tuple(torch.randn(B, 5, H) for _ in range(3))  # embeddings + 2 layers
+    t_states = tuple(torch.randn(B, 5, H) for _ in range(5))  # embeddings + 4 layers
+    pairs = [(1, 2), (2, 4)]
+    s_pat = torch.stack([s_states[j][:, 0] for j, _ in pairs], dim=1)  # (B, 2, H)
+    t_pat = torch.stack([t_states[i][:, 0] for _, i in pairs], dim=1)  # (B, 2, H)
+    authors_pt = F.mse_loss(F.normalize(t_pat, p=2, dim=2), F.normalize(s_pat, p=2, dim=2))
+    assert pkd.patient_loss(s_states, t_states, pairs, None).item() == pytest.approx(
+        authors_pt.item(), rel=1e-5)
+    s_logits, t_logits = torch.randn(B, C), torch.randn(B, C)
+    labels = torch.tensor([0, 1, 2, 0])
+    authors_kd = nn.KLDivLoss(reduction="mean")(F.log_softmax(s_logits / T, dim=1),
+                                                F.softmax(t_logits / T, dim=1)) * T * T
+    p = pkd.Params(temperature=T, alpha=0.5, beta=100.0)
+    student, teacher = Fixed(s_logits.tolist(), s_states), Fixed(t_logits.tolist(), t_states)
+    loss, parts = pkd.pkd_loss(teacher, "classification", p, pairs)(student, {
+        "input_ids": torch.ones(B, 5, dtype=torch.long), "labels": labels})
+    expected = 0.5 * F.cross_entropy(s_logits, labels) + 0.5 * authors_kd + 100 * authors_pt
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_pkd_loss_by_hand():
@@ -153,9 +180,10 @@ def test_pkd_loss_by_hand():
     student, teacher = Fixed([[0.0, 0.0]], hidden_s), Fixed([[LN3, 0.0]], hidden_t)
     p = pkd.Params(temperature=1.0, alpha=0.5, beta=10.0)
     loss, parts = pkd.pkd_loss(teacher, "classification", p, [(1, 1)])(student, batch_of([0]))
-    expected = 0.5 * math.log(2) + 0.5 * 0.130812 + 10 * 0.8
+    # soft: KL / C (KLDivLoss mean reduction); patient: a mean over H = 2
+    expected = 0.5 * math.log(2) + 0.5 * 0.130812 / 2 + 10 * 0.4
     assert loss.item() == pytest.approx(expected, abs=1e-5)
-    assert parts["pt"] == pytest.approx(0.8, abs=1e-6)
+    assert parts["pt"] == pytest.approx(0.4, abs=1e-6)
 
 
 # --------------------------------------------------------------------------- tinybert
@@ -324,3 +352,17 @@ def test_student_from_a_checkpoint_path(tiny_teacher):
     student = make_student(bert, StudentSpec(init=str(tiny_teacher)))
     assert torch.equal(student.bert.embeddings.word_embeddings.weight,
                        bert.bert.embeddings.word_embeddings.weight)
+
+
+def test_tinybert_prediction_stage_on_regression_fits_the_gold_score():
+    """Huawei's task_distill.py: MSELoss(student_logits.view(-1), label_ids.view(-1))."""
+    student = Fixed([[1.0], [3.0]])
+    batch = {"input_ids": torch.ones(2, 3, dtype=torch.long),
+             "labels": torch.tensor([2.0, 5.0]), "teacher_logits": torch.tensor([[1.0], [3.0]])}
+    gold = tinybert.prediction_loss("regression", 1.0)(student, batch)
+    assert gold.item() == pytest.approx(((1 - 2) ** 2 + (3 - 5) ** 2) / 2)
+    teacher = tinybert.prediction_loss("regression", 1.0, "teacher")(student, batch)
+    assert teacher.item() == pytest.approx(0.0)  # the student already equals the teacher
+    assert tinybert.Params().regression_target == "gold"
+    with pytest.raises(ValueError, match="regression_target"):
+        tinybert.Params(regression_target="teachr")

@@ -259,3 +259,19 @@ def test_references_are_rebuilt_from_the_data_dir(run_dir, capsys):
     assert main(["report", str(run_dir), "--format", "md", "--data-dir", str(data)]) == 0
     assert "the sst2 data differs from the data the run used" in capsys.readouterr().err
     assert not (run_dir / "references" / "sst2.json").exists()
+
+
+def test_glue_task_score_is_the_glue_papers_definition():
+    from compressbench.report.summary import glue_task_score
+
+    # CoLA: MCC alone (its accuracy is reported, but GLUE does not score it)
+    assert glue_task_score("cola", {"mcc": 0.20, "accuracy": 0.70}) == pytest.approx(0.20)
+    assert glue_task_score("sst2", {"accuracy": 0.9, "macro_f1": 0.1}) == pytest.approx(0.9)
+    assert glue_task_score("mrpc", {"accuracy": 0.80, "f1": 0.86}) == pytest.approx(0.83)
+    assert glue_task_score("qqp", {"accuracy": 0.90, "f1": 0.80}) == pytest.approx(0.85)
+    assert glue_task_score("stsb", {"pearson": 0.88, "spearman": 0.86}) == pytest.approx(0.87)
+    assert glue_task_score("mnli", {"accuracy_dev_matched": 0.84,
+                                    "accuracy_dev_mismatched": 0.82}) == pytest.approx(0.83)
+    for task in ("qnli", "rte", "wnli"):
+        assert glue_task_score(task, {"accuracy": 0.6}) == pytest.approx(0.6)
+    assert glue_task_score("mrpc", {"accuracy": 0.8}) is None  # a missing metric: no score

@@ -167,3 +167,38 @@ def test_shared_conll_counts(tasks):
     t = tasks["conll2003"]
     assert [len(t.load(s, SHARED_DATA)) for s in ("train", "validation", "test")] == \
         [14041, 3250, 3453]
+
+
+def test_iob1_is_converted_to_iob2():
+    from compressbench.tasks import iob1_to_iob2
+
+    # IOB1: entities start with I-; B- only between two adjacent entities of one type
+    iob1 = ["I-ORG", "O", "I-PER", "I-PER", "B-PER", "I-LOC", "I-MISC", "I-MISC"]
+    assert iob1_to_iob2(iob1) == ["B-ORG", "O", "B-PER", "I-PER", "B-PER", "B-LOC", "B-MISC",
+                                  "I-MISC"]
+    iob2 = ["B-ORG", "O", "B-PER", "I-PER", "B-PER", "B-LOC", "B-MISC", "I-MISC"]
+    assert iob1_to_iob2(iob2) == iob2  # IOB2 is left alone
+
+
+def test_conll_iob1_file_reads_as_iob2(tmp_path, tasks):
+    iob1 = ("-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\nGerman JJ I-NP I-MISC\n"
+            "Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\nJohn NNP I-NP B-PER\n\n")
+    write(tmp_path / "conll2003/eng.train", iob1)
+    [s] = tasks["conll2003"].load("train", tmp_path)
+    assert [CONLL_TAGS[t] for t in s.label] == ["B-ORG", "O", "B-MISC", "B-PER", "I-PER",
+                                                "B-PER"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "conll2003/original_iob1/eng.train").is_file(),
+                    reason=f"CoNLL-2003 in both layouts not found under {SHARED_DATA}")
+def test_both_layouts_of_conll2003_give_identical_examples():
+    from compressbench.tasks import read_conll
+
+    folder = SHARED_DATA / "conll2003"
+    for iob2, iob1 in (("train.txt", "eng.train"), ("valid.txt", "eng.testa"),
+                       ("test.txt", "eng.testb")):
+        a, b = read_conll(folder / iob2), read_conll(folder / "original_iob1" / iob1)
+        assert a == b, f"{iob2} and {iob1} differ"
+    b_tags = sum(t in (1, 3, 5, 7) for ex in read_conll(folder / "original_iob1/eng.train")
+                 for t in ex.label)
+    assert b_tags == 23499  # B- tags, as train.txt has (IOB1 read raw gave 72)

@@ -259,12 +259,14 @@ def distinct_envs(records: list[dict]) -> list[dict]:
 # --------------------------------------------------------------------------- across tasks
 
 def glue_task_score(task: str, metrics: dict) -> float | None:
-    """GLUE's per-task score: the mean of the task's official metrics (MRPC: accuracy and F1,
-    STS-B: Pearson and Spearman, MNLI: matched and mismatched accuracy), as on the GLUE
-    leaderboard."""
+    """GLUE's per-task score (Wang et al. 2019, Table 1 and §4): CoLA MCC; SST-2, QNLI, RTE and
+    WNLI accuracy; MRPC and QQP the mean of accuracy and F1; STS-B the mean of Pearson and
+    Spearman; MNLI the mean of matched and mismatched accuracy. Not every metric a task
+    reports counts: CoLA's accuracy is shown but is not part of its GLUE score."""
     spec = GLUE[task]
     splits = spec.eval_files
-    names = [m if len(splits) == 1 else f"{m}_{s}" for m in spec.metrics for s in splits]
+    scored = spec.glue_score or spec.metrics
+    names = [m if len(splits) == 1 else f"{m}_{s}" for m in scored for s in splits]
     values = [metrics[n] for n in names if n in metrics]
     return mean(values) if len(values) == len(names) else None
 
