@@ -2,7 +2,8 @@
 
 Public API: ``hookimpl`` (mark plugin hooks), ``Method`` and ``Context`` (write a method),
 ``load_suite`` / ``run_suite`` (run from Python), ``get_plugin_manager``, ``load_model`` (any
-model a run saved or exported). Heavy modules (torch)
+model a run saved or exported, running no code from its folder), and ``rebuild_step`` /
+``built_by`` / ``rebuild_with`` (how a method says to rebuild a model a config cannot describe). Heavy modules (torch)
 are imported only when one of their names is used.
 """
 from __future__ import annotations
@@ -13,14 +14,15 @@ from typing import Any
 from compressbench.errors import CompressBenchError, ConfigError, DataError, PluginError
 from compressbench.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "Method": "compressbench.method", "Context": "compressbench.method",
     "StudentSpec": "compressbench.models", "Task": "compressbench.tasks",
     "Example": "compressbench.tasks", "load_suite": "compressbench.suite",
     "run_suite": "compressbench.runner", "get_plugin_manager": "compressbench.plugins",
-    "load_model": "compressbench.models",
+    "load_model": "compressbench.models", "rebuild_step": "compressbench.models",
+    "built_by": "compressbench.models", "rebuild_with": "compressbench.models",
 }
 
 __all__ = ["hookimpl", "CompressBenchError", "ConfigError", "DataError", "PluginError",

@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seed", type=int, default=None, help="needed when the run has several")
     exp.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     exp.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+    exp.add_argument("--unsafe-load-pickle", action="store_true",
+                     help="allow a model saved by compressbench 0.1 as a pickle; loading it can "
+                          "run code from the run directory: only for runs you trust")
     common(exp)
 
     plug = sub.add_parser("plugins", help="list loaded plugins and what each registered")
@@ -224,8 +227,9 @@ def cmd_validate(args) -> int:
 
 def cmd_export(args) -> int:
     from compressbench.export import export
-    plugin_manager(args)  # plugins a torch-format model's classes may live in
-    print(export(args.run_dir, args.task, args.method, args.output, args.seed, args.force))
+    plugin_manager(args)  # --plugin files whose rebuild steps a model's recipe may name
+    print(export(args.run_dir, args.task, args.method, args.output, args.seed, args.force,
+                 args.unsafe_load_pickle))
     return 0
 
 

@@ -48,7 +48,7 @@ def find_record(run_dir: Path, records: list[dict], task: str, method: str,
 
 
 def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = None,
-           force: bool = False) -> Path:
+           force: bool = False, unsafe_pickle: bool = False) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     records = list(results.latest(results.read(run_dir)).values())
     record = find_record(run_dir, records, task, method, seed)
@@ -63,12 +63,16 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
                                      f"another or pass --force to replace it")
         shutil.rmtree(out)
     shutil.copytree(source, out, dirs_exist_ok=True)  # a real copy: the export ships alone
+    try:
+        load_model(out, unsafe_pickle=unsafe_pickle)  # refuse to hand over what does not load
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     teacher = next((r for r in records if r["task"] == task and r["label"] == "teacher"
                     and r.get("status") == "ok"), None)
     (out / "README.md").write_text(model_card(record, teacher, saved_format(out)),
                                    encoding="utf-8")
     (out / "compressbench-record.json").write_text(json.dumps(record, indent=2, default=str))
-    load_model(out)  # refuse to hand over something that does not load
     return out
 
 
@@ -143,15 +147,19 @@ LOADING = {
            ("model = AutoModelForSequenceClassification.from_pretrained(PATH)  # "
            "ForTokenClassification for NER"),
            "tokenizer = AutoTokenizer.from_pretrained(PATH)", "```"],
-    "state": [("A config plus a `state_dict` of tensor-subclass weights (torchao); needs "
-              "`torchao` installed."), "", "```python",
-              "import compressbench", "model = compressbench.load_model(PATH)",
-              ("# by hand: import torchao; model = AutoModelFor...from_config(AutoConfig."
-              "from_pretrained(PATH)); model.load_state_dict(torch.load(PATH/'model.pt'), "
-              "assign=True)"), "```"],
-    "torch": [("A whole pickled `nn.Module` (quantized modules, unevenly pruned heads or a "
-              "non-transformers model); its code must be importable (compressbench and its "
-              "plugins)."), "", "```python", "import compressbench",
-              ("model = compressbench.load_model(PATH)  # = torch.load(PATH/'model.pt', "
-              "weights_only=False)"), "```"],
+    "weights": [("Weights (`model.pt`, read with `torch.load(weights_only=True)`) plus a "
+                "recipe in `compressbench.json` that rebuilds the module they go into "
+                "(architecture from `config.json` or a named factory, resized Linear layers, "
+                "then transforms such as dynamic int8 quantization); needs compressbench and "
+                "the plugin that made it installed. Loading runs no code from this folder."),
+                "", "```python", "import compressbench",
+                "model = compressbench.load_model(PATH)", "```"],
+    "torch": [("A pickled `nn.Module` from compressbench 0.1: loading it can run code from "
+               "the folder. Only if you trust its source:"), "", "```python",
+              "import compressbench",
+              "model = compressbench.load_model(PATH, unsafe_pickle=True)", "```"],
+    "state": [("A config plus a torchao `state_dict` from compressbench 0.1 (its `imports` "
+               "are chosen by the folder). Only if you trust its source:"), "", "```python",
+              "import compressbench",
+              "model = compressbench.load_model(PATH, unsafe_pickle=True)", "```"],
 }

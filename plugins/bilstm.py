@@ -11,7 +11,8 @@ The transfer set is the training data plus N rule-based augmented copies of each
 (§3.2), labelled by the teacher: each word is masked with p_mask, else replaced by a word with
 the same part of speech with p_pos (POS from a lexicon), and with p_ng the example is cut to a
 random n-gram (n in 1..5). Token tasks keep every word in place, so they get no n-gram sampling.
-The student is saved in compressbench's torch format (the class is importable from this module).
+The student is saved as weights plus a recipe naming ``BiLSTMStudent`` and its arguments
+(``compressbench.built_by``), so loading it runs no pickle.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from compressbench_plugins.kd import label_mask, masked_mean
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from compressbench import Method, hookimpl
+from compressbench import Method, built_by, hookimpl, rebuild_step
 from compressbench.data import encode
 from compressbench.errors import ConfigError
 from compressbench.models import forward_kwargs, logits_of
@@ -65,6 +66,7 @@ def compact(ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.
     return ids.gather(1, order)[:, :width], keep.gather(1, order)[:, :width]
 
 
+@rebuild_step
 class BiLSTMStudent(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, mlp_size: int,
                  num_labels: int, kind: str, pair: bool, pad_id: int = 0):
@@ -223,6 +225,7 @@ def bilstm_loss(kind: str, alpha: float):
 
 class BiLSTM(Method):
     name = "bilstm"
+    version = "2"  # 2: saved as weights plus a recipe, not a pickle
     Params = Params
     description = "Tang et al. 2019: BiLSTM student, MSE on logits, augmented transfer set"
     training_defaults: ClassVar[dict] = {"learning_rate": 1e-3}  # an LSTM from scratch
@@ -237,8 +240,11 @@ class BiLSTM(Method):
             dim = table.shape[1]
         else:
             table, dim = None, params.embedding_dim
-        student = BiLSTMStudent(len(ctx.tokenizer), dim, params.hidden_size, params.mlp_size,
-                                task.num_labels, task.kind, pair, ctx.pad_id)
+        shape = {"vocab_size": len(ctx.tokenizer), "embedding_dim": dim,
+                 "hidden_size": params.hidden_size, "mlp_size": params.mlp_size,
+                 "num_labels": task.num_labels, "kind": task.kind, "pair": pair,
+                 "pad_id": ctx.pad_id}
+        student = built_by(BiLSTMStudent(**shape), BiLSTMStudent, **shape)
         if table is not None:
             student.embedding.weight.data.copy_(table[:len(ctx.tokenizer)])
         del teacher

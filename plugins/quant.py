@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressbench import Method, hookimpl
+from compressbench import Method, hookimpl, rebuild_step, rebuild_with
 from compressbench.errors import ConfigError
 
 
@@ -32,24 +32,33 @@ class DynamicParams:
 
 class QuantDynamic(Method):
     name = "quant-dynamic"
+    version = "2"  # 2: saved as weights plus a recipe, not a pickle
     Params = DynamicParams
     description = "PyTorch dynamic int8 quantization of Linear (and LSTM) layers"
 
     def build(self, ctx, params: DynamicParams):
-        from torch.ao.quantization import (
-            default_dynamic_qconfig,
-            per_channel_dynamic_qconfig,
-            quantize_dynamic,
-        )
+        model = dynamic_int8(ctx.model().float(), params.per_channel, params.lstm)
+        # saved as weights plus this recipe: loading re-applies the module swap, then the weights
+        return rebuild_with(model, dynamic_int8, per_channel=params.per_channel,
+                            lstm=params.lstm)
 
-        model = ctx.model().float()
-        qconfig = per_channel_dynamic_qconfig if params.per_channel else default_dynamic_qconfig
-        spec = {nn.Linear: qconfig}
-        if params.lstm:
-            spec[nn.LSTM] = default_dynamic_qconfig  # LSTM supports per-tensor weights only
-        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice
-            warnings.simplefilter("ignore")
-            return quantize_dynamic(model.eval(), spec, dtype=torch.qint8)
+
+@rebuild_step
+def dynamic_int8(model: nn.Module, per_channel: bool, lstm: bool) -> nn.Module:
+    """``model`` with its Linear (and LSTM) layers swapped for dynamic int8 ones."""
+    from torch.ao.quantization import (
+        default_dynamic_qconfig,
+        per_channel_dynamic_qconfig,
+        quantize_dynamic,
+    )
+
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+    spec = {nn.Linear: qconfig}
+    if lstm:
+        spec[nn.LSTM] = default_dynamic_qconfig  # LSTM supports per-tensor weights only
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model.eval(), spec, dtype=torch.qint8)
 
 
 @dataclass(frozen=True)
@@ -76,20 +85,24 @@ def import_torchao():
 
 class QuantTorchao(Method):
     name = "quant-torchao"
+    version = "2"  # 2: saved as weights plus a recipe
     Params = TorchaoParams
     description = "torchao int8 (dynamic activation + weight, or weight-only) on Linear layers"
 
     def build(self, ctx, params: TorchaoParams):
-        q = import_torchao()
-        model = ctx.model().float().eval()
-        if not hasattr(model, "config"):
-            raise ConfigError(f"quant-torchao: {type(model).__name__} is not a transformers "
-                              f"model, and torchao weights are saved as a config plus a state "
-                              f"dict; use quant-dynamic for it")
-        config = (q.Int8DynamicActivationInt8WeightConfig() if params.scheme == "int8-dynamic"
-                  else q.Int8WeightOnlyConfig())
-        q.quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear))
-        return model
+        model = torchao_int8(ctx.model().float().eval(), params.scheme)
+        return rebuild_with(model, torchao_int8, scheme=params.scheme)
+
+
+@rebuild_step
+def torchao_int8(model: nn.Module, scheme: str) -> nn.Module:
+    """``model``'s Linear weights as torchao int8 tensors (importing torchao also lets
+    ``torch.load(weights_only=True)`` read them)."""
+    q = import_torchao()
+    config = (q.Int8DynamicActivationInt8WeightConfig() if scheme == "int8-dynamic"
+              else q.Int8WeightOnlyConfig())
+    q.quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear))
+    return model
 
 
 @dataclass(frozen=True)

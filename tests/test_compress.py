@@ -173,12 +173,16 @@ def test_choose_heads_keeps_one_per_layer_and_ranks_after_normalising():
     assert [len(k) for k in keep] == [1, 1]  # a layer never loses its last head
 
 
-def test_head_pruned_model_saves_as_torch_and_reloads(tmp_path):
+def test_head_pruned_model_saves_as_weights_and_reloads(tmp_path):
     model = tiny_bert()
     remove_heads(model, blocks(model, "prune-heads"), [torch.tensor([1]), torch.tensor([0, 1])])
     x = inputs()
     folder = save_model(model, tmp_path / "m", "classification")
-    assert saved_format(folder) == "torch"  # uneven heads: the config cannot describe it
+    assert saved_format(folder) == "weights"  # uneven heads: the config cannot describe it
+    meta = json.loads((folder / "compressbench.json").read_text())
+    assert meta["linear_shapes"]["bert.encoder.layer.0.attention.self.query"] == [8, 32]
+    assert meta["linear_shapes"]["bert.encoder.layer.1.attention.self.query"] == [16, 32]
+    assert "bert.encoder.layer.0.intermediate.dense" not in meta["linear_shapes"]
     torch.testing.assert_close(logits(load_model(folder), x), logits(model, x))
 
 
@@ -257,19 +261,24 @@ def test_quant_dynamic_replaces_every_linear(tmp_path, per_channel):
     assert count_parameters(q)[0] == total
     assert (logits(q, x) - reference).abs().max() < 0.1  # int8 stays close
     folder = save_model(q, tmp_path / "q", "classification")
-    assert saved_format(folder) == "torch"
+    assert saved_format(folder) == "weights"
     torch.testing.assert_close(logits(load_model(folder), x), logits(q, x))
 
 
-def test_quant_dynamic_quantizes_the_bilstm_lstm():
+def test_quant_dynamic_quantizes_the_bilstm_lstm(tmp_path):
+    from compressbench import built_by
     from torch.ao.nn.quantized.dynamic import LSTM as QLSTM
 
-    model = BiLSTMStudent(100, 8, 6, 5, 2, "classification", pair=False).eval()
+    shape = dict(vocab_size=30522, embedding_dim=8, hidden_size=6, mlp_size=5, num_labels=2,
+                 kind="classification", pair=False)
+    model = built_by(BiLSTMStudent(**shape).eval(), BiLSTMStudent, **shape)
     q = quantize("quant-dynamic", model)
     assert any(isinstance(m, QLSTM) for m in q.modules())
-    assert count_parameters(q)[0] == count_parameters(
-        BiLSTMStudent(100, 8, 6, 5, 2, "classification", pair=False))[0]
+    assert count_parameters(q)[0] == count_parameters(BiLSTMStudent(**shape))[0]
     assert logits(q, inputs()).shape == (3, 2)
+    folder = save_model(q, tmp_path / "q", "classification")  # packed LSTM cells, no pickle
+    assert saved_format(folder) == "weights"
+    torch.testing.assert_close(logits(load_model(folder), inputs()), logits(q, inputs()))
 
 
 @pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-weight-only"])
@@ -283,14 +292,19 @@ def test_quant_torchao_weights_and_state_format(tmp_path, scheme):
     assert type(weight).__module__.startswith("torchao") and weight.qdata.dtype == torch.int8
     assert (logits(q, x) - reference).abs().max() < 0.1
     folder = save_model(q, tmp_path / "q", "classification")
-    assert saved_format(folder) == "state"
+    assert saved_format(folder) == "weights"
     torch.testing.assert_close(logits(load_model(folder), x), logits(q, x))
 
 
-def test_quant_torchao_refuses_a_non_transformers_model():
+def test_quant_torchao_on_a_bilstm_saves_as_weights(tmp_path):
     pytest.importorskip("torchao")
-    with pytest.raises(ConfigError, match="use quant-dynamic"):
-        quantize("quant-torchao", BiLSTMStudent(100, 8, 6, 5, 2, "classification", False))
+    from compressbench import built_by
+
+    shape = dict(vocab_size=30522, embedding_dim=8, hidden_size=6, mlp_size=5, num_labels=2,
+                 kind="classification", pair=False)
+    q = quantize("quant-torchao", built_by(BiLSTMStudent(**shape), BiLSTMStudent, **shape))
+    folder = save_model(q, tmp_path / "q", "classification")
+    torch.testing.assert_close(logits(load_model(folder), inputs()), logits(q, inputs()))
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -384,8 +398,8 @@ def test_every_method_and_chain_runs_and_is_measured(compress_run):
                 assert r["measure"]["paired"]["reference_ms"]["n"] == 3
     formats = {r["label"]: r["model"]["format"] for r in records.values()
                if r["task"] == "sst2"}
-    assert formats["int8"] == formats["heads"] == formats["pkd-heads-int8"] == "torch"
-    assert formats["torchao"] == "state"
+    assert formats["int8"] == formats["heads"] == formats["pkd-heads-int8"] == "weights"
+    assert formats["torchao"] == "weights"
     assert formats["magnitude-50"] == formats["ffn"] == formats["fp16"] == "hf"
 
 

@@ -275,3 +275,16 @@ def test_glue_task_score_is_the_glue_papers_definition():
     for task in ("qnli", "rte", "wnli"):
         assert glue_task_score(task, {"accuracy": 0.6}) == pytest.approx(0.6)
     assert glue_task_score("mrpc", {"accuracy": 0.8}) is None  # a missing metric: no score
+
+
+def test_every_suite_version_is_named_when_a_run_was_resumed_with_an_edited_suite(run_dir):
+    lines = records(run_dir)
+    for r in lines[:3]:
+        r["suite_sha256"] = "0" * 64
+    (run_dir / "results.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    s = summarise(run_dir)
+    assert dict(s.suite_versions)["0" * 64] == 3 and len(s.suite_versions) == 2
+    assert main(["report", str(run_dir), "--format", "md,json"]) == 0
+    md = (run_dir / "report.md").read_text()
+    assert "versions of the suite" in md and "`000000000000` (3 jobs)" in md
+    assert len(json.loads((run_dir / "report.json").read_text())["suite_versions"]) == 2

@@ -125,8 +125,9 @@ class HtmlReporter:
 def md_inline(text: str) -> str:
     """Escape, then render the two inline markdown forms the shared notes use."""
     out = e(text)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+    out = re.sub(r"(?<!\\)`([^`]+)(?<!\\)`", r"<code>\1</code>", out)
+    out = re.sub(r"(?<!\\)\*\*([^*]+)(?<!\\)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"\\(&lt;|&gt;|&amp;|&quot;|&#x27;|[\\`*_\[\]|~])", r"\1", out)  # esc()'d
 
 
 CSS = """

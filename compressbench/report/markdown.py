@@ -1,16 +1,37 @@
 """The markdown report: GitHub-flavoured tables, plots linked as PNG files beside it."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from compressbench.report import tables as T
 from compressbench.report.summary import RunSummary
+
+def md_text(text: object) -> str:
+    """Text shown as it is in GitHub markdown: characters that would start HTML, a link, code,
+    emphasis or a table cell are backslash-escaped (so a name like ``<img onerror=...>``,
+    ``[x](javascript:...)`` or ``a|b`` is just text), and newlines become spaces."""
+    return T.esc(text)
+
+
+def md_code(text: object) -> str:
+    """A code span (nothing inside is markup), unless the text itself holds a backtick."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    return f"`{text}`" if "`" not in text else md_text(text)
 
 
 def md_table(table: T.Table) -> list[str]:
     def cell(c: T.Cell) -> str:
-        return c.text.replace("|", "\\|").replace("\n", " ")
+        return md_text(c.text)
     align = ["---:" if table.numeric(i) else "---" for i in range(len(table.head))]
-    return (["| " + " | ".join(table.head) + " |", "|" + "|".join(align) + "|"] +
+    head = "| " + " | ".join(md_text(h) for h in table.head) + " |"
+    return ([head, "|" + "|".join(align) + "|"] +
             ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows])
+
+
+def md_link(path: str) -> str:
+    """A relative link target: percent-encoded, so it can only name a file beside the report
+    (no ``javascript:`` scheme, no ')' closing the link early)."""
+    return quote(path, safe="/-_.~")
 
 
 class MarkdownReporter:
@@ -20,7 +41,7 @@ class MarkdownReporter:
     description = "report.md: tables, plots (PNG links), what to pick, error analysis"
 
     def render(self, summary: RunSummary) -> str:
-        out = [f"# compressbench report: {summary.suite}", ""]
+        out = [f"# compressbench report: {md_text(summary.suite)}", ""]
         if summary.picks:
             out += ["## What to pick", "", *md_table(T.picks_table(summary)), "",
                     T.picks_note(summary), ""]
@@ -35,23 +56,23 @@ class MarkdownReporter:
         return "\n".join(out) + "\n"
 
     def task_section(self, summary: RunSummary, table, errors) -> list[str]:
-        out = [f"## {table.task}", "",
-               (f"Main metric: `{table.main_metric}`; retained %, compression and speed-up are "
+        out = [f"## {md_text(table.task)}", "",
+               (f"Main metric: {md_code(table.main_metric)}; retained %, compression and speed-up are "
                f"relative to the fine-tuned teacher; metrics are mean ± std over seeds."), "",
                *md_table(T.task_table(table))]
         out += [f"\n{note}" for note in T.table_notes(table)]
         for job_id, error in table.failed:
-            out.append(f"\n**failed** `{job_id}`: {error}")
+            out.append(f"\n**failed** {md_code(job_id)}: {md_text(error)}")
         out.append("")
         for plot in (p for p in summary.plots if p.task == table.task):
-            out += [f"![{plot.title}]({plot.files[0]})", "",
-                    (f"Pareto front ({plot.axis}): {', '.join(plot.front)}. "
-                    f"SVG: `{plot.files[1]}`."), ""]
+            out += [f"![{md_text(plot.title)}]({md_link(plot.files[0])})", "",
+                    (f"Pareto front ({plot.axis}): {', '.join(md_text(f) for f in plot.front)}. "
+                    f"SVG: {md_code(plot.files[1])}."), ""]
         if summary.show_grid:
             for title, grid in T.grid_tables(table):
-                out += [f"### {title}", "", *md_table(grid), ""]
+                out += [f"### {md_text(title)}", "", *md_table(grid), ""]
         if errors is not None:
-            out += [f"### {table.task}: error analysis", "", T.errors_intro(errors, summary), ""]
+            out += [f"### {md_text(table.task)}: error analysis", "", T.errors_intro(errors, summary), ""]
             if errors.methods:
                 out += [*md_table(T.per_class_table(errors)), ""]
             confusion = T.confusion_overview(errors)
@@ -60,7 +81,7 @@ class MarkdownReporter:
             for m in errors.methods:
                 matrix = T.confusion_table(errors, m)
                 if matrix is not None:
-                    out += [f"Confusion matrix, {m.label}:", "", *md_table(matrix), ""]
+                    out += [f"Confusion matrix, {md_text(m.label)}:", "", *md_table(matrix), ""]
             examples = T.examples_table(errors)
             if examples is not None:
                 out += ["Examples the teacher gets right and the method gets wrong:", "",

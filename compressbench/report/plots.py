@@ -14,13 +14,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from compressbench import rundir
 from compressbench.report.summary import TEACHER, Row, RunSummary, TaskTable
 
 AXES = {  # axis -> (row attribute, x label, Pareto flag)
     "latency": ("p50_ms", "latency p50, batch 1 (ms, log scale)", "pareto_latency"),
     "size": ("size_mb", "size on disk (MB, log scale)", "pareto_size"),
 }
-PLOTS = "plots"
+PLOTS = rundir.PLOTS
 
 
 @dataclass
@@ -62,19 +63,20 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
         try:
             draw(ax, table, rows, front, attr, within)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(table.main_metric)
-            ax.set_title(title)
+            ax.set_ylabel(plain_text(table.main_metric))
+            ax.set_title(plain_text(title))
             fig.tight_layout()
             stem = f"{table.task}-{axis}"
-            (out_dir / PLOTS).mkdir(parents=True, exist_ok=True)
-            fig.savefig(out_dir / PLOTS / f"{stem}.png", metadata={"Software": None})
+            png = rundir.plot_file(out_dir, table.task, axis, "png")
+            png.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(png, metadata={"Software": None})
             buf = io.StringIO()
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         finally:
             plt.close(fig)
     svg = buf.getvalue()
-    (out_dir / PLOTS / f"{stem}.svg").write_text(svg, encoding="utf-8")
-    return Plot(table.task, axis, title, inline(svg, f"{stem}-"),
+    rundir.plot_file(out_dir, table.task, axis, "svg").write_text(svg, encoding="utf-8")
+    return Plot(table.task, axis, title, inline(svg, id_prefix(stem)),
                 [f"{PLOTS}/{stem}.png", f"{PLOTS}/{stem}.svg"], [r.label for r in rows],
                 [r.label for r in front])
 
@@ -132,7 +134,7 @@ def place_labels(ax, points: list[tuple[float, float, str]]) -> None:
                 break
         placed.append(box)
         dy = 3 + shift * line_h
-        ax.annotate(label, (x, y), xytext=(4, dy * 72 / ax.figure.dpi),
+        ax.annotate(plain_text(label), (x, y), xytext=(4, dy * 72 / ax.figure.dpi),
                     textcoords="offset points", fontsize=7, color="#333",
                     arrowprops={"arrowstyle": "-", "color": "#bbb", "lw": 0.5} if shift else None)
 
@@ -157,6 +159,20 @@ def _plain(ax, minor: bool = False):
                 return ""
         return f"{x:g}"
     return FuncFormatter(label)
+
+
+def plain_text(text: str) -> str:
+    """Text that matplotlib draws as it is: a '$' would start mathtext (and a bad formula
+    raises), so each is escaped."""
+    return str(text).replace("$", r"\$")
+
+
+def id_prefix(stem: str) -> str:
+    """An id prefix safe inside an attribute (names from old or foreign runs may hold quotes),
+    unique per figure."""
+    import hashlib
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", stem)
+    return f"{safe}-{hashlib.sha256(stem.encode()).hexdigest()[:6]}-"
 
 
 def inline(svg: str, prefix: str) -> str:

@@ -137,6 +137,16 @@ class RunSummary:
         return any(r.paired and r.label != TEACHER for t in self.tables for r in t.rows)
 
     @property
+    def suite_versions(self) -> list[tuple[str, int]]:
+        """Every suite sha256 the records were made with and how many jobs each, oldest
+        first: more than one when a run was resumed with an edited suite."""
+        counts: dict[str, int] = {}
+        for r in sorted(self.records, key=lambda r: r.get("started_at", "")):
+            sha = r.get("suite_sha256", "")
+            counts[sha] = counts.get(sha, 0) + 1
+        return list(counts.items())
+
+    @property
     def started(self) -> tuple[str, str]:
         stamps = sorted(r["started_at"] for r in self.records if r.get("started_at"))
         return (stamps[0], stamps[-1]) if stamps else ("", "")
@@ -172,7 +182,8 @@ def summarise(run_dir: Path, latency_budget: float | None = None,
         relate_to_teacher(table)
         mark_pareto(table)
     envs = distinct_envs(records)
-    summary = RunSummary(run_dir, records[0]["suite"], records[0].get("suite_sha256", ""),
+    newest = max(records, key=lambda r: r.get("started_at", ""))
+    summary = RunSummary(run_dir, newest["suite"], newest.get("suite_sha256", ""),
                          envs[-1] if envs else {}, envs, list(tables.values()), records,
                          latency_budget=latency_budget, within=within)
     summary.overview = overview(summary.tables)

@@ -2,6 +2,8 @@
 and HTML reporters so the two always show the same numbers."""
 from __future__ import annotations
 
+import re
+
 import statistics
 from dataclasses import dataclass
 
@@ -87,6 +89,16 @@ PAIRED_ROW_NOTE = ("speed-up: the teacher and the model timed alternately on the
                    "examples in one process, which cancels drift between jobs; p50/p90 are "
                    "each model's own run, so their ratio can differ from the speed-up on a "
                    "noisy machine.")
+
+
+MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def esc(value: object) -> str:
+    """A value from the records (a label, a name, an environment string) made inert inside the
+    notes, which are markdown (``code``, **bold**): its markdown characters are backslash-escaped
+    and newlines become spaces. The HTML reporter escapes for HTML and drops the backslashes."""
+    return MD_SPECIAL.sub(r"\\\1", str(value)).replace("\r", " ").replace("\n", " ")
 
 
 def table_notes(table: TaskTable) -> list[str]:
@@ -250,7 +262,7 @@ def examples_table(errors: TaskErrors) -> Table | None:
 
 def errors_intro(errors: TaskErrors, summary: RunSummary) -> str:
     if not errors.methods:
-        return f"Not available: {errors.note}"
+        return f"Not available: {esc(errors.note)}"
     what = {"token": "per entity type (seqeval, CoNLL evaluation), with a confusion matrix of "
                      "entity types per word (B-/I- merged)",
             "regression": "mean absolute error per band of the gold score",
@@ -263,7 +275,7 @@ def errors_intro(errors: TaskErrors, summary: RunSummary) -> str:
     text_ = (f"Split `{errors.split}` ({errors.n} examples), each method's first seed against "
              f"the teacher: {what}. \"Teacher right → wrong\" counts {counted} (\"wrong → "
              f"right\" the reverse); up to {summary.examples} of them are shown per method.")
-    return text_ + (f" {errors.note}." if errors.note else "")
+    return text_ + (f" {esc(errors.note)}." if errors.note else "")
 
 
 # --------------------------------------------------------------------------- environment
@@ -273,17 +285,23 @@ def env_lines(summary: RunSummary) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
     first, last = summary.started
     n_ok = sum(1 for r in summary.records if r.get("status") == "ok")
-    lines = [(f"suite: `{summary.suite}`, file `suite.yaml` in the run directory, sha256 "
-             f"`{summary.suite_sha256}`"),
+    lines = [(f"suite: {esc(summary.suite)}, file `suite.yaml` in the run directory, newest sha256 "
+             f"`{esc(summary.suite_sha256)}`"),
              (f"jobs: {n_ok} ok, {len(summary.records) - n_ok} failed; started "
              f"{first or '?'} … {last or '?'}"),
-             (f"CPU: {env.get('cpu', '?')}, {env.get('cores', '?')} cores; platform "
-             f"{env.get('platform', '?')}; Python {env.get('python', '?')}"),
+             (f"CPU: {esc(env.get('cpu', '?'))}, {esc(env.get('cores', '?'))} cores; platform "
+             f"{esc(env.get('platform', '?'))}; Python {esc(env.get('python', '?'))}"),
              (f"threads: training {env.get('train_threads', '?')}, latency "
              f"{env.get('measure_threads', '?')}"),
              "latency: batch 1, real sequence lengths, tokenization not timed, one process per "
              "model" + (PAIRED_NOTE if summary.paired else ""),
              f"versions: {versions}"]
+    versions = summary.suite_versions
+    if len(versions) > 1:
+        lines.append(f"**warning**: the records come from {len(versions)} versions of the suite "
+                     f"(it was edited between runs): " + "; ".join(
+                         f"sha256 `{esc(sha[:12])}` ({n} jobs)" for sha, n in versions) +
+                     "; `suite.yaml` is the newest; compare rows made with the same version")
     if len(summary.envs) > 1:
         keys = sorted({k for e in summary.envs for k in e if
                        len({repr(x.get(k)) for x in summary.envs}) > 1})

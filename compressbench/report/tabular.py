@@ -58,6 +58,7 @@ class JsonReporter:
     def render(self, summary: RunSummary) -> str:
         body = {
             "suite": summary.suite, "suite_sha256": summary.suite_sha256,
+            "suite_versions": [{"sha256": sha, "jobs": n} for sha, n in summary.suite_versions],
             "environment": summary.env, "environments": len(summary.envs),
             "latency_budget_ms": summary.latency_budget, "within_points": summary.within,
             "tables": [asdict(t) for t in summary.tables],
