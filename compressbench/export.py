@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from compressbench import results
+from compressbench import cache, results
 from compressbench.errors import CompressBenchError
 from compressbench.models import META, load_model, saved_format
 
@@ -62,7 +62,14 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
             raise CompressBenchError(f"-o {out}: the folder exists and is not empty; choose "
                                      f"another or pass --force to replace it")
         shutil.rmtree(out)
+    damaged = cache.check(source) if (source / cache.MANIFEST).is_file() else None  # 0.1: none
+    if damaged is not None:
+        raise CompressBenchError(f"{source}: the model of {record['job_id']} does not match its "
+                                 f"manifest ({damaged}); re-run the suite with --output "
+                                 f"{run_dir} to rebuild it")
     shutil.copytree(source, out, dirs_exist_ok=True)  # a real copy: the export ships alone
+    for path in out.rglob("*"):  # the copy is the user's to edit (the cache's files are not)
+        path.chmod(path.stat().st_mode | 0o200)
     try:
         load_model(out, unsafe_pickle=unsafe_pickle)  # refuse to hand over what does not load
     except BaseException:

@@ -83,13 +83,47 @@ def peak_rss_mb() -> float:
 
 # --------------------------------------------------------------------------- parent side
 
+TMP_PREFIX = "compressbench-measure-"
+
+
+def die_with_parent() -> None:
+    """In the measuring child, before exec: have Linux kill it when its parent dies (even by
+    ``kill -9``), so no orphan keeps measuring. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def remove_stale_temp_dirs() -> None:
+    """Temporary folders of measurements whose compressbench process died (``kill -9``)."""
+    import shutil
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
+        pid = folder.name[len(TMP_PREFIX):].split("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 def measure_model(folder: Path, features: list[dict], cfg, plugin_files=(),
                   reference: Path | None = None) -> dict:
     """Run the measuring subprocess on a saved model; ``features`` are tokenized examples
     (``input_ids`` and maybe ``token_type_ids``) at their real lengths. With ``reference``
     (the teacher), the two are also timed alternately on the same examples: a paired speed-up
     that drift between jobs (other load, clock changes) does not distort."""
-    with tempfile.TemporaryDirectory(prefix="compressbench-measure-") as tmp:
+    remove_stale_temp_dirs()
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         inputs = Path(tmp) / "inputs.json"
         out = Path(tmp) / "out.json"
         inputs.write_text(json.dumps([{k: f[k] for k in ("input_ids", "token_type_ids")
@@ -107,7 +141,7 @@ def measure_model(folder: Path, features: list[dict], cfg, plugin_files=(),
                "MKL_NUM_THREADS": str(cfg.threads), "TOKENIZERS_PARALLELISM": "false"}
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                  timeout=cfg.timeout_s)
+                                  timeout=cfg.timeout_s, preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired:
             raise CompressBenchError(f"measuring {folder} took over measure.timeout_s="
                                      f"{cfg.timeout_s}s") from None

@@ -141,6 +141,28 @@ def load_plugin_file(pm: PluginManager, path: str | os.PathLike) -> str:
     return name
 
 
+def load_entry_points(pm: PluginManager) -> None:
+    """Register every installed plugin of the ``compressbench`` entry-point group, one at a
+    time, so that one that fails to import is named, with its distribution and the way past
+    it (pluggy's ``load_setuptools_entrypoints`` reports only the exception)."""
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != GROUP or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"the installed compressbench plugin '{ep.name}' (entry point "
+                    f"'{ep.name} = {ep.value}' of the distribution "
+                    f"{dist.metadata['Name']} {dist.version}) failed to load: "
+                    f"{type(exc).__name__}: {exc}. Skip it with -p no:{ep.name} (or "
+                    f"{DISABLE_ENV}={ep.name}), or fix or uninstall "
+                    f"{dist.metadata['Name']}") from exc
+            pm.register(plugin, name=ep.name)
+            pm._plugin_distinfo.append((plugin, pluggy._manager.DistFacade(dist)))
+
+
 def get_plugin_manager(plugin_files: Iterable[str | os.PathLike] = (),
                        blocked: Iterable[str] = (),
                        entry_points: bool = True) -> PluginManager:
@@ -154,11 +176,7 @@ def get_plugin_manager(plugin_files: Iterable[str | os.PathLike] = (),
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
         pm.enable_tracing()
     if entry_points:
-        try:
-            pm.load_setuptools_entrypoints(GROUP)
-        except Exception as exc:
-            raise PluginError(f"an installed compressbench plugin failed to load: "
-                              f"{type(exc).__name__}: {exc}") from exc
+        load_entry_points(pm)
     for path in plugin_files:
         load_plugin_file(pm, path)
     return pm

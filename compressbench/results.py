@@ -18,12 +18,32 @@ from compressbench.rundir import RESULTS
 def append(run_dir: Path, record: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    drop_torn_tail(run_dir / RESULTS)
     fd = os.open(run_dir / RESULTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def drop_torn_tail(path: Path) -> None:
+    """A crash in the middle of a write leaves a last line without its newline; appending to it
+    would glue the next record onto it and lose both. Cut it off (it is unreadable anyway)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        content = f.read()
+        keep = content.rfind(b"\n") + 1  # 0 when the only line is torn
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    print(f"compressbench: warning: {path}: dropped a torn last record ({len(content) - keep} "
+          f"bytes, from a crash during a write); its job will run again", file=sys.stderr)
 
 
 def read(run_dir: Path) -> list[dict]:

@@ -7,6 +7,7 @@ hostile ``results.jsonl`` can make compressbench read or write outside the run d
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -65,3 +66,28 @@ def references_file(run_dir: Path, task: str) -> Path:
 
 def plot_file(run_dir: Path, task: str, axis: str, ext: str) -> Path:
     return inside(run_dir, PLOTS, f"{task}-{axis}.{ext}")
+
+
+@contextlib.contextmanager
+def lock(run_dir: Path):
+    """Hold the run directory for one ``compressbench run`` at a time (an advisory ``flock``,
+    released by the kernel when the process ends, even by ``kill -9``)."""
+    import fcntl
+    import os
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise CompressBenchError(
+                f"{run_dir}: another compressbench run is using this run directory ({holder}); "
+                f"wait for it to finish, or give this run another --output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield run_dir
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

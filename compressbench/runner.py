@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from compressbench import data as D
-from compressbench import models, results, rundir, schema
+from compressbench import cache, models, results, rundir, schema
 from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.measure import cpu_model, measure_model
 from compressbench.method import Context
@@ -128,6 +129,10 @@ class Runner:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> list[dict]:
+        with rundir.lock(self.run_dir):
+            return self.run_locked()
+
+    def run_locked(self) -> list[dict]:
         suite = self.suite
         tasks = [resolve_task(suite, t, self.pm) for t in suite.tasks]
         prepared = {t.name: D.prepare(t, self.data_dir, suite.training) for t in tasks}
@@ -162,6 +167,8 @@ class Runner:
         teacher_plan = self.plan(teacher_job, teacher_job.steps, base_key)
         teacher_key = teacher_plan[-1].key
         teacher_folder = self.cache_dir / "models" / teacher_key
+        if self.drop_if_damaged(teacher_folder) or not models.is_saved(teacher_folder):
+            done = {k: v for k, v in done.items() if k != teacher_job.id}  # rebuild it first
         for job in jobs:
             is_teacher = job is teacher_job
             variants = self.variants(job)
@@ -267,34 +274,66 @@ class Runner:
 
         for step, method, params, cfg, key in plan:
             folder = self.cache_dir / "models" / key
+            self.drop_if_damaged(folder, job)
             if models.is_saved(folder):
                 emit("cache_hit", {"key": key, "path": str(folder), "method": step.method})
                 info = json.loads((folder / "train.json").read_text())
             else:
                 scratch = self.cache_dir / "scratch" / key
                 scratch.mkdir(parents=True, exist_ok=True)
-                ctx = Context(
-                    task=task, data=data, tokenizer=tokenizer, features=feats,
-                    training=cfg, seed=job.seed,
-                    pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
-                    teacher_outputs_dir=None if teacher_folder is None
-                    else self.cache_dir / "teacher-outputs" / teacher_folder.name,
-                    data_dir=self.data_dir,
-                    load_teacher=lambda: models.load_model(teacher_folder),
-                    load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
-                    else (lambda: models.load_model(teacher_folder)))
-                start = time.perf_counter()
-                set_seed(job.seed)  # new heads and random students are initialised from it
-                model = method.build(ctx, params)
-                info = {"method": step.method, "params": schema.as_dict(params),
-                        "runs": ctx.train_results,
-                        "build_s": round(time.perf_counter() - start, 2)}
-                models.save_model(model, folder, task.kind, tokenizer)
-                (folder / "train.json").write_text(json.dumps(info, indent=2))
-                shutil.rmtree(scratch, ignore_errors=True)
+                try:
+                    info = self.build_step(job, step, method, params, cfg, folder, scratch,
+                                           task, data, feats, tokenizer, teacher_folder,
+                                           prev_folder, emit)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    try:
+                        scratch.parent.rmdir()  # only when no other build is using it
+                    except OSError:
+                        pass
             log.append(info)
             prev_folder = folder
         return prev_folder, log
+
+    def build_step(self, job, step, method, params, cfg, folder, scratch, task, data, feats,
+                   tokenizer, teacher_folder, prev_folder, emit) -> dict:
+        """Build one step's model into the cache folder ``folder``."""
+        ctx = Context(
+            task=task, data=data, tokenizer=tokenizer, features=feats,
+            training=cfg, seed=job.seed,
+            pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
+            teacher_outputs_dir=None if teacher_folder is None
+            else self.cache_dir / "teacher-outputs" / teacher_folder.name,
+            data_dir=self.data_dir,
+            load_teacher=lambda: models.load_model(teacher_folder),
+            load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
+            else (lambda: models.load_model(teacher_folder)))
+        start = time.perf_counter()
+        set_seed(job.seed)  # new heads and random students are initialised from it
+        model = method.build(ctx, params)
+        info = {"method": step.method, "params": schema.as_dict(params),
+                "runs": ctx.train_results,
+                "build_s": round(time.perf_counter() - start, 2)}
+        models.save_model(model, folder, task.kind, tokenizer)
+        (folder / "train.json").write_text(json.dumps(info, indent=2))
+        cache.seal(folder)
+        return info
+
+    def drop_if_damaged(self, folder: Path, job: Job | None = None) -> bool:
+        """Remove a cached model whose files no longer match its manifest (so it is rebuilt),
+        with a warning; returns whether it did."""
+        if not folder.exists():
+            return False
+        problem = cache.check(folder)
+        if problem is None:
+            return False
+        print(f"compressbench: warning: cached model {folder} is damaged ({problem}); "
+              f"rebuilding it", file=sys.stderr)
+        if job is not None:
+            self.pm.hook.job_event(job=job, event="cache_damaged",
+                                   data={"path": str(folder), "problem": problem})
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
 
     def keep_model(self, job: Job, folder: Path) -> str:
         """Put the job's model in the run directory (hard links to the cache where possible);

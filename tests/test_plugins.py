@@ -144,3 +144,22 @@ def test_every_hook_is_documented_and_tested():
         for param in inspect.signature(fn).parameters:
             assert f":param {param}:" in doc, f"hook {name}: document parameter {param}"
         assert re.search(rf"\b{name}\b", test_text), f"hook {name} is not exercised by a test"
+
+
+def test_a_broken_installed_plugin_is_named_with_the_way_past_it(tmp_path, monkeypatch):
+    """A distribution whose entry point cannot be imported: the error names the distribution,
+    the entry point and the exact -p no:NAME; with that flag everything else works."""
+    from compressbench.cli import main
+
+    info = tmp_path / "brokenplug-1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text("[compressbench]\nbroken = brokenplug_missing_mod\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as err:
+        get_plugin_manager()
+    msg = str(err.value)
+    assert "'broken'" in msg and "brokenplug 1.2" in msg and "ModuleNotFoundError" in msg
+    assert "-p no:broken" in msg
+    assert get_plugin_manager(blocked=["broken"]).methods.get("kd").name == "kd"
+    assert main(["plugins", "-p", "no:broken"]) == 0

@@ -1,0 +1,62 @@
+"""Integrity of the model cache: a manifest of every file's size and sha256, checked on reuse.
+
+A cached model is reused by later jobs, runs and run directories (which hard-link its files).
+``seal`` writes ``manifest.json`` once the folder is complete and makes its files read-only, so
+an in-place write from a run directory fails instead of changing the cache under every other
+run (as root, the mode bits do not stop a write; the manifest check then catches it). ``check``
+says what is wrong with a folder, and the runner rebuilds it with a warning.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def seal(folder: Path) -> None:
+    """Write the manifest, then make every file in ``folder`` read-only."""
+    folder = Path(folder)
+    entries = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size,
+                                                  "sha256": file_digest(p)}
+               for p in files_of(folder)}
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+    os.replace(tmp, folder / MANIFEST)
+    for p in [*files_of(folder), folder / MANIFEST]:
+        p.chmod(stat.S_IMODE(p.stat().st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def check(folder: Path) -> str | None:
+    """None when ``folder`` matches its manifest; else what differs (first problem found)."""
+    folder = Path(folder)
+    try:
+        entries = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return f"{MANIFEST} is missing or unreadable"
+    present = {p.relative_to(folder).as_posix() for p in files_of(folder)}
+    for name, want in sorted(entries.items()):
+        path = folder / name
+        if name not in present:
+            return f"{name} is missing"
+        if path.stat().st_size != want["size"]:
+            return f"{name} has {path.stat().st_size} bytes, the manifest says {want['size']}"
+        if file_digest(path) != want["sha256"]:
+            return f"{name} was modified (its sha256 differs from the manifest)"
+    extra = sorted(present - set(entries))
+    return f"{extra[0]} is not in the manifest" if extra else None

@@ -1,0 +1,129 @@
+"""Runs and the cache survive faults: a torn results line, a damaged or deleted cached file, two
+runs on one directory, a killed parent, a failed build."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from compressbench import cache, results, rundir
+from compressbench.errors import CompressBenchError
+from compressbench.runner import run_suite
+from compressbench.suite import load_suite
+from tests.conftest import suite_file
+from tests.test_runner import manager, suite_text
+
+
+def test_a_record_appended_after_a_torn_line_is_kept(tmp_path, capsys):
+    results.append(tmp_path, {"job_id": "a", "key": "k", "status": "ok"})
+    with open(tmp_path / results.RESULTS, "a") as f:
+        f.write('{"job_id": "b", "ke')  # killed mid-write
+    results.append(tmp_path, {"job_id": "c", "key": "k2", "status": "ok"})
+    assert results.finished(tmp_path) == {"a": "k", "c": "k2"}
+    err = capsys.readouterr().err
+    assert "dropped a torn last record" in err and "unreadable" not in err
+
+
+def test_only_one_run_at_a_time_per_run_directory(tmp_path, tiny_teacher, data_dir):
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher)))
+    with rundir.lock(tmp_path / "run"):  # as a second process would see it
+        with pytest.raises(CompressBenchError, match="another compressbench run is using"):
+            run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
+    assert not (tmp_path / "run" / results.RESULTS).exists()
+
+
+@pytest.fixture()
+def cached_run(tmp_path, tiny_teacher, data_dir):
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher)))
+    records = run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
+    return suite, records, data_dir
+
+
+def test_cached_models_are_sealed_and_read_only(cached_run, tmp_path):
+    _, records, _ = cached_run
+    folder = tmp_path / "cache" / "models" / os.path.basename(records[1]["cache_dir"])
+    assert cache.check(folder) is None
+    weights = next(folder.glob("model.*"))
+    assert not os.stat(weights).st_mode & 0o222  # no write bit, for anyone
+    linked = tmp_path / "run" / records[1]["model_dir"] / weights.name
+    assert os.stat(linked).st_ino == os.stat(weights).st_ino  # the run's copy is that file
+    assert not list((tmp_path / "cache").glob("scratch/*"))  # builds leave no scratch
+
+
+@pytest.mark.parametrize("damage", ["overwrite", "delete"])
+def test_a_damaged_cached_model_is_rebuilt_with_a_warning(cached_run, tmp_path, capsys,
+                                                         damage):
+    suite, records, data_dir = cached_run
+    folder = tmp_path / "cache" / "models" / os.path.basename(records[1]["cache_dir"])
+    weights = next(folder.glob("model.*"))
+    if damage == "overwrite":
+        os.chmod(weights, 0o644)
+        with open(weights, "r+b") as f:  # 2 kB of garbage in the middle, same size
+            f.seek(weights.stat().st_size // 2)
+            f.write(os.urandom(2048))
+    else:
+        weights.unlink()
+    capsys.readouterr()
+    again = run_suite(suite, manager(), data_dir, tmp_path / "run2", tmp_path / "cache")
+    assert "is damaged" in capsys.readouterr().err
+    assert again[1]["status"] == "ok" and again[1]["score"] == records[1]["score"]
+    assert cache.check(folder) is None
+
+
+def test_the_measuring_child_dies_with_its_parent(tmp_path):
+    """kill -9 of the parent: Linux delivers SIGKILL to the child (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    pid_file = tmp_path / "child.pid"
+    child_code = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+                  f"time.sleep(60)")
+    script = tmp_path / "parent.py"
+    script.write_text("import subprocess, sys\n"
+                      "from compressbench.measure import die_with_parent\n"
+                      f"subprocess.run([sys.executable, '-c', {child_code!r}], "
+                      "preexec_fn=die_with_parent)\n")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    for _ in range(100):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its killed parent")
+
+
+def test_temp_folders_of_dead_measurements_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from compressbench.measure import TMP_PREFIX, remove_stale_temp_dirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{TMP_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{TMP_PREFIX}{os.getpid()}-def"
+    stale.mkdir()
+    live.mkdir()
+    remove_stale_temp_dirs()
+    assert not stale.exists() and live.exists()
+
+
+def test_a_failed_build_leaves_no_scratch_folder(tmp_path, tiny_teacher, data_dir):
+    methods = "  - {name: broken}\n"
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, methods=methods)))
+    records = run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
+    assert records[-1]["status"] == "failed"
+    assert not (tmp_path / "cache" / "scratch").exists()
