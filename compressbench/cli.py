@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "run code from the run directory: only for runs you trust")
     common(exp)
 
+    val = sub.choices["validate"]
+    val.add_argument("--data-dir", type=Path, default=None,
+                     help=f"local data, as for run (default ${DATA_ENV}, else the Hub)")
+    val.add_argument("--no-data", action="store_true",
+                     help="skip reading the data files (quick check of the suite alone)")
+
     plug = sub.add_parser("plugins", help="list loaded plugins and what each registered")
     plug.add_argument("--json", action="store_true", help="machine-readable output")
     plug.add_argument("--method", metavar="NAME",
@@ -207,21 +213,32 @@ def cmd_report(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from compressbench.suite import check, load_suite
+    from compressbench.models import resolve_model_ref
+    from compressbench.preflight import preflight
+    from compressbench.suite import load_suite
+
     suite = load_suite(args.suite)
     pm = plugin_manager(args, suite.plugins)
-    check(suite, pm)
-    for task in suite.tasks:
+    for i, task in enumerate(suite.tasks):
         if not isinstance(task, str):
             for key in ("train", "dev", "validation"):
                 rel = getattr(task, key)
                 if rel and not (suite.path.parent / rel).is_file():
                     raise CompressBenchError(
-                        f"{suite.path}: tasks[{suite.tasks.index(task)}].{key}: file "
-                        f"{suite.path.parent / rel} not found (paths are relative to the suite)")
+                        f"{suite.path}: tasks[{i}].{key}: file {suite.path.parent / rel} not "
+                        f"found (paths are relative to the suite)")
+    data_dir = data_dir_of(args)
+    teacher = resolve_model_ref(suite.teacher.model, suite.path.parent)
+    prepared, notes = preflight(suite, pm, data_dir, teacher, prepare=not args.no_data)
+    for note in notes + (["--no-data: the data files were not read"] if args.no_data else []):
+        print(f"note: {note}")
     n_jobs = len(suite.tasks) * (1 + len(suite.methods) * len(suite.seeds))
+    sizes = ", ".join(f"{name} {len(d.train)}/{len(d.val)}/"
+                      f"{'+'.join(str(len(e)) for e in d.evals.values())}"
+                      for name, d in prepared.items())
     print(f"{suite.path}: ok ({len(suite.tasks)} tasks, {len(suite.methods)} methods, "
-          f"{len(suite.seeds)} seeds, {n_jobs} jobs)")
+          f"{len(suite.seeds)} seeds, {n_jobs} jobs)" +
+          (f"; examples train/validation/reported: {sizes}" if sizes else ""))
     return 0
 
 

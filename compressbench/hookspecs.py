@@ -75,7 +75,9 @@ def job_event(job: Any, event: str, data: dict) -> None:
 
     :param job: the running job.
     :param event: ``"train_step"`` (data: step, loss, lr, epoch), ``"validation"`` (epoch,
-        metric, value, best), ``"cache_hit"`` (key, path), or a method-defined name.
+        metric, value, best), ``"cache_hit"`` (key, path), ``"cache_damaged"`` (path, problem: a
+        cached model that no longer matched its manifest and is rebuilt), or a method-defined
+        name.
     :param data: JSON-serialisable details.
     """
 

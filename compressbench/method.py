@@ -37,6 +37,12 @@ class Method:
     def build(self, ctx: Context, params: Any) -> nn.Module:
         raise NotImplementedError
 
+    def check(self, params: Any, facts: Any) -> None:
+        """Optional: raise :class:`compressbench.ConfigError` (prefixed with ``facts.where``)
+        when this method cannot run on ``facts.task`` with ``params``; called by ``validate`` and
+        before a run trains anything, once per task and grid setting. Must be cheap and must
+        not train (``facts``: :class:`compressbench.preflight.Facts`)."""
+
 
 @dataclass
 class Context:
@@ -90,7 +96,7 @@ class Context:
                 if self.teacher_outputs_dir else None)
         if path is not None and path.is_file():
             self.emit("teacher_logits", {"examples": len(feats), "cached": True})
-            return torch.load(path)
+            return torch.load(path, weights_only=True)
         logits = training.logits_for(self.teacher(), feats, self.training.eval_batch_size,
                                      self.pad_id)
         if path is not None:

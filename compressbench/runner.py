@@ -34,7 +34,6 @@ from compressbench.suite import (
     Suite,
     Training,
     UserTask,
-    check,
     grid_settings,
     method_params,
     with_setting,
@@ -42,7 +41,7 @@ from compressbench.suite import (
 from compressbench.tasks import Task, file_task
 from compressbench.training import set_seed
 
-CACHE_VERSION = 3  # bump when the training loop or the saved formats change what a cached model is
+CACHE_VERSION = 3  # bump when the training loop or saved formats change a cached model
 TEACHER_LABEL = "teacher"
 
 
@@ -93,7 +92,7 @@ def resolve_task(suite: Suite, item: str | UserTask, pm: PluginManager) -> Task:
     if item.validation:
         files["validation"] = base / item.validation
     return file_task(item.name, item.kind, files, item.text_columns, item.label_column,
-                     item.labels, item.metrics)
+                     item.labels, item.metrics, item.encoding)
 
 
 def environment(threads: int) -> dict:
@@ -124,7 +123,6 @@ class Runner:
         self.data_dir = data_dir
         self.run_dir = Path(run_dir or Path("runs") / suite.name)
         self.cache_dir = Path(cache_dir or default_cache_dir())
-        check(suite, pm)
         self.teacher_ref = models.resolve_model_ref(suite.teacher.model, suite.path.parent)
 
     # ------------------------------------------------------------------ the run
@@ -133,9 +131,13 @@ class Runner:
             return self.run_locked()
 
     def run_locked(self) -> list[dict]:
+        from compressbench.preflight import preflight
+
         suite = self.suite
-        tasks = [resolve_task(suite, t, self.pm) for t in suite.tasks]
-        prepared = {t.name: D.prepare(t, self.data_dir, suite.training) for t in tasks}
+        prepared, notes = preflight(suite, self.pm, self.data_dir, self.teacher_ref)
+        for note in notes:
+            print(f"compressbench: note: {note}", file=sys.stderr)
+        tasks = [p.task for p in prepared.values()]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "suite.yaml").write_text(suite.text)
         env = environment(suite.measure.threads)

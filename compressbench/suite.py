@@ -17,6 +17,7 @@ Parsing checks types and keys; ``check(suite, pm)`` then resolves names against 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,25 @@ class Training:
     data_seed: int = 0  # fixes the held-out split and subsets: the same for every method
 
     def __post_init__(self):
+        for key in ("epochs", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
+                    "val_fraction"):
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"{key}: {getattr(self, key)} is not a finite number")
         if self.epochs <= 0 or self.batch_size <= 0 or self.learning_rate <= 0:
             raise ValueError("epochs, batch_size and learning_rate must be positive")
         if not 0 < self.val_fraction < 1:
             raise ValueError("val_fraction must be between 0 and 1")
         if self.max_seq_length < 8:
             raise ValueError("max_seq_length must be at least 8")
+        if self.weight_decay < 0 or not 0 <= self.warmup_ratio <= 1 or self.max_grad_norm <= 0:
+            raise ValueError("weight_decay must be >= 0, warmup_ratio in [0, 1] and "
+                             "max_grad_norm positive")
+        for key in ("max_train_samples", "max_val_samples", "max_eval_samples", "patience",
+                    "eval_batch_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key}: {value} must be at least 1 (or null for "
+                                 f"{'all' if key.startswith('max_') else 'none'})")
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,14 @@ class Measure:
     throughput_batch_size: int = 32
     throughput_samples: int = 256
     timeout_s: int = 900  # the measuring subprocess is killed after this
+
+    def __post_init__(self):
+        for key in ("threads", "latency_samples", "repeats", "throughput_batch_size",
+                    "throughput_samples", "timeout_s"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: {getattr(self, key)} must be at least 1")
+        if self.warmup < 0:
+            raise ValueError(f"warmup: {self.warmup} must be at least 0")
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,7 @@ class UserTask:
     validation: str | None = None
     labels: tuple[str, ...] | None = None
     metrics: tuple[str, ...] | None = None
+    encoding: str = "utf-8"  # of the files; e.g. latin-1, utf-16
 
     def __post_init__(self):
         if self.kind not in ("classification", "regression"):
@@ -163,6 +186,22 @@ TOP_KEYS = ("version", "name", "teacher", "tasks", "methods", "seeds", "training
 ENTRY_KEYS = ("name", "label", "training", "chain", "grid")
 
 
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a key given twice in one mapping is an error
+    (YAML itself keeps the last one silently, so a typo'd second `training:` would win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in this mapping (first on line "
+                    f"{seen[key] + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read and check a suite file's structure (names of methods and tasks are checked later,
     against the installed plugins, by :func:`check`)."""
@@ -171,7 +210,7 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError(f"{path}: suite file not found")
     text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=StrictLoader)  # safe_load, refusing duplicate keys
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,9 +106,13 @@ def column(path: Path, names: list[str], wanted: str) -> int:
 def parse_label(raw: str, labels: tuple[str, ...], where: str) -> int | float:
     if not labels:
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise DataError(f"{where}: label {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise DataError(f"{where}: label {raw!r} is not a finite number (a regression "
+                            f"target must be; fix or drop the row)")
+        return value
     if raw in labels:
         return labels.index(raw)
     if raw.isdigit() and int(raw) < len(labels):
@@ -271,58 +276,133 @@ def conll_load(split: str, data_dir: Path | None) -> list[Example]:
 # --------------------------------------------------------------------------- user files
 
 USER_TASK_KEYS = ("name", "kind", "train", "dev", "validation", "text_columns", "label_column",
-                  "labels", "metrics")
+                  "labels", "metrics", "encoding")
 
 
-def read_table(path: Path) -> list[dict]:
-    """Rows of a user CSV, TSV, JSON (list of objects) or JSON Lines file as dicts."""
-    import pandas as pd
-
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """A whole text file; a decoding error names the line and the ``encoding:`` key."""
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
-    suffix = path.suffix.lower()
+    raw = path.read_bytes()
     try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        elif suffix == ".tsv":
-            frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
-                                quoting=csv.QUOTE_NONE)
-        elif suffix in (".jsonl", ".ndjson"):
-            frame = pd.read_json(path, lines=True, dtype=False)
-        elif suffix == ".json":
-            frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8-sig")))
-        else:
-            raise DataError(f"{path}: unknown file type '{suffix}' (use .csv, .tsv, .json, .jsonl)")
+        return raw.decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: cannot be decoded as {encoding} ({exc.reason} at byte "
+                        f"{exc.start}); set the task's `encoding:` (e.g. encoding: latin-1) or "
+                        f"re-save the file as UTF-8") from None
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding {encoding!r} (the task's `encoding:` key)") \
+            from None
+
+
+def unique_keys(path: Path):
+    """A json ``object_pairs_hook`` that refuses an object with a key twice."""
+    def hook(pairs):
+        keys = [k for k, _ in pairs]
+        dup = next((k for k in keys if keys.count(k) > 1), None)
+        if dup is not None:
+            raise DataError(f"{path}: key {dup!r} appears twice in one object; rename one")
+        return dict(pairs)
+    return hook
+
+
+def read_table(path: Path, encoding: str = "utf-8") -> list[dict]:
+    """Rows of a user CSV, TSV, JSON (list of objects) or JSON Lines file as dicts. Values are
+    kept as read (strings for CSV/TSV; JSON types, ``None`` for null)."""
+    import io
+
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".json", ".jsonl", ".ndjson"):
+        raise DataError(f"{path}: unknown file type '{suffix}' (use .csv, .tsv, .json, .jsonl)")
+    text = read_text(path, encoding)
+    try:
+        if suffix in (".csv", ".tsv"):
+            sep = "," if suffix == ".csv" else "\t"
+            quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
+            header = next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), [])
+            dup = next((h for h in header if header.count(h) > 1), None)
+            if dup is not None:
+                raise DataError(f"{path}:1: column {dup!r} appears twice in the header; rename "
+                                f"one")
+            frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                                quoting=quoting)
+            return frame.to_dict("records")
+        if suffix == ".json":
+            rows = json.loads(text, object_pairs_hook=unique_keys(path))
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise DataError(f"{path}: expected a JSON list of objects (one per example)")
+            return rows
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    row = json.loads(line, object_pairs_hook=unique_keys(path))
+                except ValueError as exc:
+                    raise DataError(f"{path}:{lineno}: not a JSON object: {exc}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{lineno}: expected one JSON object per line")
+                rows.append(row)
+        return rows
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"{path}: cannot be parsed as {suffix[1:].upper()}: "
                         f"{str(exc).splitlines()[0]}") from exc
-    return frame.to_dict("records")
+
+
+def cell_text(row: dict, column: str, where: str) -> str:
+    """A text cell, refused when missing, null or empty (a JSON null is no sentence)."""
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise DataError(f"{where}: column '{column}' is null; every example needs a text")
+    text = str(value)
+    if not text.strip():
+        raise DataError(f"{where}: column '{column}' is empty; every example needs a text")
+    return text
+
+
+def cell_label(row: dict, column: str, where: str) -> str:
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or \
+            not str(value).strip():
+        raise DataError(f"{where}: the label (column '{column}') is empty; label every "
+                        f"example or remove the row")
+    return str(value)
 
 
 def file_task(name: str, kind: str, files: dict[str, Path], text_columns: Sequence[str],
               label_column: str, labels: Sequence[str] | None,
-              metrics: Sequence[str] | None) -> Task:
+              metrics: Sequence[str] | None, encoding: str = "utf-8") -> Task:
     """A classification or regression task declared in a suite, read from local files."""
     def load(split: str, _data_dir: Path | None) -> list[Example]:
         path = files[split]
-        rows = read_table(path)
+        rows = read_table(path, encoding)
         if not rows:
             raise DataError(f"{path}: no rows")
         names = list(rows[0])
         for col in (*text_columns, label_column):
             column(path, names, col)
         a, b = text_columns[0], text_columns[1] if len(text_columns) > 1 else None
-        return [Example(str(r[a]), str(r[b]) if b else None,
-                        parse_label(str(r[label_column]), label_names, f"{path}: row {i + 1}"))
-                for i, r in enumerate(rows)]
+        out = []
+        for i, r in enumerate(rows):
+            where = f"{path}: row {i + 1}"
+            out.append(Example(cell_text(r, a, where),
+                               cell_text(r, b, where) if b else None,
+                               parse_label(cell_label(r, label_column, where), label_names,
+                                           where)))
+        return out
 
     if kind == "classification" and not labels:
-        seen = {str(r[label_column]) for r in read_table(files["train"])
-                if label_column in r}
+        rows = read_table(files["train"], encoding)
+        if rows:
+            column(files["train"], list(rows[0]), label_column)
+        seen = {cell_label(r, label_column, f"{files['train']}: row {i + 1}")
+                for i, r in enumerate(rows)}
         if not seen:
-            raise DataError(f"{files['train']}: no column '{label_column}'")
+            raise DataError(f"{files['train']}: no rows")
         labels = sorted(seen, key=lambda v: (not v.lstrip('-').isdigit(),
                                              int(v) if v.lstrip('-').isdigit() else 0, v))
     label_names = tuple(labels or ()) if kind == "classification" else ()

@@ -138,17 +138,26 @@ class Lexicon:
         return cls(counts)
 
 
-def find_lexicon(spec: str, data_dir: Path | None) -> Lexicon:
+def lexicon_path(spec: str, data_dir: Path | None, where: str = "bilstm") -> Path:
+    """The POS lexicon file ``lexicon:`` names, else a ConfigError naming the fix."""
     if spec == "conll2003":
-        if data_dir is None or not (Path(data_dir) / "conll2003" / "train.txt").is_file():
-            raise ConfigError("bilstm.lexicon: 'conll2003' needs conll2003/train.txt in the data "
-                              "directory (--data-dir); give a file of 'word TAG' lines instead, "
-                              "or set p_pos: 0")
-        return Lexicon.read(Path(data_dir) / "conll2003" / "train.txt")
+        if data_dir is not None:
+            for name in ("conll2003/train.txt", "conll2003/eng.train",
+                         "conll2003/original_iob1/eng.train"):
+                if (Path(data_dir) / name).is_file():
+                    return Path(data_dir) / name
+        raise ConfigError(f"{where}.lexicon: 'conll2003' (the default) needs "
+                          f"conll2003/train.txt in the data directory (--data-dir), which "
+                          f"{'is not given' if data_dir is None else f'{data_dir} lacks'}; "
+                          f"give `lexicon:` a file of 'word TAG' lines, or set p_pos: 0")
     if not Path(spec).is_file():
-        raise ConfigError(f"bilstm.lexicon: {spec}: no such file (CoNLL columns or 'word TAG' "
+        raise ConfigError(f"{where}.lexicon: {spec}: no such file (CoNLL columns or 'word TAG' "
                           f"lines)")
-    return Lexicon.read(Path(spec))
+    return Path(spec)
+
+
+def find_lexicon(spec: str, data_dir: Path | None) -> Lexicon:
+    return Lexicon.read(lexicon_path(spec, data_dir))
 
 
 def augment_words(words: list[str], rng: random.Random, p: Params, lexicon: Lexicon | None,
@@ -229,6 +238,10 @@ class BiLSTM(Method):
     Params = Params
     description = "Tang et al. 2019: BiLSTM student, MSE on logits, augmented transfer set"
     training_defaults: ClassVar[dict] = {"learning_rate": 1e-3}  # an LSTM from scratch
+
+    def check(self, params: Params, facts) -> None:
+        if params.n_aug > 0 and params.p_pos > 0:
+            lexicon_path(params.lexicon, facts.data_dir, facts.where)
 
     def build(self, ctx, params: Params):
         task = ctx.task

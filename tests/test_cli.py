@@ -77,10 +77,19 @@ def test_traceback_flag_raises(tmp_path):
 
 
 def test_validate_ok(capsys):
+    from tests.conftest import REPO, SHARED_DATA
+    if not (SHARED_DATA / "glue").is_dir():
+        pytest.skip(f"GLUE files not found under {SHARED_DATA} (set COMPRESSBENCH_DATA_DIR)")
+    for name in ("smoke", "glue", "conll"):
+        code, out, _ = run_cli(capsys, "validate", str(REPO / "suites" / f"{name}.yaml"),
+                               "--data-dir", str(SHARED_DATA))
+        assert code == 0 and "ok (" in out, out
+
+
+def test_validate_no_data_checks_the_suite_alone(capsys):
     from tests.conftest import REPO
-    for name in ("smoke", "glue"):
-        code, out, _ = run_cli(capsys, "validate", str(REPO / "suites" / f"{name}.yaml"))
-        assert code == 0 and "ok (" in out
+    code, out, _ = run_cli(capsys, "validate", str(REPO / "suites" / "glue.yaml"), "--no-data")
+    assert code == 0 and "ok (" in out and "not read" in out
 
 
 @pytest.mark.parametrize("command", ["run", "report", "validate", "plugins"])

@@ -68,4 +68,4 @@ def test_single_file_plugin_through_the_cli(tmp_path, tiny_teacher, data_dir, ca
     assert "| soft-targets | soft-targets | 1 |" in report
     # listed in the suite instead of on the command line: same result
     path.write_text(suite_text(tiny_teacher, methods) + f"plugins: ['{plugin}']\n")
-    assert main(["validate", str(path)]) == 0
+    assert main(["validate", str(path), "--data-dir", str(data_dir)]) == 0

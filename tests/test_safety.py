@@ -116,3 +116,35 @@ def test_export_refuses_a_planted_pickle_and_names_the_flag(tmp_path, capsys):
                  "-o", str(tmp_path / "out")]) == 2
     assert "--unsafe-load-pickle" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_a_file_plugin_declares_its_rebuild_step_and_the_model_round_trips(tmp_path,
+                                                                          tiny_teacher):
+    """The docs' post-training int8 example, as a one-off --plugin file: saved as weights plus
+    a recipe naming the plugin's marked function; loading refuses it until the user loads the
+    file again, and then rebuilds the same model."""
+    from compressbench.models import load_pretrained, saved_format
+    from compressbench.plugins import get_plugin_manager
+
+    plugin = tmp_path / "myint8.py"
+    plugin.write_text(
+        "from compressbench import Method, hookimpl, rebuild_step, rebuild_with\n\n\n"
+        "@rebuild_step\ndef int8(model):\n    import torch\n"
+        "    from torch.ao.quantization import quantize_dynamic\n"
+        "    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)\n\n\n"
+        "class Int8(Method):\n    name = 'my-int8'\n\n    def build(self, ctx, params):\n"
+        "        return rebuild_with(int8(ctx.model()), int8)\n\n\n"
+        "@hookimpl\ndef register_methods(register):\n    register(Int8())\n")
+    pm = get_plugin_manager([plugin])
+    ctx = type("Ctx", (), {"model": lambda self: load_pretrained(str(tiny_teacher),
+                                                                  "classification", 2).eval()})
+    model = pm.methods.get("my-int8").build(ctx(), None)
+    folder = save_model(model, tmp_path / "m", "classification")
+    assert saved_format(folder) == "weights"
+    ids = {"input_ids": torch.tensor([[101, 2023, 102]])}
+    expected = model(**ids).logits
+    del sys.modules["compressbench_userplugin_myint8"]  # a fresh process, plugin not loaded
+    with pytest.raises(CompressBenchError, match="--plugin FILE.py"):
+        load_model(folder)
+    get_plugin_manager([plugin])
+    torch.testing.assert_close(load_model(folder)(**ids).logits, expected)

@@ -1,10 +1,13 @@
 """The shared training loop, batching, students: on tiny in-process models."""
 from __future__ import annotations
 
+import pytest
 import torch
+
 
 from compressbench import data as D
 from compressbench import models
+from compressbench.errors import CompressBenchError
 from compressbench.suite import Training
 from compressbench.tasks import builtin_tasks
 from compressbench.training import predict, set_seed, supervised_loss, train
@@ -127,7 +130,7 @@ def test_save_load_roundtrip(tmp_path, tiny_teacher):
     x = {"input_ids": torch.tensor([[101, 2000, 102]])}
     assert torch.allclose(model(**x).logits, again(**x).logits)
     assert models.weights_size(folder) > 0
-    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))  # no save_pretrained: torch format
-    folder2 = models.save_model(plain, tmp_path / "p", "classification")
-    assert (folder2 / "model.pt").is_file()
-    assert isinstance(models.load_model(folder2), torch.nn.Sequential)
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))  # no config, no declared factory
+    with pytest.raises(CompressBenchError, match="compressbench.built_by"):
+        models.save_model(plain, tmp_path / "p", "classification")
+    assert not (tmp_path / "p").exists()  # nothing half-written

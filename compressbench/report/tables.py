@@ -154,9 +154,11 @@ def overview_note(summary: RunSummary) -> str:
     note = "Task columns: the main metric × 100, mean over seeds."
     if ov and ov.glue_tasks:
         note += (f" GLUE macro: the mean over {', '.join(ov.glue_tasks)} of each task's GLUE "
-                 f"score (the mean of its official metrics, e.g. MRPC accuracy and F1); it "
-                 f"covers only the GLUE tasks this suite ran, so it is not the 9-task GLUE "
-                 f"leaderboard score. Empty where a method lacks one of those tasks.")
+                 f"score as the GLUE paper defines it (CoLA: MCC alone; MRPC and QQP: mean of "
+                 f"accuracy and F1; STS-B: mean of Pearson and Spearman; MNLI: mean of matched "
+                 f"and mismatched; the others: accuracy); it covers only the GLUE tasks this "
+                 f"suite ran, so it is not the 9-task GLUE leaderboard score. Empty where a "
+                 f"method lacks one of those tasks.")
     return note
 
 

@@ -1,0 +1,96 @@
+"""Everything that can be known wrong before training starts, checked by both ``validate`` and
+``run``: names and parameters (``suite.check``), the teacher's shape against the suite, every
+task's data files read in full, and each method's own preconditions (``Method.check``).
+
+Nothing here trains or runs a method's ``build``; a method's ``check`` only looks at its
+parameters and these facts. After it passes, a job can still fail for reasons that depend on
+training (a loss that diverges), never for one the suite and its files already showed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from compressbench import data as D
+from compressbench import models
+from compressbench.errors import ConfigError
+from compressbench.suite import Suite, check, grid_settings, method_params, with_setting
+from compressbench.tasks import Task
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a method's ``check(params, facts)`` may use (all known before training)."""
+
+    task: Task
+    data: D.TaskData  # the task's examples as every method will see them
+    teacher_config: Any | None  # the teacher's transformers config; None if it could not be read
+    data_dir: Path | None  # the suite's data directory (--data-dir), None for the Hub
+    suite_path: Path
+    where: str  # "<suite file>: methods[i]" (or ".chain[j]"), to prefix an error
+
+
+def teacher_config(ref: str) -> tuple[Any | None, str | None]:
+    """The teacher's config (a local folder, or the Hub when online), else (None, why)."""
+    try:
+        import transformers
+
+        models.quiet_transformers()
+        return transformers.AutoConfig.from_pretrained(ref), None
+    except Exception as exc:  # offline with a Hub id, typically
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, (f"teacher.model '{ref}' could not be read here ({first[:120]}): the "
+                      f"checks of student layers and max_seq_length against it were skipped")
+
+
+def student_specs(params: Any, where: str):
+    """Every ``StudentSpec`` among a parameter dataclass's fields, with its key path."""
+    if params is None or not is_dataclass(params):
+        return
+    for f in fields(params):
+        value = getattr(params, f.name)
+        if isinstance(value, models.StudentSpec):
+            yield f"{where}.{f.name}", value
+
+
+def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
+              prepare: bool = True) -> tuple[dict[str, D.TaskData], list[str]]:
+    """Check the whole suite; returns each task's prepared data and notes on what was skipped.
+    Raises :class:`ConfigError` / :class:`DataError` naming the file, key and fix."""
+    from compressbench.runner import resolve_task
+
+    w = str(suite.path)
+    check(suite, pm)
+    notes: list[str] = []
+    config, why = teacher_config(teacher_ref)
+    if why:
+        notes.append(why)
+    if config is not None:
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions and suite.training.max_seq_length > positions:
+            raise ConfigError(f"{w}: training.max_seq_length: {suite.training.max_seq_length} is "
+                              f"more than the teacher's {positions} position embeddings; set it "
+                              f"to at most {positions}")
+    prepared: dict[str, D.TaskData] = {}
+    for i, item in enumerate(suite.tasks):
+        task = resolve_task(suite, item, pm)
+        if prepare:
+            prepared[task.name] = D.prepare(task, data_dir, suite.training)
+    layers = getattr(config, "num_hidden_layers", None)
+    for entry in suite.methods:
+        for step in entry.steps:
+            method = pm.methods.get(step.method)
+            for setting in grid_settings(step):
+                one = with_setting(step, method, setting) if step.grid else step
+                params = method_params(method, one, w)
+                for key, spec in student_specs(params, f"{w}: {step.where}"):
+                    if layers and spec.layers is not None and spec.layers > layers:
+                        raise ConfigError(f"{key}.layers: {spec.layers} is more than the "
+                                          f"teacher's {layers} layers; use at most {layers}")
+                if callable(getattr(method, "check", None)):
+                    for name, task_data in prepared.items():
+                        method.check(params, Facts(task_data.task, task_data, config,
+                                                   data_dir, suite.path,
+                                                   f"{w}: {step.where}"))
+    return prepared, notes
