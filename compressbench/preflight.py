@@ -29,6 +29,7 @@ class Facts:
     data_dir: Path | None  # the suite's data directory (--data-dir), None for the Hub
     suite_path: Path
     where: str  # "<suite file>: methods[i]" (or ".chain[j]"), to prefix an error
+    previous: tuple[str, ...] = ()  # the methods of the earlier steps of this chain, in order
 
 
 def teacher_config(ref: str) -> tuple[Any | None, str | None]:
@@ -79,7 +80,8 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
             prepared[task.name] = D.prepare(task, data_dir, suite.training)
     layers = getattr(config, "num_hidden_layers", None)
     for entry in suite.methods:
-        for step in entry.steps:
+        for index, step in enumerate(entry.steps):
+            previous = tuple(s.method for s in entry.steps[:index])
             method = pm.methods.get(step.method)
             for setting in grid_settings(step):
                 one = with_setting(step, method, setting) if step.grid else step
@@ -92,5 +94,5 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                     for name, task_data in prepared.items():
                         method.check(params, Facts(task_data.task, task_data, config,
                                                    data_dir, suite.path,
-                                                   f"{w}: {step.where}"))
+                                                   f"{w}: {step.where}", previous))
     return prepared, notes

@@ -298,6 +298,18 @@ class DistilBERT(Method):
     Params = Params
     description = "Sanh et al. 2019 triple loss (soft targets, task/MLM, cosine); task or pretrain"
 
+    def check(self, params: Params, facts) -> None:
+        hidden = getattr(facts.teacher_config, "hidden_size", None)
+        spec = params.student
+        if params.mode == "task" and params.alpha_cos > 0 and spec is not None and \
+                spec.hidden_size and hidden and spec.hidden_size != hidden:
+            raise ConfigError(f"{facts.where}.student.hidden_size: {spec.hidden_size} differs "
+                              f"from the teacher's {hidden}, which the cosine loss needs; set "
+                              f"alpha_cos: 0 for a narrower student")
+        if params.mode == "pretrain" and params.corpus and not Path(params.corpus).is_file():
+            raise ConfigError(f"{facts.where}.corpus: {params.corpus}: no such file (raw text, "
+                              f"one passage per line)")
+
     def build(self, ctx, params: Params):
         if params.mode == "pretrain":
             return self.pretrain(ctx, params)

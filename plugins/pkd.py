@@ -102,6 +102,14 @@ class PKD(Method):
         self.description = (f"Sun et al. 2019 Patient KD, {strategy}: soft targets plus "
                             f"normalised [CLS] states matched to {layers}")
 
+    def check(self, params: Params, facts) -> None:
+        hidden = getattr(facts.teacher_config, "hidden_size", None)
+        spec = params.student
+        if spec is not None and spec.hidden_size and hidden and spec.hidden_size != hidden:
+            raise ConfigError(f"{facts.where}.student.hidden_size: {spec.hidden_size} differs "
+                              f"from the teacher's {hidden}; the patient loss compares hidden "
+                              f"states, so {self.name} needs the teacher's width")
+
     def build(self, ctx, params: Params):
         teacher = ctx.teacher()
         n = teacher.config.num_hidden_layers

@@ -108,6 +108,20 @@ def blocks(model: nn.Module, method: str) -> list[Block]:
                       f"{type(model).__name__} (use prune-magnitude or quantization instead)")
 
 
+def check_chain(name: str, facts, structured: bool) -> None:
+    """Pruning needs float weights (and, structured, a transformer): a chain that quantizes
+    earlier, or structured pruning of the BiLSTM, is refused before anything trains."""
+    quantized = [m for m in facts.previous if m.startswith("quant-")]
+    if quantized:
+        raise ConfigError(f"{facts.where}: {name} comes after {quantized[0]} in this chain; "
+                          f"pruning needs float weights, so put the quant-* step after the "
+                          f"pruning steps")
+    if structured and "bilstm" in facts.previous:
+        raise ConfigError(f"{facts.where}: {name} needs a BERT-like or DistilBERT transformer, "
+                          f"and the chain's bilstm step makes a BiLSTM (use prune-magnitude or "
+                          f"quantization instead)")
+
+
 def float_linears(model: nn.Module, layers: list[Block], method: str) -> list[Block]:
     """``layers``, after checking that their projections are plain float Linear layers."""
     for block in layers:
@@ -212,6 +226,9 @@ class PruneMagnitude(Method):
     name = "prune-magnitude"
     Params = MagnitudeParams
     description = "global unstructured magnitude pruning, one-shot or gradual (Zhu & Gupta 2017)"
+
+    def check(self, params, facts) -> None:
+        check_chain(self.name, facts, structured=False)
 
     def build(self, ctx, params: MagnitudeParams):
         model = ctx.model()
@@ -346,6 +363,9 @@ class PruneHeads(Method):
     Params = HeadParams
     description = "remove attention heads by gradient importance (Michel et al. 2019)"
 
+    def check(self, params, facts) -> None:
+        check_chain(self.name, facts, structured=True)
+
     def build(self, ctx, params: HeadParams):
         model = ctx.model()
         layers = float_linears(model, blocks(model, self.name), self.name)
@@ -387,6 +407,9 @@ class PruneFFN(Method):
     name = "prune-ffn"
     Params = FFNParams
     description = "remove feed-forward neurons by importance, the same share in every layer"
+
+    def check(self, params, facts) -> None:
+        check_chain(self.name, facts, structured=True)
 
     def build(self, ctx, params: FFNParams):
         model = ctx.model()

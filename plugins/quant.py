@@ -89,6 +89,12 @@ class QuantTorchao(Method):
     Params = TorchaoParams
     description = "torchao int8 (dynamic activation + weight, or weight-only) on Linear layers"
 
+    def check(self, params: TorchaoParams, facts) -> None:
+        import importlib.util
+        if importlib.util.find_spec("torchao") is None:
+            raise ConfigError(f"{facts.where}: quant-torchao needs torchao: pip install "
+                              f"'compressbench[torchao]'")
+
     def build(self, ctx, params: TorchaoParams):
         model = torchao_int8(ctx.model().float().eval(), params.scheme)
         return rebuild_with(model, torchao_int8, scheme=params.scheme)

@@ -176,6 +176,15 @@ class TinyBERT(Method):
     version = "2"  # 2: regression fits the gold score by default, as the reference code
     description = "Jiao et al. 2019: embedding/hidden/attention MSE, then soft cross-entropy"
 
+    def check(self, params: Params, facts) -> None:
+        heads = getattr(facts.teacher_config, "num_attention_heads", None)
+        spec = params.student
+        if spec is not None and spec.num_attention_heads and heads and \
+                spec.num_attention_heads != heads:
+            raise ConfigError(f"{facts.where}.student.num_attention_heads: "
+                              f"{spec.num_attention_heads} differs from the teacher's {heads}; "
+                              f"attention maps are compared head by head")
+
     def build(self, ctx, params: Params):
         teacher = ctx.teacher()
         cfg = teacher.config

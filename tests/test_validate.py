@@ -130,3 +130,21 @@ def test_run_refuses_before_training_too(tmp_path, tiny_teacher, data_dir, capsy
                  str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")])
     assert code == 2 and "student.layers: 7" in capsys.readouterr().err
     assert not (tmp_path / "cache" / "models").exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("methods, expected", [
+    ("  - name: q-then-prune\n    chain: [{name: quant-dynamic}, {name: prune-heads}]",
+     "methods[0].chain[1]: prune-heads comes after quant-dynamic in this chain"),
+    ("  - name: b-then-ffn\n    chain: [{name: bilstm, p_pos: 0}, {name: prune-ffn}]",
+     "prune-ffn needs a BERT-like or DistilBERT transformer"),
+    ("  - {name: pkd-skip, student: {layers: 1, init: random, hidden_size: 16,"
+     " num_attention_heads: 2}}", "methods[0].student.hidden_size: 16 differs"),
+    ("  - {name: tinybert, student: {layers: 1, init: random, hidden_size: 16,"
+     " num_attention_heads: 4}}", "methods[0].student.num_attention_heads: 4 differs"),
+    ("  - {name: distilbert, student: {layers: 1, init: random, hidden_size: 16,"
+     " num_attention_heads: 2}}", "which the cosine loss needs; set alpha_cos: 0"),
+])
+def test_method_preconditions_are_checked_before_training(tmp_path, tiny_teacher, data_dir,
+                                                          capsys, methods, expected):
+    code, out = validate(suite(tmp_path, tiny_teacher, methods=methods), data_dir, capsys)
+    assert code == 2 and expected in out, out
