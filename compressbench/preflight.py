@@ -24,7 +24,7 @@ class Facts:
     """What a method's ``check(params, facts)`` may use (all known before training)."""
 
     task: Task
-    data: D.TaskData  # the task's examples as every method will see them
+    data: D.TaskData | None  # the task's examples as every method sees them (None: --no-data)
     teacher_config: Any | None  # the teacher's transformers config; None if it could not be read
     data_dir: Path | None  # the suite's data directory (--data-dir), None for the Hub
     suite_path: Path
@@ -74,8 +74,8 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                               f"more than the teacher's {positions} position embeddings; set it "
                               f"to at most {positions}")
     prepared: dict[str, D.TaskData] = {}
-    for i, item in enumerate(suite.tasks):
-        task = resolve_task(suite, item, pm)
+    tasks = [resolve_task(suite, item, pm) for item in suite.tasks]
+    for task in tasks:
         if prepare:
             prepared[task.name] = D.prepare(task, data_dir, suite.training)
     layers = getattr(config, "num_hidden_layers", None)
@@ -91,8 +91,8 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                         raise ConfigError(f"{key}.layers: {spec.layers} is more than the "
                                           f"teacher's {layers} layers; use at most {layers}")
                 if callable(getattr(method, "check", None)):
-                    for name, task_data in prepared.items():
-                        method.check(params, Facts(task_data.task, task_data, config,
+                    for task in tasks:
+                        method.check(params, Facts(task, prepared.get(task.name), config,
                                                    data_dir, suite.path,
                                                    f"{w}: {step.where}", previous))
     return prepared, notes

@@ -143,6 +143,12 @@ class Runner:
         env = environment(suite.measure.threads)
         (self.run_dir / "environment.json").write_text(json.dumps(env, indent=2))
         done = results.finished(self.run_dir)
+        earlier = {r.get("suite_sha256") for r in results.read(self.run_dir)} - {suite.sha256}
+        if earlier:
+            print(f"compressbench: warning: {self.run_dir} holds records made with another "
+                  f"version of the suite (sha256 {', '.join(sorted(x[:12] for x in earlier if x))}"
+                  f"); jobs whose settings changed run again, the others are kept, and the "
+                  f"report lists every version", file=sys.stderr)
         self.pm.hook.run_started(suite=suite, run_dir=self.run_dir)
         tokenizer = models.load_tokenizer(self.teacher_ref)
         for task in tasks:

@@ -127,3 +127,12 @@ def test_a_failed_build_leaves_no_scratch_folder(tmp_path, tiny_teacher, data_di
     records = run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
     assert records[-1]["status"] == "failed"
     assert not (tmp_path / "cache" / "scratch").exists()
+
+
+def test_resuming_with_an_edited_suite_warns(cached_run, tmp_path, tiny_teacher, capsys):
+    _, _, data_dir = cached_run
+    edited = suite_text(tiny_teacher, seeds="[1, 2]")  # one more seed
+    suite = load_suite(suite_file(tmp_path, edited, name="edited.yaml"))
+    capsys.readouterr()
+    run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
+    assert "records made with another version of the suite" in capsys.readouterr().err

@@ -148,3 +148,12 @@ def test_method_preconditions_are_checked_before_training(tmp_path, tiny_teacher
                                                           capsys, methods, expected):
     code, out = validate(suite(tmp_path, tiny_teacher, methods=methods), data_dir, capsys)
     assert code == 2 and expected in out, out
+
+
+def test_a_hub_teacher_offline_is_a_note_not_a_failure(tmp_path, data_dir, capsys,
+                                                       monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = suite(tmp_path, "no-such-org/no-such-bert")
+    code, out = validate(path, data_dir, capsys)
+    assert code == 0, out
+    assert "could not be read here" in out and "were skipped" in out
