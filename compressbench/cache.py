@@ -60,3 +60,26 @@ def check(folder: Path) -> str | None:
             return f"{name} was modified (its sha256 differs from the manifest)"
     extra = sorted(present - set(entries))
     return f"{extra[0]} is not in the manifest" if extra else None
+
+
+def seal_file(tmp: Path, path: Path) -> None:
+    """Move a finished single cache file into place with its digest beside it
+    (``<name>.sha256``), both read-only; the digest is written first, so a file without one
+    was never finished."""
+    digest = path.with_name(path.name + ".sha256")
+    digest.unlink(missing_ok=True)
+    digest.write_text(f"{Path(tmp).stat().st_size} {file_digest(tmp)}\n")
+    os.replace(tmp, path)
+    for p in (path, digest):
+        p.chmod(stat.S_IMODE(p.stat().st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def check_file(path: Path) -> str | None:
+    """None when ``path`` matches the digest :func:`seal_file` wrote; else what differs."""
+    try:
+        size, want = Path(str(path) + ".sha256").read_text().split()
+    except (OSError, ValueError):
+        return "its .sha256 is missing or unreadable"
+    if Path(path).stat().st_size != int(size):
+        return f"it has {Path(path).stat().st_size} bytes, its digest says {size}"
+    return None if file_digest(path) == want else "it was modified (sha256 differs)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from compressbench import models, training
+from compressbench import cache, models, training
 from compressbench.data import TaskData
 from compressbench.suite import Training
 from compressbench.tasks import Task
@@ -95,15 +96,20 @@ class Context:
         path = (self.teacher_outputs_dir / f"{digest.hexdigest()[:20]}.pt"
                 if self.teacher_outputs_dir else None)
         if path is not None and path.is_file():
-            self.emit("teacher_logits", {"examples": len(feats), "cached": True})
-            return torch.load(path, weights_only=True)
+            problem = cache.check_file(path)
+            if problem is None:
+                self.emit("teacher_logits", {"examples": len(feats), "cached": True})
+                return torch.load(path, weights_only=True)
+            self.emit("cache_damaged", {"path": str(path), "problem": problem})
+            print(f"compressbench: warning: cached teacher logits {path} are damaged "
+                  f"({problem}); computing them again", file=sys.stderr)
         logits = training.logits_for(self.teacher(), feats, self.training.eval_batch_size,
                                      self.pad_id)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             torch.save(logits, tmp)
-            os.replace(tmp, path)
+            cache.seal_file(tmp, path)
         self.emit("teacher_logits", {"examples": len(feats), "cached": False})
         return logits
 

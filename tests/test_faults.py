@@ -136,3 +136,23 @@ def test_resuming_with_an_edited_suite_warns(cached_run, tmp_path, tiny_teacher,
     capsys.readouterr()
     run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
     assert "records made with another version of the suite" in capsys.readouterr().err
+
+
+def test_damaged_teacher_logits_are_recomputed(tmp_path, tiny_teacher, data_dir, capsys):
+    methods = "  - {name: kd, student: {layers: 1}}\n"
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, methods=methods)))
+    first = run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
+    [logits] = (tmp_path / "cache" / "teacher-outputs").rglob("*.pt")
+    assert cache.check_file(logits) is None and not os.stat(logits).st_mode & 0o222
+    os.chmod(logits, 0o644)
+    with open(logits, "r+b") as f:  # flip bytes inside the tensor data, same size
+        f.seek(logits.stat().st_size - 200)
+        f.write(os.urandom(64))
+    for folder in (tmp_path / "cache" / "models").iterdir():  # rebuild the student only
+        if folder.name != os.path.basename(first[0]["cache_dir"]):
+            import shutil
+            shutil.rmtree(folder)
+    capsys.readouterr()
+    again = run_suite(suite, manager(), data_dir, tmp_path / "run2", tmp_path / "cache")
+    assert "cached teacher logits" in capsys.readouterr().err
+    assert again[1]["score"] == first[1]["score"] and cache.check_file(logits) is None
