@@ -446,7 +446,10 @@ def load_weights_format(folder: Path, meta: dict) -> nn.Module:
     for step in meta.get("steps", []):
         model = resolve_step(step["fn"], folder)(model, **step.get("kwargs", {}))
     try:
-        state = torch.load(folder / WEIGHTS, weights_only=True)
+        import warnings
+        with warnings.catch_warnings():  # quantized tensors are rebuilt through TypedStorage
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            state = torch.load(folder / WEIGHTS, weights_only=True)
     except Exception as exc:
         raise CompressBenchError(f"{folder / WEIGHTS}: cannot be read as weights only "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
