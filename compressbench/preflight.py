@@ -14,7 +14,8 @@ from typing import Any
 
 from compressbench import data as D
 from compressbench import models
-from compressbench.errors import ConfigError
+from compressbench import metrics as M
+from compressbench.errors import ConfigError, did_you_mean
 from compressbench.suite import Suite, check, grid_settings, method_params, with_setting
 from compressbench.tasks import Task
 
@@ -45,6 +46,11 @@ def teacher_config(ref: str) -> tuple[Any | None, str | None]:
                       f"checks of student layers and max_seq_length against it were skipped")
 
 
+def looks_like_path(ref: str) -> bool:
+    """A local path rather than a Hub id ('org/name'): starts with '/', '.', '~' or a drive."""
+    return ref.startswith(("/", "./", "../", "~", ".\\")) or (len(ref) > 2 and ref[1] == ":")
+
+
 def student_specs(params: Any, where: str):
     """Every ``StudentSpec`` among a parameter dataclass's fields, with its key path."""
     if params is None or not is_dataclass(params):
@@ -64,6 +70,9 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
     w = str(suite.path)
     check(suite, pm)
     notes: list[str] = []
+    if looks_like_path(suite.teacher.model) and not Path(teacher_ref).exists():
+        raise ConfigError(f"{w}: teacher.model: {suite.teacher.model}: no such folder (paths "
+                          f"are relative to the suite file or the working directory)")
     config, why = teacher_config(teacher_ref)
     if why:
         notes.append(why)
@@ -75,9 +84,20 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                               f"to at most {positions}")
     prepared: dict[str, D.TaskData] = {}
     tasks = [resolve_task(suite, item, pm) for item in suite.tasks]
-    for task in tasks:
+    for i, task in enumerate(tasks):
         if prepare:
             prepared[task.name] = D.prepare(task, data_dir, suite.training)
+        allowed = M.CLASSIFICATION_METRICS if task.kind == "classification" else \
+            M.REGRESSION_METRICS if task.kind == "regression" else M.TOKEN_METRICS
+        unknown = [m for m in task.metrics if m not in allowed]
+        if unknown:
+            raise ConfigError(f"{w}: tasks[{i}].metrics: {unknown[0]!r} is not a {task.kind} "
+                              f"metric.{did_you_mean(unknown[0], allowed)} Allowed: "
+                              f"{', '.join(allowed)}")
+        if task.kind == "classification" and "f1" in task.metrics and len(task.labels) != 2:
+            raise ConfigError(f"{w}: tasks[{i}].metrics: 'f1' is the F1 of class 1 of a binary "
+                              f"task, and {task.name} has {len(task.labels)} labels "
+                              f"({', '.join(task.labels)}); use macro_f1")
     layers = getattr(config, "num_hidden_layers", None)
     for entry in suite.methods:
         for index, step in enumerate(entry.steps):
@@ -87,6 +107,10 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                 one = with_setting(step, method, setting) if step.grid else step
                 params = method_params(method, one, w)
                 for key, spec in student_specs(params, f"{w}: {step.where}"):
+                    if looks_like_path(spec.init) and not Path(
+                            models.resolve_model_ref(spec.init, suite.path.parent)).exists():
+                        raise ConfigError(f"{key}.init: {spec.init}: no such folder (a "
+                                          f"pretrained student checkpoint)")
                     if layers and spec.layers is not None and spec.layers > layers:
                         raise ConfigError(f"{key}.layers: {spec.layers} is more than the "
                                           f"teacher's {layers} layers; use at most {layers}")

@@ -241,6 +241,8 @@ class BiLSTM(Method):
 
     def check(self, params: Params, facts) -> None:
         if params.n_aug > 0 and params.p_pos > 0:
+            if facts.data is None and params.lexicon == "conll2003":
+                return  # validate --no-data: the data directory is not looked at
             lexicon_path(params.lexicon, facts.data_dir, facts.where)
 
     def build(self, ctx, params: Params):

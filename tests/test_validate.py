@@ -157,3 +157,27 @@ def test_a_hub_teacher_offline_is_a_note_not_a_failure(tmp_path, data_dir, capsy
     code, out = validate(path, data_dir, capsys)
     assert code == 0, out
     assert "could not be read here" in out and "were skipped" in out
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (", metrics: [acuracy]", "tasks[0].metrics: 'acuracy' is not a classification metric. "
+                             "Did you mean: accuracy?"),
+    (", metrics: [f1]", "tasks[0].metrics: 'f1' is the F1 of class 1 of a binary task, and "
+                        "mine has 3 labels"),
+])
+def test_user_task_metrics_are_checked_before_training(tmp_path, tiny_teacher, capsys, extra,
+                                                        expected):
+    write(tmp_path / "d/train.csv", "text,y\n" + "".join(f"t {i},{i % 3}\n" for i in range(30)))
+    path = suite(tmp_path, tiny_teacher, tasks=USER_TASK.format(kind="classification",
+                                                                ext="csv", extra=extra))
+    code, out = validate(path, tmp_path, capsys)
+    assert code == 2 and expected in out, out
+
+
+def test_a_missing_local_teacher_or_student_checkpoint_is_an_error(tmp_path, tiny_teacher,
+                                                                    data_dir, capsys):
+    code, out = validate(suite(tmp_path, "./no-such-folder"), data_dir, capsys)
+    assert code == 2 and "teacher.model: ./no-such-folder: no such folder" in out
+    methods = "  - {name: kd, student: {layers: 1, init: ./no-such-ckpt}}"
+    code, out = validate(suite(tmp_path, tiny_teacher, methods=methods), data_dir, capsys)
+    assert code == 2 and "methods[0].student.init: ./no-such-ckpt: no such folder" in out
