@@ -38,8 +38,19 @@ def seal(folder: Path) -> None:
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
     os.replace(tmp, folder / MANIFEST)
-    for p in [*files_of(folder), folder / MANIFEST]:
+    read_only(*files_of(folder), folder / MANIFEST)
+
+
+def read_only(*paths: Path) -> None:
+    for p in paths:
         p.chmod(stat.S_IMODE(p.stat().st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def differs(path: Path, size: int, sha256: str) -> str | None:
+    """How ``path`` differs from the recorded size and digest, or None."""
+    if path.stat().st_size != size:
+        return f"{path.name} has {path.stat().st_size} bytes, {size} were recorded"
+    return None if file_digest(path) == sha256 else f"{path.name} was modified (sha256 differs)"
 
 
 def check(folder: Path) -> str | None:
@@ -51,13 +62,11 @@ def check(folder: Path) -> str | None:
         return f"{MANIFEST} is missing or unreadable"
     present = {p.relative_to(folder).as_posix() for p in files_of(folder)}
     for name, want in sorted(entries.items()):
-        path = folder / name
         if name not in present:
             return f"{name} is missing"
-        if path.stat().st_size != want["size"]:
-            return f"{name} has {path.stat().st_size} bytes, the manifest says {want['size']}"
-        if file_digest(path) != want["sha256"]:
-            return f"{name} was modified (its sha256 differs from the manifest)"
+        problem = differs(folder / name, want["size"], want["sha256"])
+        if problem:
+            return problem
     extra = sorted(present - set(entries))
     return f"{extra[0]} is not in the manifest" if extra else None
 
@@ -70,8 +79,7 @@ def seal_file(tmp: Path, path: Path) -> None:
     digest.unlink(missing_ok=True)
     digest.write_text(f"{Path(tmp).stat().st_size} {file_digest(tmp)}\n")
     os.replace(tmp, path)
-    for p in (path, digest):
-        p.chmod(stat.S_IMODE(p.stat().st_mode) & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    read_only(path, digest)
 
 
 def check_file(path: Path) -> str | None:
@@ -80,6 +88,4 @@ def check_file(path: Path) -> str | None:
         size, want = Path(str(path) + ".sha256").read_text().split()
     except (OSError, ValueError):
         return "its .sha256 is missing or unreadable"
-    if Path(path).stat().st_size != int(size):
-        return f"it has {Path(path).stat().st_size} bytes, its digest says {size}"
-    return None if file_digest(path) == want else "it was modified (sha256 differs)"
+    return differs(Path(path), int(size), want)

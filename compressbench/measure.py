@@ -109,12 +109,13 @@ def remove_stale_temp_dirs() -> None:
 
 def pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: alive, another user's
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
+
 
 def measure_model(folder: Path, features: list[dict], cfg, plugin_files=(),
                   reference: Path | None = None) -> dict:
@@ -122,7 +123,6 @@ def measure_model(folder: Path, features: list[dict], cfg, plugin_files=(),
     (``input_ids`` and maybe ``token_type_ids``) at their real lengths. With ``reference``
     (the teacher), the two are also timed alternately on the same examples: a paired speed-up
     that drift between jobs (other load, clock changes) does not distort."""
-    remove_stale_temp_dirs()
     with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         inputs = Path(tmp) / "inputs.json"
         out = Path(tmp) / "out.json"

@@ -421,13 +421,7 @@ def load_model(folder: Path, unsafe_pickle: bool = False) -> nn.Module:
     elif fmt == "weights":
         model = load_weights_format(folder, meta)
     elif fmt in ("torch", "state"):
-        if not unsafe_pickle:
-            raise CompressBenchError(
-                f"{folder}: this model was saved by compressbench 0.1 as a pickle ('{fmt}' "
-                f"format); loading it can run code from the folder. Re-run its suite to rebuild "
-                f"it in the safe format, or, only if you trust where it came from, pass "
-                f"{UNSAFE_FLAG} (load_model(..., unsafe_pickle=True))")
-        model = load_legacy(folder, meta)
+        model = load_legacy(folder, meta, unsafe_pickle)
     else:
         raise CompressBenchError(f"{folder / META}: unknown format {fmt!r}")
     return model.eval()
@@ -458,11 +452,17 @@ def load_weights_format(folder: Path, meta: dict) -> nn.Module:
     return model
 
 
-def load_legacy(folder: Path, meta: dict) -> nn.Module:
-    """compressbench 0.1's pickle formats; only ever called after an explicit opt-in."""
+def load_legacy(folder: Path, meta: dict, unsafe_pickle: bool) -> nn.Module:
+    """compressbench 0.1's pickle formats: refused unless the caller opted in by name."""
     import importlib
     import warnings
 
+    if not unsafe_pickle:
+        raise CompressBenchError(
+            f"{folder}: this model was saved by compressbench 0.1 as a pickle "
+            f"('{meta['format']}' format); loading it can run code from the folder. Re-run its "
+            f"suite to rebuild it in the safe format, or, only if you trust where it came from, "
+            f"pass {UNSAFE_FLAG} (load_model(..., unsafe_pickle=True))")
     for name in meta.get("imports", []):
         importlib.import_module(name)
     if meta["format"] == "state":

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from compressbench import data as D
-from compressbench import models
 from compressbench import metrics as M
+from compressbench import models
 from compressbench.errors import ConfigError, did_you_mean
 from compressbench.suite import Suite, check, grid_settings, method_params, with_setting
 from compressbench.tasks import Task

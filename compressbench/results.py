@@ -71,9 +71,10 @@ def latest(records: list[dict]) -> dict[str, dict]:
     return out
 
 
-def finished(run_dir: Path) -> dict[str, str]:
-    """job id -> key, for jobs whose latest record succeeded."""
-    return {j: r["key"] for j, r in latest(read(run_dir)).items() if r.get("status") == "ok"}
+def finished(run_dir: Path, records: list[dict] | None = None) -> dict[str, str]:
+    """job id -> key, for jobs whose latest record succeeded (``records``: already read)."""
+    records = read(run_dir) if records is None else records
+    return {j: r["key"] for j, r in latest(records).items() if r.get("status") == "ok"}
 
 
 def model_path(run_dir: Path, record: dict) -> Path:

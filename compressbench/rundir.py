@@ -1,7 +1,7 @@
 """The run directory's layout: every path inside it is built here, and checked to stay inside.
 
 Names that become file names (task names, method labels) are restricted to a safe character
-set when a suite is read (:func:`check_name`); paths built from records read back from a run
+set when a suite is read (:func:`name_problem`); paths built from records read back from a run
 directory someone else made go through :func:`inside` as well, so neither a hostile suite nor a
 hostile ``results.jsonl`` can make compressbench read or write outside the run directory.
 """

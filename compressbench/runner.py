@@ -8,6 +8,7 @@ soon as it finishes; jobs whose record is already there, with the same key, are 
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
@@ -23,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from compressbench import data as D
 from compressbench import cache, models, results, rundir, schema
+from compressbench import data as D
 from compressbench.errors import CompressBenchError, ConfigError
-from compressbench.measure import cpu_model, measure_model
+from compressbench.measure import cpu_model, measure_model, remove_stale_temp_dirs
 from compressbench.method import Context
 from compressbench.plugins import PluginManager, distribution_version
 from compressbench.suite import (
@@ -142,8 +143,10 @@ class Runner:
         (self.run_dir / "suite.yaml").write_text(suite.text)
         env = environment(suite.measure.threads)
         (self.run_dir / "environment.json").write_text(json.dumps(env, indent=2))
-        done = results.finished(self.run_dir)
-        earlier = {r.get("suite_sha256") for r in results.read(self.run_dir)} - {suite.sha256}
+        remove_stale_temp_dirs()  # of measurements whose run was killed
+        records = results.read(self.run_dir)
+        done = results.finished(self.run_dir, records)
+        earlier = {r.get("suite_sha256") for r in records} - {suite.sha256}
         if earlier:
             print(f"compressbench: warning: {self.run_dir} holds records made with another "
                   f"version of the suite (sha256 {', '.join(sorted(x[:12] for x in earlier if x))}"
@@ -287,45 +290,42 @@ class Runner:
                 emit("cache_hit", {"key": key, "path": str(folder), "method": step.method})
                 info = json.loads((folder / "train.json").read_text())
             else:
-                scratch = self.cache_dir / "scratch" / key
-                scratch.mkdir(parents=True, exist_ok=True)
-                try:
-                    info = self.build_step(job, step, method, params, cfg, folder, scratch,
-                                           task, data, feats, tokenizer, teacher_folder,
-                                           prev_folder, emit)
-                finally:
-                    shutil.rmtree(scratch, ignore_errors=True)
-                    try:
-                        scratch.parent.rmdir()  # only when no other build is using it
-                    except OSError:
-                        pass
+                with self.scratch(key) as scratch:
+                    ctx = Context(
+                        task=task, data=data, tokenizer=tokenizer, features=feats,
+                        training=cfg, seed=job.seed,
+                        pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
+                        teacher_outputs_dir=None if teacher_folder is None
+                        else self.cache_dir / "teacher-outputs" / teacher_folder.name,
+                        data_dir=self.data_dir,
+                        load_teacher=lambda: models.load_model(teacher_folder),
+                        load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
+                        else (lambda: models.load_model(teacher_folder)))
+                    start = time.perf_counter()
+                    set_seed(job.seed)  # new heads and random students are initialised from it
+                    model = method.build(ctx, params)
+                    info = {"method": step.method, "params": schema.as_dict(params),
+                            "runs": ctx.train_results,
+                            "build_s": round(time.perf_counter() - start, 2)}
+                    models.save_model(model, folder, task.kind, tokenizer)
+                    (folder / "train.json").write_text(json.dumps(info, indent=2))
+                    cache.seal(folder)
             log.append(info)
             prev_folder = folder
         return prev_folder, log
 
-    def build_step(self, job, step, method, params, cfg, folder, scratch, task, data, feats,
-                   tokenizer, teacher_folder, prev_folder, emit) -> dict:
-        """Build one step's model into the cache folder ``folder``."""
-        ctx = Context(
-            task=task, data=data, tokenizer=tokenizer, features=feats,
-            training=cfg, seed=job.seed,
-            pretrained_ref=self.teacher_ref, cache_dir=scratch, emit=emit,
-            teacher_outputs_dir=None if teacher_folder is None
-            else self.cache_dir / "teacher-outputs" / teacher_folder.name,
-            data_dir=self.data_dir,
-            load_teacher=lambda: models.load_model(teacher_folder),
-            load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
-            else (lambda: models.load_model(teacher_folder)))
-        start = time.perf_counter()
-        set_seed(job.seed)  # new heads and random students are initialised from it
-        model = method.build(ctx, params)
-        info = {"method": step.method, "params": schema.as_dict(params),
-                "runs": ctx.train_results,
-                "build_s": round(time.perf_counter() - start, 2)}
-        models.save_model(model, folder, task.kind, tokenizer)
-        (folder / "train.json").write_text(json.dumps(info, indent=2))
-        cache.seal(folder)
-        return info
+    @contextlib.contextmanager
+    def scratch(self, key: str):
+        """A folder a step's build may use, removed afterwards whatever happens (with the
+        ``scratch/`` folder itself once no other build uses it)."""
+        folder = self.cache_dir / "scratch" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()
 
     def drop_if_damaged(self, folder: Path, job: Job | None = None) -> bool:
         """Remove a cached model whose files no longer match its manifest (so it is rebuilt),

@@ -296,11 +296,19 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
             from None
 
 
+def first_duplicate(items: list):
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
 def unique_keys(path: Path):
     """A json ``object_pairs_hook`` that refuses an object with a key twice."""
     def hook(pairs):
-        keys = [k for k, _ in pairs]
-        dup = next((k for k in keys if keys.count(k) > 1), None)
+        dup = first_duplicate([k for k, _ in pairs])
         if dup is not None:
             raise DataError(f"{path}: key {dup!r} appears twice in one object; rename one")
         return dict(pairs)
@@ -323,7 +331,7 @@ def read_table(path: Path, encoding: str = "utf-8") -> list[dict]:
             sep = "," if suffix == ".csv" else "\t"
             quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
             header = next(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting), [])
-            dup = next((h for h in header if header.count(h) > 1), None)
+            dup = first_duplicate(header)
             if dup is not None:
                 raise DataError(f"{path}:1: column {dup!r} appears twice in the header; rename "
                                 f"one")

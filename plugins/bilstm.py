@@ -156,10 +156,6 @@ def lexicon_path(spec: str, data_dir: Path | None, where: str = "bilstm") -> Pat
     return Path(spec)
 
 
-def find_lexicon(spec: str, data_dir: Path | None) -> Lexicon:
-    return Lexicon.read(lexicon_path(spec, data_dir))
-
-
 def augment_words(words: list[str], rng: random.Random, p: Params, lexicon: Lexicon | None,
                   mask_token: str, ngrams: bool) -> list[str]:
     """One augmented copy (Tang et al. 2019 §3.2): masking, POS-guided replacement, n-grams."""
@@ -265,7 +261,8 @@ class BiLSTM(Method):
         del teacher
         transfer = ctx.with_teacher_logits("train")
         if params.n_aug > 0:
-            lexicon = (find_lexicon(params.lexicon, ctx.data_dir) if params.p_pos > 0 else None)
+            lexicon = (Lexicon.read(lexicon_path(params.lexicon, ctx.data_dir))
+                       if params.p_pos > 0 else None)
             new = augment(ctx.data.train, task.kind, params, lexicon, ctx.tokenizer.mask_token,
                           ctx.seed)
             feats = encode(task, ctx.tokenizer, new, ctx.training.max_seq_length)

@@ -266,8 +266,9 @@ def test_quant_dynamic_replaces_every_linear(tmp_path, per_channel):
 
 
 def test_quant_dynamic_quantizes_the_bilstm_lstm(tmp_path):
-    from compressbench import built_by
     from torch.ao.nn.quantized.dynamic import LSTM as QLSTM
+
+    from compressbench import built_by
 
     shape = dict(vocab_size=30522, embedding_dim=8, hidden_size=6, mlp_size=5, num_labels=2,
                  kind="classification", pair=False)

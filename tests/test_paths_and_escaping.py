@@ -13,7 +13,7 @@ from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.rundir import inside, job_slug
 from compressbench.suite import load_suite
 from tests.conftest import suite_file
-from tests.test_report import SAVED, copy_saved_run
+from tests.test_report import copy_saved_run
 
 SUITE = """
 version: 1

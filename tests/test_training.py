@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-
 from compressbench import data as D
 from compressbench import models
 from compressbench.errors import CompressBenchError

@@ -6,11 +6,9 @@ from urllib.parse import quote
 from compressbench.report import tables as T
 from compressbench.report.summary import RunSummary
 
-def md_text(text: object) -> str:
-    """Text shown as it is in GitHub markdown: characters that would start HTML, a link, code,
-    emphasis or a table cell are backslash-escaped (so a name like ``<img onerror=...>``,
-    ``[x](javascript:...)`` or ``a|b`` is just text), and newlines become spaces."""
-    return T.esc(text)
+# text shown as it is: characters that would start HTML, a link, code, emphasis or a table
+# cell are backslash-escaped (``<img onerror=...>``, ``[x](javascript:...)``, ``a|b``)
+md_text = T.esc
 
 
 def md_code(text: object) -> str:
@@ -57,8 +55,8 @@ class MarkdownReporter:
 
     def task_section(self, summary: RunSummary, table, errors) -> list[str]:
         out = [f"## {md_text(table.task)}", "",
-               (f"Main metric: {md_code(table.main_metric)}; retained %, compression and speed-up are "
-               f"relative to the fine-tuned teacher; metrics are mean ± std over seeds."), "",
+               (f"Main metric: {md_code(table.main_metric)}; retained %, compression and speed-up "
+               f"are relative to the fine-tuned teacher; metrics are mean ± std over seeds."), "",
                *md_table(T.task_table(table))]
         out += [f"\n{note}" for note in T.table_notes(table)]
         for job_id, error in table.failed:
@@ -72,7 +70,8 @@ class MarkdownReporter:
             for title, grid in T.grid_tables(table):
                 out += [f"### {md_text(title)}", "", *md_table(grid), ""]
         if errors is not None:
-            out += [f"### {md_text(table.task)}: error analysis", "", T.errors_intro(errors, summary), ""]
+            out += [f"### {md_text(table.task)}: error analysis", "",
+                    T.errors_intro(errors, summary), ""]
             if errors.methods:
                 out += [*md_table(T.per_class_table(errors)), ""]
             confusion = T.confusion_overview(errors)

@@ -3,7 +3,6 @@ and HTML reporters so the two always show the same numbers."""
 from __future__ import annotations
 
 import re
-
 import statistics
 from dataclasses import dataclass
 
