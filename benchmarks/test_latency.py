@@ -45,7 +45,7 @@ def test_teacher_batch1_latency(benchmark, sst2, tmp_path):
     finally:
         torch.set_num_threads(before)
     folder = models.save_model(model, tmp_path / "teacher", "classification")
-    m = measure_model(folder, feats, Measure(latency_samples=N, warmup=10))
+    m = measure_model(folder, feats, Measure(latency_samples=N, warmup=10))["backends"]["torch"]
     summary = Summary(**m["latency_ms"])
     per_example = benchmark.stats.stats.median / N * 1000
     benchmark.extra_info.update({"protocol_p50_ms": summary.p50, "protocol_p90_ms": summary.p90,

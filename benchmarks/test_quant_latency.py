@@ -68,7 +68,7 @@ def test_quantized_teacher_batch1_latency(benchmark, sst2, tmp_path, label, meth
     finally:
         torch.set_num_threads(before)
     folder = models.save_model(model, tmp_path / label, "classification")
-    m = measure_model(folder, feats, Measure(latency_samples=N, warmup=10))
+    m = measure_model(folder, feats, Measure(latency_samples=N, warmup=10))["backends"]["torch"]
     summary = Summary(**m["latency_ms"])
     benchmark.extra_info.update({"protocol_p50_ms": summary.p50,
                                  "protocol_p90_ms": summary.p90,

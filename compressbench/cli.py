@@ -42,12 +42,16 @@ class ConsoleProgress:
     @hookimpl
     def job_finished(self, job, record):
         took = time.time() - self.t0.pop(job.id, time.time())
-        if record["status"] == "ok":
-            m = record.get("measure", {}).get("latency_ms", {})
-            lat = f", p50 {m['p50']:.2f} ms" if m else ""
-            what = f"{record['main_metric']}={record['score']:.4f}{lat}"
+        from compressbench.record import Record
+
+        r = Record.of(record)
+        if r.ok:
+            timings = [f"{b.backend} p50 {b.latency.p50:.2f} ms" +
+                       (f" ({b.vs_eager.speedup:.2f}× eager)" if b.vs_eager else "")
+                       if b.ok else f"{b.backend} {b.status}" for b in r.backends.values()]
+            what = f"{r.main_metric}={r.score:.4f}" + "".join(f", {t}" for t in timings)
         else:
-            what = f"FAILED: {record['error']}"
+            what = f"FAILED: {r.error}"
         print(f"[compressbench] {job.id}: {what} ({took:.0f}s)", file=self.stream, flush=True)
 
 
@@ -101,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "partial runs and never re-runs anything.")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--format", default="md,html",
-                     help="comma-separated reporter names: md, html, csv, json or a plugin's "
+                     help="comma-separated reporter names: md, html, csv, backends-csv, json "
+                          "or a plugin's "
                           "(default md,html)")
     rep.add_argument("--grid", action="store_true",
                      help="also show every grid setting tried, with its validation score")
@@ -130,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seed", type=int, default=None, help="needed when the run has several")
     exp.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     exp.add_argument("--force", action="store_true", help="replace a non-empty DIR")
+    exp.add_argument("--format", choices=("native", "onnx"), default="native",
+                     help="native: the model as the run saved it; onnx: an ONNX graph for ONNX "
+                          "Runtime (needs compressbench[onnx]), checked against PyTorch")
     exp.add_argument("--unsafe-load-pickle", action="store_true",
                      help="allow a model saved by compressbench 0.1 as a pickle; loading it can "
                           "run code from the run directory: only for runs you trust")
@@ -188,8 +196,10 @@ def cmd_run(args) -> int:
         print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
               f"again to resume", file=sys.stderr)
         return 130
+    from compressbench.record import Record
+
     latest = results.latest(records)
-    failed = [r for r in latest.values() if r["status"] != "ok"]
+    failed = [r for r in map(Record.of, latest.values()) if not r.ok]
     print(f"[compressbench] {len(latest) - len(failed)} jobs ok, {len(failed)} failed, "
           f"{time.time() - start:.0f}s; results in {run_dir / 'results.jsonl'}", file=sys.stderr)
     if not args.no_report:
@@ -205,9 +215,12 @@ def cmd_report(args) -> int:
     pm = plugin_manager(args)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     data_dir = data_dir_of(args)
+    if data_dir is not None:  # runs from before references/ were saved
+        from compressbench.runner import rebuild_references
+        rebuild_references(args.run_dir, pm, data_dir)
     for path in write_reports(args.run_dir, formats, pm, grid=args.grid,
                               latency_budget=args.latency_budget, within=args.within,
-                              examples=args.examples, data_dir=data_dir):
+                              examples=args.examples):
         print(path)
     return 0
 
@@ -246,7 +259,7 @@ def cmd_export(args) -> int:
     from compressbench.export import export
     plugin_manager(args)  # --plugin files whose rebuild steps a model's recipe may name
     print(export(args.run_dir, args.task, args.method, args.output, args.seed, args.force,
-                 args.unsafe_load_pickle))
+                 args.unsafe_load_pickle, args.format))
     return 0
 
 

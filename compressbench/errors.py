@@ -21,6 +21,16 @@ class DataError(CompressBenchError):
     """A data file is missing or malformed: the message names the file (and line)."""
 
 
+def require(module: str, extra: str):
+    """Import an optional dependency, or fail naming the extra that installs it."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{module} is not installed: pip install 'compressbench[{extra}]' "
+                          f"(import failed: {exc})") from None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' Did you mean: x?' when a close match exists, else ''."""
     close = difflib.get_close_matches(str(word), sorted(choices), n=3, cutoff=0.6)

@@ -19,36 +19,44 @@ from compressbench.models import META, load_model, saved_format
 def find_record(run_dir: Path, records: list[dict], task: str, method: str,
                 seed: int | None) -> dict:
     """The record to export among the run's latest ``records``, else an error naming the fix."""
+    from compressbench.record import Record
+
     if not records:
         raise CompressBenchError(f"{run_dir}: no results ({results.RESULTS} is missing or "
                                  f"empty)")
-    pairs = sorted({f"{r['task']}/{r['label']}" for r in records})
-    matches = [r for r in records if r["task"] == task and r["label"] == method]
+    typed = [Record.of(r) for r in records]
+    pairs = sorted({f"{r.task}/{r.label}" for r in typed})
+    matches = [r for r in typed if r.task == task and r.label == method]
     if not matches:
         close = difflib.get_close_matches(f"{task}/{method}", pairs, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        labels = sorted({r["label"] for r in records if r["task"] == task})
+        labels = sorted({r.label for r in typed if r.task == task})
         known = (f"methods for {task}: {', '.join(labels)}" if labels else
-                 f"tasks: {', '.join(sorted({r['task'] for r in records}))}")
+                 f"tasks: {', '.join(sorted({r.task for r in typed}))}")
         raise CompressBenchError(f"{run_dir}: no job for --task {task} --method {method}."
                                  f"{hint} In this run, {known}")
     if seed is None and len(matches) > 1:
-        seeds = ", ".join(str(r["seed"]) for r in matches)
+        seeds = ", ".join(str(r.seed) for r in matches)
         raise CompressBenchError(f"{task}/{method} ran with seeds {seeds}: choose one with "
                                  f"--seed")
     if seed is not None:
-        matches = [r for r in matches if r["seed"] == seed]
+        matches = [r for r in matches if r.seed == seed]
         if not matches:
             raise CompressBenchError(f"{task}/{method}: no run with --seed {seed}")
     record = matches[0]
-    if record.get("status") != "ok":
-        raise CompressBenchError(f"{record['job_id']} failed ({record.get('error')}); there "
-                                 f"is no model to export")
-    return record
+    if not record.ok:
+        raise CompressBenchError(f"{record.job_id} failed ({record.error}); there is no model "
+                                 f"to export")
+    return record.raw
 
 
 def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = None,
-           force: bool = False, unsafe_pickle: bool = False) -> Path:
+           force: bool = False, unsafe_pickle: bool = False, fmt: str = "native") -> Path:
+    """Copy one job's model out of ``run_dir`` into ``out`` with its tokenizer and card;
+    ``fmt="onnx"``: as an ONNX graph instead (what the ``onnxruntime`` backend measured)."""
+    if fmt not in ("native", "onnx"):
+        raise CompressBenchError(f"--format {fmt}: choose 'native' (the model as the run "
+                                 f"saved it) or 'onnx'")
     run_dir, out = Path(run_dir), Path(out)
     records = list(results.latest(results.read(run_dir)).values())
     record = find_record(run_dir, records, task, method, seed)
@@ -71,7 +79,9 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
     for path in out.rglob("*"):  # the copy is the user's to edit (the cache's files are not)
         path.chmod(path.stat().st_mode | 0o200)
     try:
-        load_model(out, unsafe_pickle=unsafe_pickle)  # refuse to hand over what does not load
+        model = load_model(out, unsafe_pickle=unsafe_pickle)  # refuse what does not load
+        if fmt == "onnx" and saved_format(out) != "onnx":
+            to_onnx(model, out)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -83,69 +93,121 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
     return out
 
 
+def to_onnx(model, out: Path) -> None:
+    """Replace the PyTorch files in ``out`` with ``model.onnx`` (ONNX Runtime's transformer
+    fusions where they apply and keep the outputs), checked against PyTorch."""
+    import numpy as np
+    import torch
+
+    from compressbench import onnxrt
+    from compressbench.measure.backend import Unsupported
+    from compressbench.models import read_meta
+
+    meta = read_meta(out)
+    ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102], [101, 2023, 2003, 1037, 3231, 102]])
+    sample = [{"input_ids": ids[i:i + 1], "attention_mask": torch.ones_like(ids[i:i + 1]),
+               "token_type_ids": torch.zeros_like(ids[i:i + 1])} for i in range(2)]
+    try:
+        path = onnxrt.export_onnx(model, out / "model.onnx", meta["kind"])
+    except Unsupported as exc:
+        raise CompressBenchError(f"cannot export this model to ONNX: {exc}") from None
+    onnxrt.optimize(path, model, sample)
+    from compressbench.models import forward_kwargs, logits_of
+    with torch.inference_mode():
+        want = [logits_of(model(**forward_kwargs(model, x))).float().numpy() for x in sample]
+    got = onnxrt.run_onnx(path, sample)
+    diff = onnxrt.max_abs_diff(want, got)
+    if not np.isfinite(diff) or diff > 1e-3:
+        raise CompressBenchError(f"the ONNX export's outputs differ from PyTorch's by {diff:.2g}")
+    for name in ("model.safetensors", "model.pt", "sparse.safetensors", cache.MANIFEST):
+        (out / name).unlink(missing_ok=True)
+    (out / META).write_text(json.dumps({"format": "onnx", "kind": meta["kind"],
+                                        "runtime": "onnxruntime", "exported_from": meta}))
+
+
 def fmt_bytes(n: int | None) -> str:
     return "–" if n is None else f"{n / 1e6:.1f} MB"
 
 
 def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
-    steps = " → ".join(s["method"] for s in record["steps"])
-    model, meas = record["model"], record.get("measure") or {}
+    from compressbench.record import Record
+
+    r = Record.of(record)
+    t = Record.of(teacher) if teacher else None
+    model, tm = r.model, t.model if t else None
     lines = ["---"]
     if fmt == "hf":
         lines += ["library_name: transformers"]
-    lines += ["tags:", "- compressbench"] + [f"- {s['method']}" for s in record["steps"]]
-    lines += ["---", "", f"# {record['task']} / {record['label']}", "",
-              (f"Built by compressbench from the teacher `{record['teacher']}` with "
-              f"**{steps}**, seed {record['seed']}, suite `{record['suite']}` "
-              f"(sha256 {record.get('suite_sha256', '')[:12]})."), ""]
+    elif fmt == "onnx":
+        lines += ["library_name: onnxruntime"]
+    lines += ["tags:", "- compressbench"] + [f"- {s['method']}" for s in r.steps]
+    lines += ["---", "", f"# {r.task} / {r.label}", "",
+              (f"Built by compressbench from the teacher `{record.get('teacher', '')}` with "
+               f"**{r.methods}**, seed {r.seed}, suite `{r.suite}` "
+               f"(sha256 {r.suite_sha256[:12]})."), ""]
     lines += ["## Steps", "", "| step | method | parameters | training |", "|---|---|---|---|"]
-    for i, s in enumerate(record["steps"], 1):
+    for i, s in enumerate(r.steps, 1):
         lines.append(f"| {i} | {s['method']} | `{json.dumps(s['params'])}` | "
                      f"`{json.dumps(s['training'])}` |")
-    if record.get("setting"):
-        lines += ["", f"Grid setting chosen on validation: `{json.dumps(record['setting'])}`"]
-    data = record["data"]
+    if r.setting:
+        lines += ["", f"Grid setting chosen on validation: `{json.dumps(r.setting)}`"]
+    data = r.data
     scored = ", ".join(f"`{k[5:]}` ({v:,} examples)" for k, v in data.items()
                        if k.startswith("eval_"))
     lines += ["", "## Metrics", "",
-              (f"Scored on {scored}; trained on {data['train']:,} examples, model selection "
-               f"on {data['val']:,} ({data.get('val_source', '')}); main metric "
-               f"`{record['main_metric']}`."), "",
+              (f"Scored on {scored}; trained on {data.get('train', 0):,} examples, model "
+               f"selection on {data.get('val', 0):,} ({data.get('val_source', '')}); main "
+               f"metric `{r.main_metric}`."), "",
               "| metric | this model | teacher |", "|---|---:|---:|"]
-    for name, value in record["metrics"].items():
+    for name, value in r.metrics.items():
         if isinstance(value, int | float):
-            t = (teacher or {}).get("metrics", {}).get(name)
-            lines.append(f"| {name} | {value:.4f} | {'–' if t is None else f'{t:.4f}'} |")
-    lines += ["", "## Size and speed", "", "| measure | this model | teacher |", "|---|---:|---:|"]
-    tm = (teacher or {}).get("model", {})
-    tmeas = (teacher or {}).get("measure") or {}
-    rows = [("parameters", f"{model['parameters']:,}", f"{tm.get('parameters', 0):,}"),
-            ("non-zero parameters", f"{model['nonzero_parameters']:,}",
-             f"{tm.get('nonzero_parameters', 0):,}"),
-            ("weights on disk", fmt_bytes(model["size_bytes"]), fmt_bytes(tm.get("size_bytes"))),
-            ("sparse storage", fmt_bytes(model.get("sparse_size_bytes")),
-             fmt_bytes(tm.get("sparse_size_bytes")))]
-    if meas:
-        lat, tlat = meas["latency_ms"], tmeas.get("latency_ms", {})
-        rows += [("latency p50, batch 1", f"{lat['p50']:.2f} ms",
-                  f"{tlat['p50']:.2f} ms" if tlat else "–"),
-                 ("latency p90, batch 1", f"{lat['p90']:.2f} ms",
-                  f"{tlat['p90']:.2f} ms" if tlat else "–"),
-                 (f"throughput, batch {meas['throughput']['batch_size']}",
-                  f"{meas['throughput']['examples_per_s']:.1f} ex/s",
-                  f"{tmeas['throughput']['examples_per_s']:.1f} ex/s" if tmeas else "–"),
-                 ("peak RSS", f"{meas['memory_mb']['peak_rss']:.0f} MB",
-                  f"{tmeas['memory_mb']['peak_rss']:.0f} MB" if tmeas else "–")]
-        if meas.get("paired"):
-            rows.append(("speed-up vs the teacher, timed alternately (paired)",
-                         f"{meas['paired']['speedup']:.2f}×", "1.00×"))
+            tv = t.metrics.get(name) if t else None
+            lines.append(f"| {name} | {value:.4f} | {'–' if tv is None else f'{tv:.4f}'} |")
+    lines += ["", "## Size", "", "| measure | this model | teacher |", "|---|---:|---:|"]
+
+    def both(f, fmt_):
+        return fmt_(getattr(model, f)), fmt_(getattr(tm, f)) if tm else "–"
+
+    rows = [("parameters", *both("parameters", lambda v: f"{v:,}")),
+            ("non-zero parameters", *both("nonzero_parameters", lambda v: f"{v:,}")),
+            ("weights on disk", *both("size_bytes", fmt_bytes)),
+            ("sparse storage", *both("sparse_size_bytes", fmt_bytes))]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    if meas:
-        lines += ["", (f"Measured on {meas.get('cpu', '?')} with {meas.get('threads')} thread(s), "
-                      f"batch 1 at real lengths (mean {meas.get('mean_tokens', 0):.1f} tokens), "
-                      f"tokenization not timed.")]
+    lines += speed_section(r, t)
     lines += ["", "## Loading", ""] + LOADING[fmt] + [""]
     return "\n".join(lines)
+
+
+def speed_section(r, t) -> list[str]:
+    """One row per backend: latency, paired speed-ups, memory; then what was not measured."""
+    if not r.backends:
+        return []
+    lines = ["", "## Speed, per runtime", "",
+             "| backend | p50 ms | p90 ms | speed-up vs teacher (same backend) | speed-up vs "
+             "teacher in PyTorch eager | throughput ex/s | peak RSS MB | teacher p50 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    skipped = []
+    for b in r.backends.values():
+        if not b.ok:
+            skipped.append(f"- {b.backend}: {b.status}: {b.reason}")
+            continue
+        tb = t.backend(b.backend) if t else None
+        lines.append(
+            f"| {b.backend} | {b.latency.p50:.2f} | {b.latency.p90:.2f} | "
+            f"{f'{b.paired.speedup:.2f}×' if b.paired else '–'} | "
+            f"{f'{b.vs_eager.speedup:.2f}×' if b.vs_eager else '–'} | "
+            f"{f'{b.throughput:.1f}' if b.throughput else '–'} | "
+            f"{f'{b.peak_rss_mb:.0f}' if b.peak_rss_mb else '–'} | "
+            f"{f'{tb.latency.p50:.2f}' if tb and tb.ok else '–'} |")
+    if skipped:
+        lines += ["", "Not measured:", ""] + skipped
+    first = next((b for b in r.backends.values() if b.ok), None)
+    env = r.raw.get("measure", {}).get("backends", {}).get(first.backend, {}) if first else {}
+    lines += ["", (f"Batch 1 at real lengths, tokenization not timed, one process per model "
+                   f"and backend, {env.get('threads', '?')} thread(s) on {env.get('cpu', '?')}; "
+                   f"paired speed-ups time the model and the teacher alternately on the same "
+                   f"examples.")]
+    return lines
 
 
 LOADING = {
@@ -161,6 +223,22 @@ LOADING = {
                 "the plugin that made it installed. Loading runs no code from this folder."),
                 "", "```python", "import compressbench",
                 "model = compressbench.load_model(PATH)", "```"],
+    "onnx": [("An ONNX graph (`model.onnx`, opset 17; inputs `input_ids`, `attention_mask` "
+              "and, for BERT, `token_type_ids`, int64 of shape (batch, sequence); output "
+              "`logits`) with its tokenizer. ONNX Runtime alone runs it:"), "", "```python",
+             "import numpy as np, onnxruntime as ort",
+             "from transformers import AutoTokenizer",
+             "tokenizer = AutoTokenizer.from_pretrained(PATH)",
+             "session = ort.InferenceSession(f'{PATH}/model.onnx')",
+             "enc = tokenizer(['a sentence'], return_tensors='np')",
+             "names = {i.name for i in session.get_inputs()}",
+             "logits = session.run(None, {k: v.astype(np.int64) for k, v in enc.items() "
+             "if k in names})[0]", "```"],
+    "openvino": [("An OpenVINO IR (`model.xml` + `model.bin`) with its tokenizer; inputs as "
+                  "for ONNX:"), "", "```python", "import openvino as ov",
+                 "compiled = ov.Core().compile_model(f'{PATH}/model.xml', 'CPU')",
+                 "logits = compiled(dict(tokenizer(['a sentence'], return_tensors='np')))[0]",
+                 "```"],
     "torch": [("A pickled `nn.Module` from compressbench 0.1: loading it can run code from "
                "the folder. Only if you trust its source:"), "", "```python",
               "import compressbench",

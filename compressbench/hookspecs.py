@@ -48,6 +48,16 @@ def register_reporters(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_backends(register: Callable[[Any], None]) -> None:
+    """Register runtimes that models are measured on (``measure: {backends: [NAME, ...]}``).
+
+    :param register: call ``register(backend)`` with an object following the protocol of
+        :mod:`compressbench.measure.backend` (``name``, ``missing()``, ``prepare(...)``,
+        ``load(...)``); ``backend.name`` is the name used in YAML, results and reports.
+    """
+
+
+@hookspec
 def run_started(suite: Any, run_dir: Path) -> None:
     """Called once when ``run_suite`` starts, after the suite and its data passed validation.
 

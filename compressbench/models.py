@@ -14,6 +14,10 @@ code from the folder: every format below is data (JSON and tensors).
   transforms are named ``module:function``; only functions marked with :func:`rebuild_step` in
   ``compressbench`` or an installed compressbench plugin (or a ``--plugin`` file the user
   loaded) are accepted, so a folder cannot name arbitrary code.
+- ``"onnx"`` (``model.onnx``) and ``"openvino"`` (``model.xml`` + ``model.bin``): a model that
+  exists only for one runtime (``quant-ort``, ``quant-openvino``). It loads as a
+  :class:`compressbench.onnxrt.OnnxModel` / :class:`compressbench.ov.OpenVINOModel`, which
+  evaluates like a PyTorch model by running the runtime, so its accuracy is the runtime's.
 - ``"torch"`` and ``"state"`` (compressbench 0.1): a pickled module, or a state dict whose
   ``imports`` list the folder chose. Loading them can run code from the folder, so it is refused
   unless the caller opts in with ``unsafe_pickle=True`` (``--unsafe-load-pickle``).
@@ -45,7 +49,7 @@ from compressbench.logs import quiet_logs
 
 META = "compressbench.json"
 SPARSE = "sparse.safetensors"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 WEIGHTS = "model.pt"  # the "weights" format's state dict (torch.load weights_only=True)
 REBUILD_MARK = "__compressbench_rebuild_step__"
 RECIPE_ATTR = "_compressbench_recipe"
@@ -321,7 +325,9 @@ def load_portable(model: nn.Module, state: dict) -> None:
 # --------------------------------------------------------------------------- save / load
 
 def save_format(model: nn.Module) -> str:
-    """'hf' or 'weights' (see the module docstring)."""
+    """'hf', 'weights' or 'runtime' (see the module docstring)."""
+    if callable(getattr(model, "save_files", None)):
+        return "runtime"
     recipe = recipe_of(model)
     if (hasattr(model, "save_pretrained") and not recipe["steps"] and recipe["factory"] is None
             and not is_quantized(model) and not tensor_subclass_modules(model)
@@ -378,12 +384,15 @@ def save_model(model: nn.Module, folder: Path, kind: str, tokenizer=None) -> Pat
     try:
         quiet_transformers()
         fmt = save_format(model)
-        if fmt == "hf":
+        if fmt == "runtime":  # an OnnxModel / OpenVINOModel writes its own files
+            meta = {**model.save_files(tmp), "kind": kind}
+        elif fmt == "hf":
             model.save_pretrained(tmp, safe_serialization=True)
             meta: dict[str, Any] = {"format": "hf", "kind": kind}
         else:
             meta = weights_meta(model, kind, tmp)
-        write_sparse(model, tmp / SPARSE)
+        if fmt != "runtime":
+            write_sparse(model, tmp / SPARSE)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / META).write_text(json.dumps(meta, indent=2))
@@ -420,11 +429,28 @@ def load_model(folder: Path, unsafe_pickle: bool = False) -> nn.Module:
         model = auto_class(meta["kind"]).from_pretrained(folder, use_safetensors=True)
     elif fmt == "weights":
         model = load_weights_format(folder, meta)
+    elif fmt in ("onnx", "openvino"):
+        model = load_runtime_format(folder, fmt)
     elif fmt in ("torch", "state"):
         model = load_legacy(folder, meta, unsafe_pickle)
     else:
         raise CompressBenchError(f"{folder / META}: unknown format {fmt!r}")
     return model.eval()
+
+
+def load_runtime_format(folder: Path, fmt: str) -> nn.Module:
+    """A model made for one runtime, as a module that runs it (the config, when saved, gives
+    the pad token and labels)."""
+    config = None
+    if (folder / "config.json").is_file():
+        import transformers
+        quiet_transformers()
+        config = transformers.AutoConfig.from_pretrained(folder)  # JSON only
+    if fmt == "onnx":
+        from compressbench.onnxrt import OnnxModel
+        return OnnxModel(folder / "model.onnx", config)
+    from compressbench.ov import OpenVINOModel
+    return OpenVINOModel(folder / "model.xml", config)
 
 
 def load_weights_format(folder: Path, meta: dict) -> nn.Module:
@@ -577,6 +603,10 @@ def saved_format(folder: Path) -> str:
 def weight_dtypes(model: nn.Module) -> dict[str, int]:
     """How many weight values are stored in each dtype (e.g. {'qint8': ..., 'float32': ...})."""
     out: dict[str, int] = {}
+    if callable(getattr(model, "weight_arrays", None)):
+        for a in model.weight_arrays():
+            out[str(a.dtype)] = out.get(str(a.dtype), 0) + a.size
+        return out
     for t in weight_tensors(model):
         name = str(getattr(t, "qdata", t).dtype).removeprefix("torch.")
         out[name] = out.get(name, 0) + t.numel()
@@ -619,7 +649,12 @@ def weight_tensors(model: nn.Module):
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(total, non-zero) over the model's weights, quantized ones included."""
+    """(total, non-zero) over the model's weights, quantized ones included (for a runtime's
+    graph: its weight initializers)."""
+    if callable(getattr(model, "weight_arrays", None)):
+        import numpy as np
+        arrays = list(model.weight_arrays())
+        return (sum(a.size for a in arrays), sum(int(np.count_nonzero(a)) for a in arrays))
     total = nonzero = 0
     for t in weight_tensors(model):
         subclass = type(t) not in (torch.Tensor, nn.Parameter)

@@ -23,6 +23,8 @@ from compressbench.errors import ConfigError, PluginError, did_you_mean
 GROUP = "compressbench"
 DISABLE_ENV = "COMPRESSBENCH_DISABLE_PLUGINS"  # comma-separated plugin names
 TRACE_ENV = "COMPRESSBENCH_TRACE"  # set to 1 to print every hook call to stderr
+# methods each kind of registered object must have (checked at registration)
+REQUIRED = {"backends": ("missing", "prepare", "load")}
 
 
 class PluginManager(pluggy.PluginManager):
@@ -35,7 +37,8 @@ class PluginManager(pluggy.PluginManager):
         self._registries: dict[str, Registry] = {}
 
     def registry(self, kind: str) -> Registry:
-        """The registry for ``kind`` in ('tasks', 'methods', 'reporters'), filled on first use."""
+        """The registry for ``kind`` in ('tasks', 'methods', 'reporters', 'backends'), filled on
+        first use."""
         if kind not in self._registries:
             self._registries[kind] = Registry.collect(self, kind)
         return self._registries[kind]
@@ -51,6 +54,10 @@ class PluginManager(pluggy.PluginManager):
     @property
     def reporters(self) -> Registry:
         return self.registry("reporters")
+
+    @property
+    def backends(self) -> Registry:
+        return self.registry("backends")
 
     def register(self, plugin: Any, name: str | None = None) -> str | None:
         self._registries.clear()  # a new plugin may register new things
@@ -96,6 +103,11 @@ class Registry:
             raise PluginError(f"{self.kind[:-1]} '{name}' is registered twice: by plugin "
                               f"'{self.owners[name]}' and by plugin '{owner}'. Block one with "
                               f"-p no:{owner} (or {DISABLE_ENV}={owner}).")
+        lacking = [a for a in REQUIRED.get(self.kind, ()) if not callable(getattr(obj, a, None))]
+        if lacking:
+            raise PluginError(f"plugin '{owner}' registered {self.kind[:-1]} '{name}' without "
+                              f"{', '.join(lacking)} (see the {self.kind[:-1]} protocol in "
+                              f"docs/plugins.md)")
         self.items[name] = obj
         self.owners[name] = owner
 
@@ -186,7 +198,7 @@ def describe(pm: PluginManager) -> list[dict]:
     """One dict per plugin: name, version, source, hooks implemented, names registered."""
     dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
     registered: dict[str, list[str]] = {}
-    for kind in ("tasks", "methods", "reporters"):
+    for kind in ("tasks", "methods", "reporters", "backends"):
         reg = pm.registry(kind)
         for item, owner in reg.owners.items():
             registered.setdefault(owner, []).append(f"{kind[:-1]}:{item}")

@@ -103,6 +103,11 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
         for index, step in enumerate(entry.steps):
             previous = tuple(s.method for s in entry.steps[:index])
             method = pm.methods.get(step.method)
+            runtime = getattr(method, "runtime", None)
+            if runtime and index < len(entry.steps) - 1:
+                raise ConfigError(f"{w}: {step.where}: {step.method} makes a model that exists "
+                                  f"only for {runtime}, so it must be the last step of its "
+                                  f"chain; move {entry.steps[index + 1].method} before it")
             for setting in grid_settings(step):
                 one = with_setting(step, method, setting) if step.grid else step
                 params = method_params(method, one, w)
@@ -119,4 +124,15 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                         method.check(params, Facts(task, prepared.get(task.name), config,
                                                    data_dir, suite.path,
                                                    f"{w}: {step.where}", previous))
+    check_backends(suite, pm, w)
     return prepared, notes
+
+
+def check_backends(suite: Suite, pm, where: str) -> None:
+    """Every backend the suite measures on is registered and can run on this machine."""
+    for name in suite.measure.backends:
+        backend = pm.backends.get(name, f"{where}: measure.backends")
+        why = backend.missing() if suite.measure.enabled else None
+        if why:
+            raise ConfigError(f"{where}: measure.backends: {name}: {why} (or remove it from "
+                              f"the list)")

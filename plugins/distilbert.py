@@ -84,7 +84,8 @@ def distilbert_config(bert_config, layers: int, num_labels: int, problem_type: s
     import transformers
     act = bert_config.hidden_act if isinstance(bert_config.hidden_act, str) else "gelu"
     return transformers.DistilBertConfig(
-        vocab_size=bert_config.vocab_size, max_position_embeddings=bert_config.max_position_embeddings,
+        vocab_size=bert_config.vocab_size,
+        max_position_embeddings=bert_config.max_position_embeddings,
         n_layers=layers, n_heads=bert_config.num_attention_heads, dim=bert_config.hidden_size,
         hidden_dim=bert_config.intermediate_size, dropout=bert_config.hidden_dropout_prob,
         attention_dropout=bert_config.attention_probs_dropout_prob, activation=act,

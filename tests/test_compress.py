@@ -394,9 +394,11 @@ def test_every_method_and_chain_runs_and_is_measured(compress_run):
     assert len(records) == 3 * 12
     for r in records.values():  # every format went through the measuring subprocess
         if r["task"] == "sst2":
-            assert r["measure"]["latency_ms"]["n"] == 3
+            m = r["measure"]["backends"]["torch"]
+            assert m["latency_ms"]["n"] == 3
             if r["label"] != "teacher":  # timed alternately with the teacher, too
-                assert r["measure"]["paired"]["reference_ms"]["n"] == 3
+                assert m["paired"]["reference_ms"]["n"] == 3
+                assert m["vs_eager"] == m["paired"]
     formats = {r["label"]: r["model"]["format"] for r in records.values()
                if r["task"] == "sst2"}
     assert formats["int8"] == formats["heads"] == formats["pkd-heads-int8"] == "weights"
@@ -461,7 +463,8 @@ def test_exported_model_reloads_and_predicts_as_in_the_run(compress_run, tmp_pat
                  "-o", str(out)]) == 0
     card = (out / "README.md").read_text()
     record = records[f"sst2/{label}/seed42"]
-    assert f"{record['score']:.4f}" in card and "latency p50" in card
+    assert f"{record['score']:.4f}" in card and "## Speed, per runtime" in card
+    assert "| torch | " in card  # its PyTorch latency row
     assert (out / "tokenizer.json").is_file() or (out / "vocab.txt").is_file()
     model = load_model(out)
     if record["model"]["format"] == "hf":  # transformers alone loads it too

@@ -27,7 +27,7 @@ def test_smoke_suite_via_cli(tmp_path):
         "stsb/teacher/seed42", "stsb/finetune-2L/seed42", "stsb/kd-2L/seed42"]
     for r in records:
         assert r["status"] == "ok"
-        assert r["measure"]["latency_ms"]["p50"] > 0
+        assert r["measure"]["backends"]["torch"]["latency_ms"]["p50"] > 0
         assert r["data"]["eval_dev"] == 128
     teacher, student = records[0], records[1]
     assert teacher["model"]["parameters"] == 22_713_986  # all-MiniLM-L6-v2 + a 2-class head

@@ -178,11 +178,14 @@ def test_measurement_in_subprocess(tmp_path, tiny_teacher, data_dir):
     measure = "{latency_samples: 5, warmup: 1, throughput_samples: 8, throughput_batch_size: 4}"
     suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, measure=measure)))
     records = run_suite(suite, manager(), data_dir, tmp_path / "run", tmp_path / "cache")
-    m = records[0]["measure"]
+    m = records[0]["measure"]["backends"]["torch"]
+    assert m["status"] == "ok"
     assert m["latency_ms"]["n"] == 5 and len(m["latency_samples_ms"]) == 5
+    assert m["cpu_ms"]["n"] == 5 and m["cpu_ms"]["p50"] > 0
     assert m["latency_ms"]["p50"] > 0 and m["throughput"]["examples_per_s"] > 0
-    assert m["threads"] == 1 and m["torch_threads"] == 1
+    assert m["threads"] == 1
     assert 0 < m["memory_mb"]["peak_rss"] < 4000
+    assert records[0]["measure"]["settings"]["latency_samples"] == 5
     assert records[0]["model"]["size_bytes"] > 0
 
 

@@ -15,7 +15,6 @@ A reporter is any object with:
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -25,7 +24,7 @@ from compressbench.report.html import HtmlReporter
 from compressbench.report.markdown import MarkdownReporter
 from compressbench.report.summary import RunSummary, TaskTable, summarise
 from compressbench.report.tables import fmt_values
-from compressbench.report.tabular import CsvReporter, JsonReporter
+from compressbench.report.tabular import BackendCsvReporter, CsvReporter, JsonReporter
 
 __all__ = ["Reporter", "RunSummary", "TaskTable", "fmt_values", "summarise", "write_reports"]
 
@@ -38,11 +37,13 @@ class Reporter(Protocol):
 
 def write_reports(run_dir: Path, formats: list[str], pm, grid: bool = False,
                   latency_budget: float | None = None, within: float = 1.0,
-                  examples: int = 3, data_dir: Path | None = None) -> list[Path]:
+                  examples: int = 3) -> list[Path]:
     """Render each reporter in ``formats`` into ``run_dir``; returns the paths written.
 
-    ``data_dir``: where to rebuild ``references/`` (gold labels for the error analysis) for runs
-    made before they were saved; never needed for newer runs.
+    ``data_dir``: only for runs made before ``references/`` (the gold labels of the error
+    analysis) were saved: the caller rebuilds them first with
+    :func:`compressbench.runner.rebuild_references` (the report reads records and the run
+    directory only; it never imports the runner or the data modules).
     """
     from compressbench.report.analysis import analyse
     from compressbench.report.plots import make_plots
@@ -54,8 +55,6 @@ def write_reports(run_dir: Path, formats: list[str], pm, grid: bool = False,
                                  f"of milliseconds (p50 at batch 1)")
     summary = summarise(run_dir, latency_budget, within)
     summary.show_grid, summary.examples = grid, examples
-    if data_dir is not None:
-        rebuild_references(summary, pm, Path(data_dir))
     summary.errors = analyse(summary, examples)
     paths = []
     if any(getattr(r, "uses_plots", False) for r in reporters):
@@ -70,40 +69,8 @@ def write_reports(run_dir: Path, formats: list[str], pm, grid: bool = False,
     return paths
 
 
-def rebuild_references(summary: RunSummary, pm, data_dir: Path) -> None:
-    """Write ``references/<task>.json`` for tasks of an older run that lacks them, from the
-    run's own ``suite.yaml`` and the data directory, if the data is the data the run used."""
-    from compressbench import data as D
-    from compressbench import results
-    from compressbench.runner import resolve_task
-    from compressbench.suite import load_suite
-
-    missing = [t.task for t in summary.tables
-               if results.read_references(summary.run_dir, t.task) is None]
-    suite_file = summary.run_dir / "suite.yaml"
-    if not missing or not suite_file.is_file():
-        return
-    suite = load_suite(suite_file)
-    for item in suite.tasks:
-        try:
-            task = resolve_task(suite, item, pm)
-            if task.name not in missing:
-                continue
-            data = D.prepare(task, data_dir, suite.training)
-        except CompressBenchError as exc:
-            print(f"compressbench: cannot rebuild references for {item}: {exc}", file=sys.stderr)
-            continue
-        used = {r.get("data", {}).get("fingerprint") for r in summary.records
-                if r["task"] == task.name and r.get("status") == "ok"}
-        if used != {data.fingerprint}:
-            print(f"compressbench: {data_dir}: the {task.name} data differs from the data the "
-                  f"run used (fingerprint {data.fingerprint} vs {', '.join(map(str, used))}); "
-                  f"no error analysis for it", file=sys.stderr)
-            continue
-        results.write_references(summary.run_dir, task, data.evals)
-
-
 @hookimpl
 def register_reporters(register):
-    for reporter in (MarkdownReporter(), HtmlReporter(), CsvReporter(), JsonReporter()):
+    for reporter in (MarkdownReporter(), HtmlReporter(), CsvReporter(), BackendCsvReporter(),
+                     JsonReporter()):
         register(reporter)

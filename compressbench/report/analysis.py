@@ -69,7 +69,7 @@ class TaskErrors:
 
 def analyse(summary: RunSummary, examples: int = 3) -> list[TaskErrors]:
     out = []
-    by_job = {r["job_id"]: r for r in summary.records if r.get("status") == "ok"}
+    by_job = {r.job_id: r for r in summary.records if r.ok}
     for table in summary.tables:
         refs = results.read_references(summary.run_dir, table.task)
         if refs is None:
@@ -122,11 +122,11 @@ def class_names(kind: str, labels: list[str]) -> list[str]:
 CHECKED = {"regression": "pearson", "token": "f1", "classification": "accuracy"}
 
 
-def recorded(kind: str, record: dict, default: float) -> float:
+def recorded(kind: str, record, default: float) -> float:
     """The record's value of the metric the analysis recomputes (Pearson, entity F1 or
     accuracy), or ``default`` where the task did not report it."""
     name = CHECKED.get(kind, "accuracy")
-    return next((v for k, v in record["metrics"].items()
+    return next((v for k, v in record.metrics.items()
                  if k == name or k.startswith(f"{name}_")), default)
 
 

@@ -86,6 +86,14 @@ class HtmlReporter:
         for job_id, error in table.failed:
             parts.append(f"<p class=failed><b>failed</b> <code>{e(job_id)}</code>: "
                          f"{e(error)}</p>")
+        per_backend = T.backend_table(table)
+        if per_backend is not None:
+            parts += [f"<h3>{e(table.task)}: per backend</h3>", html_table(per_backend),
+                      f"<p class=note>{md_inline(T.BACKEND_NOTE)}</p>"]
+            skipped = T.not_measured(table)
+            if skipped:
+                parts.append("<p class=note>Not measured:</p><ul class=note>" + "".join(
+                    f"<li>{md_inline(line)}</li>" for line in skipped) + "</ul>")
         plots = [p for p in summary.plots if p.task == table.task]
         if plots:
             parts.append("<div class=plots>")

@@ -62,6 +62,13 @@ class MarkdownReporter:
         for job_id, error in table.failed:
             out.append(f"\n**failed** {md_code(job_id)}: {md_text(error)}")
         out.append("")
+        per_backend = T.backend_table(table)
+        if per_backend is not None:
+            out += [f"### {md_text(table.task)}: per backend", "", *md_table(per_backend), "",
+                    T.BACKEND_NOTE, ""]
+            skipped = T.not_measured(table)
+            if skipped:
+                out += ["Not measured:", ""] + [f"- {line}" for line in skipped] + [""]
         for plot in (p for p in summary.plots if p.task == table.task):
             out += [f"![{md_text(plot.title)}]({md_link(plot.files[0])})", "",
                     (f"Pareto front ({plot.axis}): {', '.join(md_text(f) for f in plot.front)}. "

@@ -22,6 +22,7 @@ AXES = {  # axis -> (row attribute, x label, Pareto flag)
     "size": ("size_mb", "size on disk (MB, log scale)", "pareto_size"),
 }
 PLOTS = rundir.PLOTS
+MARKERS = {"torch": "o", "onnxruntime": "s", "openvino": "^", "torch-compile": "D"}
 
 
 @dataclass
@@ -52,6 +53,8 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
     import matplotlib.pyplot as plt
 
     attr, xlabel, flag = AXES[axis]
+    if axis == "latency" and any(r.home and r.home != "torch" for r in table.rows):
+        xlabel += "; filled: PyTorch eager, or the runtime a model was made for"
     rows = [r for r in table.rows if getattr(r, attr)]
     if not rows:
         return None
@@ -105,6 +108,14 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
                             ("#d62728" if row.label in on_front else "#1f77b4"),
                             zorder=3, edgecolors="white", linewidths=0.5)
         points.set_gid(f"point:{row.label}")
+    others = other_backends(rows) if attr == "p50_ms" else []
+    for row, b in others:  # the same model on its other backends: hollow, one marker each
+        points = ax.scatter([b.p50_ms], [row.mean_score], s=30,
+                            marker=MARKERS.get(b.backend, "P"), facecolors="none",
+                            edgecolors="#2ca02c", linewidths=1.0, zorder=3)
+        points.set_gid(f"point:{row.label}@{b.backend}")
+        ax.plot([getattr(row, attr), b.p50_ms], [row.mean_score] * 2, color="#2ca02c",
+                lw=0.5, alpha=0.5, zorder=1)
     ax.set_xscale("log")
     place_labels(ax, [(getattr(r, attr), r.mean_score, r.label) for r in rows])
     ax.grid(True, which="both", color="#eee", lw=0.6)
@@ -114,8 +125,19 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
                           f"its score; dotted: −{within:g} point)"),
                ax.scatter([], [], s=30, color="#d62728", label="on the Pareto front"),
                ax.scatter([], [], s=30, color="#1f77b4", label="dominated")]
+    homes = sorted({r.home for r in rows if r.home} | {b.backend for _, b in others})
+    if others or homes not in ([], ["torch"]):
+        handles += [ax.scatter([], [], s=30, marker=MARKERS.get(name, "P"), facecolors="none",
+                               edgecolors="#2ca02c", label=f"on {name}") for name in homes
+                    if any(b.backend == name for _, b in others)]
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-              ncol=3, frameon=False)
+              ncol=3 if len(handles) <= 3 else 4, frameon=False)
+
+
+def other_backends(rows: list[Row]) -> list:
+    """(row, backend result) for every backend a row was measured on besides its home."""
+    return [(r, b) for r in rows for b in r.backends.values()
+            if b.ok and b.backend != r.home and b.p50_ms]
 
 
 def place_labels(ax, points: list[tuple[float, float, str]]) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from compressbench import results
 from compressbench.errors import CompressBenchError
-from compressbench.tasks import GLUE
+from compressbench.glue import GLUE
+from compressbench.record import BackendResult, Record
 
 TEACHER = "teacher"
 
@@ -27,6 +28,30 @@ def mean(values: list[float]) -> float:
 def std(values: list[float]) -> float | None:
     """Sample standard deviation; None for a single seed."""
     return statistics.stdev(values) if len(values) > 1 else None
+
+
+@dataclass
+class BackendRow:
+    """One method on one backend: means over seeds of what each seed's job measured there."""
+
+    backend: str
+    status: str  # ok, unsupported, unavailable, failed
+    reason: str | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    cpu_p50_ms: float | None = None
+    speedup: float | None = None  # paired, against the teacher on the same backend
+    vs_eager: float | None = None  # paired, against the teacher in PyTorch eager fp32
+    cpu_vs_eager: float | None = None  # the same by process CPU time
+    throughput: float | None = None
+    peak_rss_mb: float | None = None
+    max_logit_diff: float | None = None  # against PyTorch on dev examples (largest over seeds)
+    agreement: float | None = None  # fraction of predictions equal to PyTorch's (lowest)
+    runtime: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 @dataclass
@@ -52,6 +77,8 @@ class Row:
     grid: list[dict] = field(default_factory=list)  # every grid record, one list per seed
     pareto_latency: bool = False  # on the front of main metric vs p50 latency
     pareto_size: bool = False  # on the front of main metric vs size on disk
+    backends: dict[str, BackendRow] = field(default_factory=dict)
+    home: str | None = None  # the backend p50_ms, speedup, ... above come from
 
     @property
     def mean_score(self) -> float:
@@ -99,11 +126,19 @@ class Overview:
 
 @dataclass
 class Pick:
-    """One answer of "what to pick": a row, or None with the reason in ``why``."""
+    """One answer of "what to pick": a row, or None with the reason in ``why``; ``backend``:
+    the runtime the answer is about (None: each row's home backend)."""
 
     question: str
     row: Row | None
     why: str = ""
+    backend: str | None = None
+
+    @property
+    def measured(self) -> BackendRow | None:
+        if self.row is None:
+            return None
+        return self.row.backends.get(self.backend or self.row.home or "")
 
 
 @dataclass
@@ -122,7 +157,7 @@ class RunSummary:
     env: dict
     envs: list[dict]  # every distinct environment the records came from
     tables: list[TaskTable]
-    records: list[dict]
+    records: list[Record]
     overview: Overview | None = None
     picks: list[TaskPicks] = field(default_factory=list)
     latency_budget: float | None = None  # ms, p50 at batch 1, from the command line
@@ -141,14 +176,20 @@ class RunSummary:
         """Every suite sha256 the records were made with and how many jobs each, oldest
         first: more than one when a run was resumed with an edited suite."""
         counts: dict[str, int] = {}
-        for r in sorted(self.records, key=lambda r: r.get("started_at", "")):
-            sha = r.get("suite_sha256", "")
+        for r in sorted(self.records, key=lambda r: r.started_at):
+            sha = r.suite_sha256
             counts[sha] = counts.get(sha, 0) + 1
         return list(counts.items())
 
     @property
+    def backends(self) -> list[str]:
+        """Every backend any record was measured on (or tried), torch first."""
+        names = {b for t in self.tables for r in t.rows for b in r.backends}
+        return sorted(names, key=lambda b: (b != "torch", b))
+
+    @property
     def started(self) -> tuple[str, str]:
-        stamps = sorted(r["started_at"] for r in self.records if r.get("started_at"))
+        stamps = sorted(r.started_at for r in self.records if r.started_at)
         return (stamps[0], stamps[-1]) if stamps else ("", "")
 
 
@@ -157,24 +198,23 @@ class RunSummary:
 def summarise(run_dir: Path, latency_budget: float | None = None,
               within: float = 1.0) -> RunSummary:
     run_dir = Path(run_dir)
-    records = list(results.latest(results.read(run_dir)).values())
+    records = [Record.of(r) for r in results.latest(results.read(run_dir)).values()]
     if not records:
         raise CompressBenchError(f"{run_dir}: no results yet ({results.RESULTS} is missing or "
                                  f"empty); run a suite with --output {run_dir} first")
     tables: dict[str, TaskTable] = {}
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        table = tables.setdefault(r["task"], TaskTable(r["task"], r.get("task_kind", ""),
-                                                       r["main_metric"], []))
-        if r.get("status") != "ok":
-            table.failed.append((r["job_id"], r.get("error", "unknown error")))
+        table = tables.setdefault(r.task, TaskTable(r.task, r.task_kind, r.main_metric, []))
+        if not r.ok:
+            table.failed.append((r.job_id, r.error or "unknown error"))
             continue
-        groups.setdefault((r["task"], r["label"]), []).append(r)
-        for name, value in r["metrics"].items():
+        groups.setdefault((r.task, r.label), []).append(r)
+        for name, value in r.metrics.items():
             if isinstance(value, int | float) and name not in table.metric_names:
                 table.metric_names.append(name)
     for (task, label), recs in groups.items():
-        recs.sort(key=lambda r: r["seed"])
+        recs.sort(key=lambda r: r.seed)
         tables[task].rows.append(make_row(label, recs, tables[task].metric_names))
     for table in tables.values():
         table.metric_names.sort(key=lambda m: m != table.main_metric)  # the main metric first
@@ -182,8 +222,8 @@ def summarise(run_dir: Path, latency_budget: float | None = None,
         relate_to_teacher(table)
         mark_pareto(table)
     envs = distinct_envs(records)
-    newest = max(records, key=lambda r: r.get("started_at", ""))
-    summary = RunSummary(run_dir, newest["suite"], newest.get("suite_sha256", ""),
+    newest = max(records, key=lambda r: r.started_at)
+    summary = RunSummary(run_dir, newest.suite, newest.suite_sha256,
                          envs[-1] if envs else {}, envs, list(tables.values()), records,
                          latency_budget=latency_budget, within=within)
     summary.overview = overview(summary.tables)
@@ -191,36 +231,74 @@ def summarise(run_dir: Path, latency_budget: float | None = None,
     return summary
 
 
-def make_row(label: str, recs: list[dict], metric_names: list[str]) -> Row:
+def make_row(label: str, recs: list[Record], metric_names: list[str]) -> Row:
     first = recs[0]
-    model = first["model"]
+    model = first.model
     row = Row(label=label,
-              steps=" → ".join(s["method"] for s in first["steps"]),
-              seeds=[r["seed"] for r in recs],
-              metrics={k: [r["metrics"][k] for r in recs if k in r["metrics"]]
+              steps=first.methods,
+              seeds=[r.seed for r in recs],
+              metrics={k: [r.metrics[k] for r in recs if k in r.metrics]
                        for k in metric_names},
-              score=[r["score"] for r in recs],
-              parameters=model["parameters"],
-              nonzero=model["nonzero_parameters"],
-              size_mb=mean([r["model"]["size_bytes"] for r in recs]) / 1e6,
-              sparse_mb=(model.get("sparse_size_bytes") or 0) / 1e6 or None)
-    if any("setting" in r for r in recs):
-        settings = [format_setting(r.get("setting", {})) for r in recs]
+              score=[r.score for r in recs],
+              parameters=model.parameters,
+              nonzero=model.nonzero_parameters,
+              size_mb=mean([r.model.size_bytes for r in recs]) / 1e6,
+              sparse_mb=(model.sparse_size_bytes or 0) / 1e6 or None)
+    if any(r.setting is not None for r in recs):
+        settings = [format_setting(r.setting or {}) for r in recs]
         row.setting = settings[0] if len(set(settings)) == 1 else "; ".join(
-            f"seed {r['seed']}: {text}" for r, text in zip(recs, settings))
-        row.grid = [{"seed": r["seed"], "grid": r.get("grid", [])} for r in recs]
-    measured = [r["measure"] for r in recs if r.get("measure")]
-    if measured:
-        row.p50_ms = mean([m["latency_ms"]["p50"] for m in measured])
-        row.p90_ms = mean([m["latency_ms"]["p90"] for m in measured])
-        row.throughput = mean([m["throughput"]["examples_per_s"] for m in measured])
-        row.peak_rss_mb = max(m["memory_mb"]["peak_rss"] for m in measured)
-        paired = [m.get("paired") for m in measured]
-        if all(paired):
-            row.speedup, row.paired = mean([p["speedup"] for p in paired]), True
-        elif label == TEACHER:
+            f"seed {r.seed}: {text}" for r, text in zip(recs, settings))
+        row.grid = [{"seed": r.seed, "grid": list(r.grid)} for r in recs]
+    names: list[str] = []
+    for r in recs:
+        names += [n for n in r.backends if n not in names]
+    row.backends = {n: backend_row(n, [r.backend(n) for r in recs], label == TEACHER)
+                    for n in names}
+    home = next((b for n, b in sorted(row.backends.items(), key=lambda kv: kv[0] != "torch")
+                 if b.ok), None)
+    if home is not None:
+        row.home = home.backend
+        row.p50_ms, row.p90_ms = home.p50_ms, home.p90_ms
+        row.throughput, row.peak_rss_mb = home.throughput, home.peak_rss_mb
+        if home.vs_eager is not None:
+            row.speedup, row.paired = home.vs_eager, True
+        elif label == TEACHER and home.backend == "torch":
             row.speedup, row.paired = 1.0, True
     return row
+
+
+def backend_row(name: str, results: list[BackendResult | None], teacher: bool) -> BackendRow:
+    """Means over seeds of one backend's results (a row is measured only if every seed is)."""
+    present = [r for r in results if r is not None]
+    bad = next((r for r in present if not r.ok), None)
+    if bad is not None or len(present) < len(results):
+        return BackendRow(name, bad.status if bad else "failed",
+                          bad.reason if bad else "not measured for every seed")
+    out = BackendRow(name, "ok", runtime=present[0].runtime)
+    out.p50_ms = mean([r.latency.p50 for r in present])
+    out.p90_ms = mean([r.latency.p90 for r in present])
+    if all(r.cpu for r in present):
+        out.cpu_p50_ms = mean([r.cpu.p50 for r in present])
+    if all(r.throughput for r in present):
+        out.throughput = mean([r.throughput for r in present])
+    if all(r.peak_rss_mb for r in present):
+        out.peak_rss_mb = max(r.peak_rss_mb for r in present)
+    if all(r.paired for r in present):
+        out.speedup = mean([r.paired.speedup for r in present])
+    elif teacher:
+        out.speedup = 1.0
+    if all(r.vs_eager for r in present):
+        out.vs_eager = mean([r.vs_eager.speedup for r in present])
+        cpu = [r.vs_eager.cpu_speedup for r in present]
+        out.cpu_vs_eager = mean(cpu) if None not in cpu else None
+    elif teacher and name == "torch":
+        out.vs_eager = out.cpu_vs_eager = 1.0
+    agreements = [r.agreement for r in present if r.agreement is not None]
+    if agreements:
+        out.max_logit_diff = max(a.max_abs_logit_diff for a in agreements)
+        shares = [a.prediction_agreement for a in agreements]
+        out.agreement = min(shares) if None not in shares else None
+    return out
 
 
 def relate_to_teacher(table: TaskTable) -> None:
@@ -257,11 +335,15 @@ def mark_pareto(table: TaskTable) -> None:
         row.pareto_size = on
 
 
-def distinct_envs(records: list[dict]) -> list[dict]:
-    """The environments the records were measured in, oldest first, each once."""
+def distinct_envs(records: list[Record]) -> list[dict]:
+    """The environments the records were measured in, oldest first, each once (with the
+    runtime versions each backend recorded)."""
     out: list[dict] = []
-    for r in sorted(records, key=lambda r: r.get("started_at", "")):
-        env = r.get("env")
+    for r in sorted(records, key=lambda r: r.started_at):
+        env = r.env
+        runtimes = {p: v for b in r.backends.values() for p, v in b.versions.items() if v}
+        if env and runtimes:
+            env = {**env, "versions": {**env.get("versions", {}), **runtimes}}
         if env and env not in out:
             out.append(env)
     return out
@@ -341,6 +423,14 @@ def what_to_pick(table: TaskTable, budget: float | None, within: float) -> TaskP
     smallest = min(sized, key=lambda r: (r.size_mb, r.label != TEACHER)) if sized else None
     picks.append(Pick(f"smallest within {within:g} point of the teacher", smallest,
                       why_teacher(table, close, smallest, "smaller")))
+    runtimes = sorted({b for r in table.rows for b in r.backends}, key=lambda b: (b != "torch", b))
+    if len(runtimes) > 1:
+        for name in runtimes:
+            on = [r for r in close if name in r.backends and r.backends[name].ok
+                  and r.backends[name].vs_eager is not None]
+            best = max(on, key=lambda r: r.backends[name].vs_eager) if on else None
+            why = "" if best else f"no model within the margin was measured on {name}"
+            picks.append(Pick(f"fastest within {within:g} point on {name}", best, why, name))
     if budget is not None:
         fits = [r for r in table.rows if r.p50_ms is not None and r.p50_ms <= budget]
         timed_all = [r.p50_ms for r in table.rows if r.p50_ms is not None]

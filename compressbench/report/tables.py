@@ -59,9 +59,11 @@ def task_table(table: TaskTable) -> Table:
     grid = any(r.setting is not None for r in table.rows)
     sparse = any(r.sparse_mb is not None for r in table.rows)
     timed = any(r.p50_ms is not None for r in table.rows)
+    homes = {r.home for r in table.rows if r.home}
+    where = timed and (len(homes) > 1 or homes != {"torch"})
     head = (["method", "steps"] + (["chosen setting"] if grid else []) + ["seeds"] +
             table.metric_names + ["retained %", "params", "non-zero", "size MB"] +
-            (["sparse MB"] if sparse else []) + ["compression"] +
+            (["sparse MB"] if sparse else []) + ["compression"] + (["backend"] if where else []) +
             (["p50 ms", "p90 ms", "speed-up", "ex/s (batch)", "peak RSS MB"] if timed else []) +
             ["Pareto front"])
     rows = []
@@ -71,11 +73,51 @@ def task_table(table: TaskTable) -> Table:
                     [values_cell(r.metrics.get(k, [])) for k in table.metric_names] +
                     [num(r.retained, ".1f"), num(r.parameters, ",d"), num(r.nonzero, ",d"),
                      num(r.size_mb, ".1f")] + ([num(r.sparse_mb, ".1f")] if sparse else []) +
-                    [num(r.compression, ".2f", "×")] +
+                    [num(r.compression, ".2f", "×")] + ([text(r.home or "")] if where else []) +
                     ([num(r.p50_ms, ".2f"), num(r.p90_ms, ".2f"), num(r.speedup, ".2f", "×"),
                       num(r.throughput, ".1f"), num(r.peak_rss_mb, ".0f")] if timed else []) +
                     [text(pareto_text(r))])
     return Table(head, rows)
+
+
+def backend_table(table: TaskTable) -> Table | None:
+    """One row per method and backend it was measured on (None when only PyTorch eager ran):
+    latency, CPU time, both paired speed-ups, and how far the backend's outputs are from
+    PyTorch's."""
+    if not any(b != "torch" for r in table.rows for b in r.backends):
+        return None
+    head = ["method", "backend", table.main_metric, "p50 ms", "p90 ms", "CPU p50 ms",
+            "speed-up (same backend)", "speed-up vs eager", "CPU speed-up vs eager",
+            "ex/s (batch)", "peak RSS MB", "max |Δ logit| vs torch", "agreement vs torch"]
+    rows = []
+    for r in table.rows:
+        for b in r.backends.values():
+            if not b.ok:
+                continue
+            rows.append([text(r.label), text(b.backend),
+                         Cell(f"{r.mean_score:.4f}", r.mean_score, True),
+                         num(b.p50_ms, ".2f"), num(b.p90_ms, ".2f"), num(b.cpu_p50_ms, ".2f"),
+                         num(b.speedup, ".2f", "×"), num(b.vs_eager, ".2f", "×"),
+                         num(b.cpu_vs_eager, ".2f", "×"), num(b.throughput, ".1f"),
+                         num(b.peak_rss_mb, ".0f"), num(b.max_logit_diff, ".2g"),
+                         num(None if b.agreement is None else 100 * b.agreement, ".1f", "%")])
+    return Table(head, rows)
+
+
+def not_measured(table: TaskTable) -> list[str]:
+    """Each (method, backend) pair without numbers, and why."""
+    return [f"{esc(r.label)} on {esc(b.backend)}: {b.status}, {esc(b.reason or '')}"
+            for r in table.rows for b in r.backends.values() if not b.ok]
+
+
+BACKEND_NOTE = (
+    "Per backend: speed-up (same backend) = the teacher's p50 on that backend / the model's, "
+    "and speed-up vs eager = the teacher's p50 in PyTorch eager fp32 / the model's on this "
+    "backend, each with the two timed alternately on the same examples; CPU speed-ups are the "
+    "same ratios of process CPU time per call (steadier than wall time on a shared machine). "
+    "The main metric is the one PyTorch computed, except for models that exist only for one "
+    "runtime (quant-ort, quant-openvino), which that runtime scored; max |Δ logit| and "
+    "agreement compare the backend's outputs with PyTorch's on dev examples.")
 
 
 SPARSE_NOTE = ("sparse MB: rows with unstructured sparsity also stored as a bitmask plus the "
@@ -104,6 +146,10 @@ def table_notes(table: TaskTable) -> list[str]:
     notes = []
     if any(r.paired and r.label != TEACHER for r in table.rows):
         notes.append(PAIRED_ROW_NOTE)
+    if any(r.home and r.home != "torch" for r in table.rows):
+        notes.append("backend: where p50, speed-up, throughput and memory were measured (PyTorch "
+                     "eager where it runs the model, else the runtime the model was made for); "
+                     "speed-up is against the teacher in PyTorch eager fp32.")
     if any(r.sparse_mb is not None for r in table.rows):
         notes.append(SPARSE_NOTE)
     return notes
@@ -162,27 +208,33 @@ def overview_note(summary: RunSummary) -> str:
 
 
 def picks_table(summary: RunSummary) -> Table:
-    head = ["task", "question", "pick", "main metric", "retained %", "speed-up", "p50 ms",
-            "size MB", "note"]
+    head = ["task", "question", "pick", "backend", "main metric", "retained %",
+            "speed-up vs eager", "p50 ms", "size MB", "note"]
     rows = []
     for tp in summary.picks:
         for pick in tp.picks:
             r = pick.row
             if r is None:
-                rows.append([text(tp.task), text(pick.question), text("none")] +
+                rows.append([text(tp.task), text(pick.question), text("none"), text("")] +
                             [num(None, "")] * 5 + [text(pick.why)])
                 continue
+            b = pick.measured
             rows.append([text(tp.task), text(pick.question), text(r.label),
+                         text(b.backend if b else ""),
                          Cell(f"{r.mean_score:.4f}", r.mean_score, True),
-                         num(r.retained, ".1f"), num(r.speedup, ".2f", "×"),
-                         num(r.p50_ms, ".2f"), num(r.size_mb, ".1f"), text(pick.why)])
+                         num(r.retained, ".1f"),
+                         num(b.vs_eager if b else r.speedup, ".2f", "×"),
+                         num(b.p50_ms if b else r.p50_ms, ".2f"), num(r.size_mb, ".1f"),
+                         text(pick.why)])
     return Table(head, rows)
 
 
 def picks_note(summary: RunSummary) -> str:
     note = (f"Within {summary.within:g} point: the main metric at most {summary.within:g} "
             f"point (× 100) below the teacher's, means over seeds. Fastest: the highest "
-            f"speed-up. Smallest: the least size on disk.")
+            f"speed-up against the teacher in PyTorch eager fp32 (the common baseline), on the "
+            f"model's own backend or on the backend the question names. Smallest: the least "
+            f"size on disk.")
     if summary.latency_budget is None:
         note += (" Add `--latency-budget MS` to `compressbench report` for the best model "
                  "under a latency budget.")
@@ -285,7 +337,7 @@ def env_lines(summary: RunSummary) -> list[str]:
     env = summary.env
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
     first, last = summary.started
-    n_ok = sum(1 for r in summary.records if r.get("status") == "ok")
+    n_ok = sum(1 for r in summary.records if r.ok)
     lines = [(f"suite: {esc(summary.suite)}, file `suite.yaml` in the run directory, newest sha256 "
              f"`{esc(summary.suite_sha256)}`"),
              (f"jobs: {n_ok} ok, {len(summary.records) - n_ok} failed; started "

@@ -12,6 +12,8 @@ from compressbench.report.summary import RunSummary, std
 ROW_FIELDS = ("retained", "parameters", "nonzero", "size_mb", "sparse_mb", "compression",
               "p50_ms", "p90_ms", "speedup", "paired", "throughput", "peak_rss_mb",
               "pareto_latency", "pareto_size")
+BACKEND_FIELDS = ("status", "reason", "p50_ms", "p90_ms", "cpu_p50_ms", "speedup", "vs_eager",
+                  "cpu_vs_eager", "throughput", "peak_rss_mb", "max_logit_diff", "agreement")
 
 
 class CsvReporter:
@@ -27,7 +29,7 @@ class CsvReporter:
         head = (["task", "method", "steps", "setting", "n_seeds", "seeds", "main_metric",
                  "score", "score_std"] +
                 [f"{m}{suffix}" for m in metric_names for suffix in ("", "_std")] +
-                list(ROW_FIELDS))
+                list(ROW_FIELDS) + ["home_backend"])
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(head)
@@ -41,7 +43,28 @@ class CsvReporter:
                 writer.writerow([t.task, r.label, r.steps, r.setting or "", len(r.seeds),
                                  " ".join(map(str, r.seeds)), t.main_metric, r.mean_score,
                                  blank(r.score_std)] + metric_cells +
-                                [blank(getattr(r, f)) for f in ROW_FIELDS])
+                                [blank(getattr(r, f)) for f in ROW_FIELDS] +
+                                [r.home or ""])
+        return buf.getvalue()
+
+
+class BackendCsvReporter:
+    name = "backends-csv"
+    filename = "report-backends.csv"
+    uses_plots = False
+    description = ("report-backends.csv: one row per task, method and backend (latency, paired "
+                   "speed-ups, agreement with PyTorch, or why it was not measured)")
+
+    def render(self, summary: RunSummary) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["task", "method", "main_metric", "score", "backend"] +
+                        list(BACKEND_FIELDS))
+        for t in summary.tables:
+            for r in t.rows:
+                for b in r.backends.values():
+                    writer.writerow([t.task, r.label, t.main_metric, r.mean_score, b.backend] +
+                                    [blank(getattr(b, f)) for f in BACKEND_FIELDS])
         return buf.getvalue()
 
 
@@ -66,7 +89,8 @@ class JsonReporter:
             "picks": [{"task": p.task, "main_metric": p.main_metric,
                        "teacher_score": p.teacher_score,
                        "picks": [{"question": k.question,
-                                  "method": k.row.label if k.row else None, "why": k.why}
+                                  "method": k.row.label if k.row else None, "why": k.why,
+                                  "backend": k.backend}
                                  for k in p.picks]} for p in summary.picks],
             "errors": [asdict(x) for x in summary.errors],
             "plots": [{"task": p.task, "axis": p.axis, "files": p.files, "front": p.front}

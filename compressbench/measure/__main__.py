@@ -1,0 +1,5 @@
+import sys
+
+from compressbench.measure.child import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""The backend protocol: how a runtime loads a saved model and runs it, for measurement.
+
+A backend is an object registered through the ``register_backends`` hook (a one-file plugin is
+enough, like a method) with:
+
+- ``name``: what suites write in ``measure.backends``; ``description``;
+- ``packages``: the distributions whose versions go into every record it makes;
+- ``missing() -> str | None``: why it cannot run on this machine at all (a package is not
+  installed, with the ``pip install`` that fixes it), or None;
+- ``prepare(model: SavedModel, workdir: Path, sample: list[dict]) -> dict``: untimed, once per
+  model (the result is cached in ``workdir``): export or convert the saved model. Raise
+  :class:`Unsupported` with the reason when this backend cannot run this model; return
+  JSON-serialisable facts (export time, fusions applied) for the record;
+- ``load(model: SavedModel, workdir: Path, threads: int) -> Session``;
+- optionally ``needs_prepare = False``: ``prepare`` has nothing to do (the saved model loads as
+  it is), so no process is started for it and there is no agreement check;
+- optionally ``also_runs``: runtimes whose runtime-only models it can run too (OpenVINO reads
+  ONNX Runtime's graphs); any other runtime-only model is recorded as unsupported without
+  starting a process.
+
+A session has ``inputs(batch) -> prepared`` (``batch``: int64 numpy arrays ``input_ids``,
+``attention_mask``, ``token_type_ids`` of shape (B, T); converting them is never timed),
+``__call__(prepared)`` (the timed forward pass) and ``logits(output) -> numpy.ndarray``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from compressbench.errors import CompressBenchError
+
+#: saved-model formats that exist only for one runtime (see compressbench.models)
+RUNTIME_FORMATS = {"onnx": "onnxruntime", "openvino": "openvino"}
+
+
+class Unsupported(CompressBenchError):
+    """This backend cannot run this model; the message says why (recorded, not an error)."""
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model folder as a backend sees it: where it is and what ``compressbench.json`` says."""
+
+    folder: Path
+    meta: dict
+
+    @classmethod
+    def at(cls, folder: Path) -> SavedModel:
+        from compressbench.models import read_meta
+        return cls(Path(folder), read_meta(folder))
+
+    @property
+    def format(self) -> str:
+        return self.meta.get("format", "")
+
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    @property
+    def runtime_only(self) -> str | None:
+        """The runtime this model was made for, when it exists only for one."""
+        return RUNTIME_FORMATS.get(self.format)
+
+    def load_torch(self):
+        """The PyTorch model (raises Unsupported for a runtime-only model)."""
+        if self.runtime_only:
+            raise Unsupported(f"the model exists only for {self.runtime_only} "
+                              f"(saved as '{self.format}')")
+        from compressbench.models import load_model
+        return load_model(self.folder)
+
+
+@runtime_checkable
+class Session(Protocol):
+    def inputs(self, batch: dict) -> Any: ...
+
+    def __call__(self, prepared: Any) -> Any: ...
+
+    def logits(self, output: Any) -> Any: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    description: str
+    packages: tuple[str, ...]
+
+    def missing(self) -> str | None: ...
+
+    def prepare(self, model: SavedModel, workdir: Path, sample: list[dict]) -> dict: ...
+
+    def load(self, model: SavedModel, workdir: Path, threads: int) -> Session: ...
+
+
+def versions(backend) -> dict[str, str | None]:
+    from compressbench.plugins import distribution_version
+    return {p: distribution_version(p) for p in getattr(backend, "packages", ())}
+
+
+PREPARED = "prepared.json"
+
+
+def read_prepared(workdir: Path) -> dict | None:
+    """What ``prepare`` returned for this model, if it already ran (its cached result)."""
+    path = Path(workdir) / PREPARED
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None

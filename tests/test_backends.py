@@ -1,0 +1,400 @@
+"""Backends: ONNX export, ONNX Runtime and OpenVINO measurement, quant-ort, a backend written
+as a plugin file, failures that keep the accuracy, and the report's backend columns."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compressbench import models
+from compressbench.errors import CompressBenchError, ConfigError
+from compressbench.measure import measure_model
+from compressbench.plugins import get_plugin_manager
+from compressbench.suite import Measure, load_suite
+from tests.conftest import suite_file
+
+ort = pytest.importorskip("onnxruntime", reason="pip install 'compressbench[onnx]'")
+onnxrt = pytest.importorskip("compressbench.onnxrt")
+
+QUICK = dict(latency_samples=4, warmup=1, throughput_samples=4, throughput_batch_size=2)
+
+
+def feats(n: int = 6, pair: bool = False) -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        length = 5 + 3 * i
+        ids = [101] + rng.integers(1000, 5000, length).tolist() + [102]
+        types = [0] * len(ids) if not pair else [0] * (len(ids) // 2) + [1] * (
+            len(ids) - len(ids) // 2)
+        out.append({"input_ids": ids, "token_type_ids": types})
+    return out
+
+
+def batch(features: list[dict]) -> dict:
+    from compressbench.measure.protocol import as_batch
+    return {k: torch.from_numpy(v) for k, v in as_batch(features).items()}
+
+
+@pytest.mark.parametrize("kind,labels", [("classification", 2), ("regression", 1),
+                                         ("token", 9)])
+def test_onnx_export_equals_pytorch(tmp_path, tiny_teacher, kind, labels):
+    model = models.load_pretrained(str(tiny_teacher), kind, labels).eval()
+    path = onnxrt.export_onnx(model, tmp_path / "m.onnx", kind)
+    fused = onnxrt.optimize(path, model, [batch([f]) for f in feats(3)])
+    x = batch(feats(4, pair=True))  # padded batch of 4, two segments: dynamic axes
+    with torch.inference_mode():
+        want = models.logits_of(model(**x)).numpy()
+    got = onnxrt.run_onnx(path, [x])[0]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-4
+    assert fused  # a plain BERT gets ONNX Runtime's attention fusion, with equal outputs
+    assert not model.training  # exporting left the caller's model in eval mode
+
+
+def test_quantized_torch_model_is_unsupported_on_onnxruntime_with_its_reason(
+        tmp_path, tiny_teacher):
+    from compressbench_plugins.quant import dynamic_int8
+
+    teacher = models.save_model(models.load_pretrained(str(tiny_teacher), "classification", 2),
+                                tmp_path / "teacher", "classification")
+    int8 = models.load_model(teacher)
+    int8 = models.rebuild_with(dynamic_int8(int8, False, True), dynamic_int8, per_channel=False,
+                               lstm=True)
+    folder = models.save_model(int8, tmp_path / "int8", "classification")
+    cfg = Measure(**QUICK, backends=("torch", "onnxruntime"))
+    m = measure_model(folder, feats(), cfg, reference=teacher, cache_dir=tmp_path / "cache")
+    torch_run, onnx_run = m["backends"]["torch"], m["backends"]["onnxruntime"]
+    assert torch_run["status"] == "ok" and torch_run["paired"]["reference_ms"]["n"] == 4
+    assert onnx_run["status"] == "unsupported"
+    assert "PyTorch-quantized modules" in onnx_run["reason"] and "quant-ort" in onnx_run["reason"]
+    assert onnx_run["versions"]["onnxruntime"] == ort.__version__
+
+    # the teacher itself runs there: paired with the teacher in PyTorch eager, and compared
+    cfg = Measure(**QUICK, backends=("onnxruntime",))
+    m = measure_model(teacher, feats(), cfg, baseline=teacher, cache_dir=tmp_path / "cache")
+    onnx_run = m["backends"]["onnxruntime"]
+    assert onnx_run["status"] == "ok", onnx_run
+    assert onnx_run["paired"] is None and onnx_run["vs_eager"]["model_ms"]["n"] == 4
+    assert onnx_run["vs_eager"]["cpu_speedup"] > 0
+    assert onnx_run["agreement"]["max_abs_logit_diff"] < 1e-4
+    assert onnx_run["agreement"]["prediction_agreement"] == 1.0
+    assert onnx_run["prepare"]["transformer_fusion"] is True
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "cache/runtimes/onnxruntime")
+                    .iterdir())
+    assert cached == ["int8", "teacher"]  # each prepared once (the verdict on int8 too)
+    teacher_export = next((tmp_path / "cache/runtimes/onnxruntime").glob("teacher-*"))
+    assert (teacher_export / "model.onnx").is_file()
+
+
+def test_openvino_backend(tmp_path, tiny_teacher):
+    pytest.importorskip("openvino", reason="pip install 'compressbench[openvino]'")
+    teacher = models.save_model(models.load_pretrained(str(tiny_teacher), "classification", 2),
+                                tmp_path / "teacher", "classification")
+    cfg = Measure(**QUICK, backends=("openvino",))
+    run = measure_model(teacher, feats(), cfg, baseline=teacher,
+                        cache_dir=tmp_path / "cache")["backends"]["openvino"]
+    assert run["status"] == "ok", run
+    assert run["agreement"]["prediction_agreement"] is not None
+    assert run["agreement"]["max_abs_logit_diff"] < 0.1  # bf16 where the CPU has it
+    assert "inference_precision" in run["runtime"]
+    assert run["versions"]["openvino"]
+
+
+PLUGIN = '''
+"""A runtime in one file: PyTorch eager in float64, and one that always fails."""
+import compressbench
+from compressbench.measure import SavedModel, Unsupported
+
+
+class Fp64Session:
+    def __init__(self, model):
+        import torch
+        self.model, self.torch = model.double(), torch
+
+    def inputs(self, batch):
+        return {k: self.torch.from_numpy(v) for k, v in batch.items()
+                if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def __call__(self, kwargs):
+        with self.torch.inference_mode():
+            return self.model(**kwargs).logits
+
+    def logits(self, output):
+        return output.float().numpy()
+
+
+class Fp64:
+    name = "torch-fp64"
+    description = "PyTorch eager in float64"
+    packages = ("torch",)
+
+    def missing(self):
+        return None
+
+    def prepare(self, model: SavedModel, workdir, sample):
+        if model.runtime_only:
+            raise Unsupported("float64 needs a PyTorch model")
+        return {"dtype": "float64"}
+
+    def load(self, model: SavedModel, workdir, threads):
+        return Fp64Session(compressbench.load_model(model.folder))
+
+
+class Broken(Fp64):
+    name = "broken"
+
+    def load(self, model, workdir, threads):
+        raise RuntimeError("this runtime crashed")
+
+
+@compressbench.hookimpl
+def register_backends(register):
+    register(Fp64())
+    register(Broken())
+'''
+
+
+@pytest.fixture(scope="module")
+def backend_run(tmp_path_factory, tiny_teacher):
+    """One suite: a teacher, PyTorch int8, quant-ort and a chain
+    finetune -> quant-ort, measured on torch, onnxruntime and the plugin file's backends."""
+    from tests.conftest import make_data_dir
+
+    tmp = tmp_path_factory.mktemp("backends")
+    data = make_data_dir(tmp / "data")
+    (tmp / "runtimes.py").write_text(PLUGIN)
+    text = f"""
+version: 1
+plugins: [runtimes.py]
+teacher: {{model: {tiny_teacher}, training: {{epochs: 1}}}}
+tasks: [sst2]
+methods:
+  - {{name: quant-dynamic, label: int8}}
+  - {{name: quant-ort, label: ort-int8}}
+  - name: small-ort
+    chain:
+      - {{name: finetune, student: {{layers: 1}}}}
+      - {{name: quant-ort}}
+training: {{epochs: 1, batch_size: 8, learning_rate: 1.0e-3, max_seq_length: 32,
+           max_train_samples: 40, max_val_samples: 8}}
+measure: {{latency_samples: 4, warmup: 1, throughput_samples: 4, throughput_batch_size: 2,
+          agreement_samples: 8, backends: [torch, onnxruntime, torch-fp64, broken]}}
+"""
+    from compressbench.runner import run_suite
+    suite = load_suite(suite_file(tmp, text))
+    pm = get_plugin_manager([tmp / "runtimes.py"])
+    records = run_suite(suite, pm, data, tmp / "run", tmp / "cache")
+    return tmp, data, suite, {r["label"]: r for r in records}
+
+
+def test_a_plugin_file_backend_is_measured_and_a_failing_one_keeps_the_accuracy(backend_run):
+    _, _, _, records = backend_run
+    assert all(r["status"] == "ok" for r in records.values()), records
+    teacher, int8 = records["teacher"], records["int8"]
+    fp64 = teacher["measure"]["backends"]["torch-fp64"]
+    assert fp64["status"] == "ok" and fp64["prepare"] == {"dtype": "float64"}
+    assert fp64["agreement"]["max_abs_logit_diff"] < 1e-4  # float64 vs float32: tiny
+    assert fp64["vs_eager"]["model_ms"]["n"] == 4
+    for r in (teacher, int8):
+        broken = r["measure"]["backends"]["broken"]
+        assert broken["status"] == "failed" and "this runtime crashed" in broken["error"]
+        assert r["metrics"]["accuracy"] == r["score"]  # the accuracy is kept
+    assert int8["measure"]["backends"]["onnxruntime"]["status"] == "unsupported"
+    assert int8["measure"]["backends"]["torch"]["paired"]["speedup"] > 0
+
+
+def test_quant_ort_is_scored_by_onnx_runtime(backend_run):
+    from compressbench import data as D
+    from compressbench import results
+    from compressbench.runner import Runner
+
+    tmp, data_dir, suite, records = backend_run
+    for label in ("ort-int8", "small-ort"):
+        r = records[label]
+        assert r["model"]["format"] == "onnx"
+        assert r["model"]["dtypes"].get("int8", 0) > 0
+        runs = r["measure"]["backends"]
+        assert runs["torch"]["status"] == "unsupported"
+        assert "exists only for onnxruntime" in runs["torch"]["reason"]
+        assert runs["onnxruntime"]["status"] == "ok"
+        assert runs["onnxruntime"]["paired"]["reference"] == "teacher"
+        assert runs["onnxruntime"]["vs_eager"]["reference"] == "teacher on torch"
+        # the recorded predictions are ONNX Runtime's own on the reported split
+        runner = Runner(suite, get_plugin_manager([tmp / "runtimes.py"]), data_dir)
+        task = runner.pm.tasks.get("sst2")
+        prepared = D.prepare(task, data_dir, suite.training)
+        encoded = D.encode(task, models.load_tokenizer(runner.teacher_ref),
+                           prepared.evals["dev"], suite.training.max_seq_length)
+        sess = ort.InferenceSession(str(results.model_path(tmp / "run", r) / "model.onnx"))
+        names = {i.name for i in sess.get_inputs()}
+        preds = [int(sess.run(None, {k: v.numpy() for k, v in batch([f]).items()
+                                     if k in names})[0].argmax(-1)[0]) for f in encoded]
+        saved = results.read_predictions(tmp / "run", r["job_id"])["dev"]
+        assert saved == preds
+        assert r["score"] == pytest.approx(task.score(prepared.evals["dev"], preds)["accuracy"])
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_quant_ort_modes_keep_a_working_int8_graph(tmp_path, tiny_teacher, mode):
+    from types import SimpleNamespace
+
+    from compressbench_plugins.runtime_quant import OrtParams, QuantOrt
+
+    from compressbench import onnxrt as O
+
+    model = models.load_pretrained(str(tiny_teacher), "classification", 2).eval()
+    ctx = SimpleNamespace(model=lambda: model, cache_dir=tmp_path, pad_id=0,
+                          task=SimpleNamespace(name="t", kind="classification"),
+                          features={"val": feats(6)}, emit=lambda *a: None)
+    q = QuantOrt().build(ctx, OrtParams(mode=mode, calibration_samples=6))
+    assert isinstance(q, O.OnnxModel)
+    ops = {n.op_type for n in __import__("onnx").load(str(q.path)).graph.node}
+    assert ({"DynamicQuantizeLinear", "MatMulInteger"} & ops if mode == "dynamic"
+            else {"QuantizeLinear", "DequantizeLinear"} <= ops)
+    x = batch(feats(3))
+    with torch.inference_mode():
+        want = models.logits_of(model(**x)).numpy()
+    got = q(**x).logits.numpy()
+    assert got.shape == want.shape and np.abs(got - want).max() < 0.05  # int8 rounding only
+
+
+def test_quant_openvino_keeps_a_working_int8_model(tmp_path, tiny_teacher):
+    pytest.importorskip("nncf", reason="pip install 'compressbench[openvino]'")
+    from types import SimpleNamespace
+
+    from compressbench.ov import OpenVINOModel
+    from compressbench_plugins.runtime_quant import OpenVINOParams, QuantOpenVINO
+
+    model = models.load_pretrained(str(tiny_teacher), "classification", 2).eval()
+    ctx = SimpleNamespace(model=lambda: model, cache_dir=tmp_path, pad_id=0,
+                          task=SimpleNamespace(name="t", kind="classification"),
+                          features={"val": feats(6)}, emit=lambda *a: None)
+    q = QuantOpenVINO().build(ctx, OpenVINOParams(calibration_samples=6))
+    assert isinstance(q, OpenVINOModel)
+    saved = models.save_model(q, tmp_path / "saved", "classification")
+    assert json.loads((saved / "compressbench.json").read_text())["format"] == "openvino"
+    loaded = models.load_model(saved)
+    assert models.weight_dtypes(loaded).get("int8", 0) > 0
+    x = batch(feats(3))
+    with torch.inference_mode():
+        want = models.logits_of(model(**x)).numpy()
+    got = loaded(**x).logits.numpy()
+    assert got.shape == want.shape and np.abs(got - want).max() < 0.05
+
+
+def test_report_shows_backends_and_why_a_pair_was_not_measured(backend_run):
+    from compressbench.cli import main
+
+    tmp, _, _, _ = backend_run
+    assert main(["report", str(tmp / "run"), "--format", "md,html,backends-csv"]) == 0
+    md = (tmp / "run/report.md").read_text()
+    assert "### sst2: per backend" in md
+    assert ("| method | backend | accuracy | p50 ms | p90 ms | CPU p50 ms | speed-up (same "
+            "backend) | speed-up vs eager |") in md
+    assert "| ort-int8 | onnxruntime | " in md and "| teacher | torch-fp64 | " in md
+    assert "int8 on onnxruntime: unsupported, PyTorch-quantized modules" in md
+    assert "teacher on broken: failed" in md
+    assert "fastest within 1 point on onnxruntime" in md
+    rows = (tmp / "run/report-backends.csv").read_text().splitlines()
+    assert rows[0].startswith("task,method,main_metric,score,backend,status,reason,p50_ms")
+    assert any(line.startswith("sst2,ort-int8,accuracy,") and ",onnxruntime,ok," in line
+               for line in rows)
+    html = (tmp / "run/report.html").read_text()
+    assert "sst2: per backend" in html and "onnxruntime" in html
+
+
+def test_export_as_onnx(backend_run):
+    from compressbench.export import export
+
+    tmp, _, _, _ = backend_run
+    out = export(tmp / "run", "sst2", "teacher", tmp / "teacher-onnx", fmt="onnx")
+    assert (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file()
+    assert not (out / "model.safetensors").exists()
+    assert json.loads((out / "compressbench.json").read_text())["format"] == "onnx"
+    card = (out / "README.md").read_text()
+    assert "library_name: onnxruntime" in card and "ort.InferenceSession" in card
+    loaded = models.load_model(out)
+    assert type(loaded).__name__ == "OnnxModel"
+    x = batch(feats(2))
+    original = models.load_model(tmp / "run" / json.loads(
+        (tmp / "teacher-onnx/compressbench-record.json").read_text())["model_dir"])
+    with torch.inference_mode():
+        want = models.logits_of(original(**x)).numpy()
+    assert np.abs(loaded(**x).logits.numpy() - want).max() < 1e-4
+    with pytest.raises(CompressBenchError, match="PyTorch-quantized"):
+        export(tmp / "run", "sst2", "int8", tmp / "int8-onnx", fmt="onnx")
+    assert not (tmp / "int8-onnx").exists()
+    again = export(tmp / "run", "sst2", "ort-int8", tmp / "ort-onnx", fmt="onnx")
+    assert (again / "model.onnx").is_file()
+
+
+def test_runtime_only_step_must_end_its_chain(tmp_path, tiny_teacher, data_dir):
+    from compressbench.preflight import preflight
+
+    text = f"""
+version: 1
+teacher: {{model: {tiny_teacher}}}
+tasks: [sst2]
+methods:
+  - name: bad
+    chain: [{{name: quant-ort}}, {{name: quant-dynamic}}]
+"""
+    suite = load_suite(suite_file(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"methods\[0\].*quant-ort makes a model that exists "
+                                          r"only for onnxruntime.*last step"):
+        preflight(suite, get_plugin_manager(), data_dir, str(tiny_teacher), prepare=False)
+
+
+def test_unknown_or_missing_backend_is_a_config_error(tmp_path, tiny_teacher, data_dir):
+    from compressbench.preflight import preflight
+
+    text = f"""
+version: 1
+teacher: {{model: {tiny_teacher}}}
+tasks: [sst2]
+methods: [quant-dynamic]
+measure: {{backends: [torch, onnxruntme]}}
+"""
+    suite = load_suite(suite_file(tmp_path, text))
+    with pytest.raises(ConfigError, match="measure.backends: unknown backend 'onnxruntme'.*"
+                                          "onnxruntime"):
+        preflight(suite, get_plugin_manager(), data_dir, str(tiny_teacher), prepare=False)
+
+
+def test_backend_protocol_is_checked_at_registration():
+    from compressbench import hookimpl
+    from compressbench.errors import PluginError
+
+    class NoLoad:
+        name = "half"
+
+        def missing(self):
+            return None
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register(NoLoad())
+
+    pm = get_plugin_manager(entry_points=False)
+    pm.register(Plugin(), "half-plugin")
+    with pytest.raises(PluginError, match="plugin 'half-plugin' registered backend 'half' "
+                                          "without prepare, load"):
+        pm.backends.get("half")
+
+
+def test_old_records_read_as_a_torch_measurement():
+    from compressbench.record import Record
+
+    old = {"job_id": "t/x/seed1", "task": "t", "label": "x", "seed": 1, "status": "ok",
+           "measure": {"latency_ms": {"n": 2, "p50": 2.0, "p90": 3.0, "p99": 3.0, "mean": 2.5,
+                                      "stdev": 0.7, "min": 2.0, "max": 3.0},
+                       "paired": {"speedup": 2.5}, "throughput": {"examples_per_s": 9.0},
+                       "memory_mb": {"peak_rss": 100.0}}}
+    r = Record.of(old)
+    torch_run = r.backend("torch")
+    assert torch_run.ok and torch_run.latency.p50 == 2.0 and torch_run.throughput == 9.0
+    assert torch_run.paired.speedup == torch_run.vs_eager.speedup == 2.5
