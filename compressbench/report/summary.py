@@ -252,6 +252,7 @@ def make_row(label: str, recs: list[Record], metric_names: list[str]) -> Row:
     names: list[str] = []
     for r in recs:
         names += [n for n in r.backends if n not in names]
+    names.sort(key=lambda n: (n != "torch", n))  # PyTorch eager, the baseline, first
     row.backends = {n: backend_row(n, [r.backend(n) for r in recs], label == TEACHER)
                     for n in names}
     home = next((b for n, b in sorted(row.backends.items(), key=lambda kv: kv[0] != "torch")
