@@ -17,6 +17,7 @@ below the fine-tuned fp32 teacher; the distilled 3-layer student -> quant-ort >=
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import statistics
@@ -32,7 +33,7 @@ from compressbench.runner import default_cache_dir, run_suite
 from compressbench.suite import Measure, load_suite
 
 pytest.importorskip("onnxruntime", reason="pip install 'compressbench[onnx]'")
-HAS_OV = all(__import__("importlib.util").util.find_spec(m) for m in ("openvino", "nncf"))
+HAS_OV = all(importlib.util.find_spec(m) for m in ("openvino", "nncf"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 N = 200
 SUITE = """

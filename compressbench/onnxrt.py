@@ -19,7 +19,6 @@ Needs ``pip install 'compressbench[onnx]'``; nothing here is imported by the cor
 """
 from __future__ import annotations
 
-import inspect
 import shutil
 import tempfile
 from pathlib import Path
@@ -58,11 +57,9 @@ def quantized_reason(model: nn.Module) -> str | None:
 
 
 def input_names(model: nn.Module) -> list[str]:
-    params = inspect.signature(model.forward).parameters
-    named = [k for k in INPUTS if k in params]
-    if not named and any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        named = list(INPUTS)
-    return named
+    """The inputs ``model.forward`` takes, as the measuring and training code passes them."""
+    from compressbench.models import forward_kwargs
+    return list(forward_kwargs(model, dict.fromkeys(INPUTS)))
 
 
 class _Logits(nn.Module):
@@ -200,12 +197,6 @@ def feeds(sess, batch: dict) -> dict[str, np.ndarray]:
 def run_onnx(path: Path, sample: list[dict], threads: int = 1) -> list[np.ndarray]:
     sess = session(path, threads)
     return [sess.run(None, feeds(sess, x))[0] for x in sample]
-
-
-def example_batches(feats: list[dict], n: int = 8) -> list[dict]:
-    """Up to ``n`` single-example batches (their real lengths) from tokenized features."""
-    from compressbench.data import collate
-    return [collate([f]) for f in feats[:n]]
 
 
 # --------------------------------------------------------------------------- quantization

@@ -15,9 +15,6 @@ from typing import Any
 from compressbench.measure.trackers import Summary
 
 OK = "ok"
-#: backend statuses: measured; cannot run this model (reason); not installed here (reason);
-#: an error while preparing or timing (reason)
-BACKEND_STATUSES = ("ok", "unsupported", "unavailable", "failed")
 
 
 def summary(d: dict | None) -> Summary | None:
@@ -59,6 +56,8 @@ class Agreement:
 @dataclass(frozen=True)
 class BackendResult:
     backend: str
+    # "ok"; "unsupported": cannot run this model; "unavailable": not installed here;
+    # "failed": an error while preparing or timing
     status: str
     reason: str | None = None  # why not measured (unsupported, unavailable, failed)
     latency: Summary | None = None  # batch 1, wall ms
