@@ -265,8 +265,9 @@ def test_quant_openvino_keeps_a_working_int8_model(tmp_path, tiny_teacher):
     pytest.importorskip("nncf", reason="pip install 'compressbench[openvino]'")
     from types import SimpleNamespace
 
-    from compressbench.ov import OpenVINOModel
     from compressbench_plugins.runtime_quant import OpenVINOParams, QuantOpenVINO
+
+    from compressbench.ov import OpenVINOModel
 
     model = models.load_pretrained(str(tiny_teacher), "classification", 2).eval()
     ctx = SimpleNamespace(model=lambda: model, cache_dir=tmp_path, pad_id=0,

@@ -2,6 +2,7 @@
 runs on one directory, a killed parent, a failed build."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,6 +104,124 @@ def test_the_measuring_child_dies_with_its_parent(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the child outlived its killed parent")
+
+
+SLEEPY = """
+import os, time
+from pathlib import Path
+import compressbench
+
+class Sleepy:
+    name = "sleepy"
+    description = "a runtime that hangs on load"
+    packages = ()
+    needs_prepare = False
+
+    def missing(self):
+        return None
+
+    def prepare(self, model, workdir, sample):
+        return {}
+
+    def load(self, model, workdir, threads):
+        Path(PID_FILE).write_text(str(os.getpid()))
+        time.sleep(120)
+
+@compressbench.hookimpl
+def register_backends(register):
+    register(Sleepy())
+"""
+
+
+@pytest.fixture
+def sleepy(tmp_path, tiny_teacher):
+    """A saved model, and a plugin file whose backend hangs when it loads it (writing the
+    measuring child's pid first)."""
+    from compressbench import models
+
+    folder = models.save_model(models.load_pretrained(str(tiny_teacher), "classification", 2),
+                               tmp_path / "model", "classification")
+    plugin = tmp_path / "sleepy.py"
+    plugin.write_text(f"PID_FILE = {str(tmp_path / 'child.pid')!r}\n" + SLEEPY)
+    return folder, plugin, tmp_path / "child.pid"
+
+
+def gone(pid: int, wait_s: float = 5) -> bool:
+    for _ in range(int(wait_s * 10)):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a killed child of a living parent stays a zombie until reaped
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split(") ")[1].startswith("Z"):
+                return True
+        time.sleep(0.1)
+    return False
+
+
+FEATURES = [{"input_ids": [101, 2000 + i, 2001, 102]} for i in range(4)]
+
+
+@pytest.mark.parametrize("start", ["fork", "exec"])
+def test_a_measurement_past_its_timeout_is_killed_and_the_next_one_runs(sleepy, monkeypatch,
+                                                                       start):
+    from compressbench.measure import measure_model
+    from compressbench.plugins import get_plugin_manager
+    from compressbench.suite import Measure
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc")
+    monkeypatch.setenv("COMPRESSBENCH_MEASURE_START", start)
+    folder, plugin, pid_file = sleepy
+    pm = get_plugin_manager([plugin])
+    quick = dict(latency_samples=2, warmup=1, throughput_samples=2, throughput_batch_size=2)
+    limit = 3 if start == "fork" else 20  # exec: the child imports torch first (4-5 s)
+    hung = measure_model(folder, FEATURES, Measure(**quick, timeout_s=limit), pm,
+                         backends=["sleepy"])["backends"]["sleepy"]
+    assert hung["status"] == "failed"
+    assert f"took over measure.timeout_s={limit}s" in hung["error"]
+    assert gone(int(pid_file.read_text()))
+    ok = measure_model(folder, FEATURES, Measure(**quick), pm, backends=["torch"])
+    assert ok["backends"]["torch"]["status"] == "ok"
+    assert ok["backends"]["torch"]["latency_ms"]["n"] == 2
+
+
+def test_the_fork_server_and_its_child_die_with_the_parent(sleepy):
+    """kill -9 of compressbench mid-measurement leaves neither the fork server nor the
+    measuring child behind."""
+    import psutil
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    folder, plugin, pid_file = sleepy
+    script = folder.parent / "parent.py"
+    script.write_text(
+        "from compressbench.measure import measure_model\n"
+        "from compressbench.plugins import get_plugin_manager\n"
+        "from compressbench.suite import Measure\n"
+        f"measure_model({str(folder)!r}, {FEATURES!r}, Measure(), "
+        f"get_plugin_manager([{str(plugin)!r}]), backends=['sleepy'])\n")
+    env = {**os.environ, "COMPRESSBENCH_MEASURE_START": "fork"}
+    parent = subprocess.Popen([sys.executable, str(script)], env=env)
+    for _ in range(600):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        parent.kill()
+        pytest.fail("the measuring child never started")
+    child = int(pid_file.read_text())
+    server = psutil.Process(child).ppid()
+    assert psutil.Process(server).ppid() == parent.pid
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    try:
+        assert gone(server) and gone(child), "the fork server or its child outlived the parent"
+    finally:
+        for pid in (child, server):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_temp_folders_of_dead_measurements_are_removed(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from compressbench.measure.trackers import rss_mb
+from compressbench.measure.trackers import reset_peak_rss, rss_mb
 
 
 def read_features(path: str) -> list[dict]:
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m compressbench.measure CONFIG.json OUTPUT.json (used by the "
               "runner)", file=sys.stderr)
         return 2
+    reset_peak_rss()  # a forked child starts with its fork server's high-water mark
     baseline_rss = rss_mb()
     req = json.loads(Path(argv[0]).read_text())
     from compressbench.logs import quiet_logs
@@ -127,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                             entry_points=not own)
     if own and pm.get_plugin("backends") is None:
         pm.register(builtin, "backends")
+    import importlib
+
     import torch
+
+    from compressbench.measure.server import PRELOAD
+    for module in PRELOAD:  # model code: imported before, never counted as a model's memory
+        importlib.import_module(module)
     torch.set_num_threads(req["settings"]["threads"])
     after_imports = rss_mb()
     if req["phase"] == "prepare":

@@ -3,13 +3,19 @@
 :func:`measure_model` measures a saved model on every backend the suite names. For each
 backend it (1) skips it with the reason when the backend cannot run here at all, (2) prepares
 the model (and the teacher) for it once, in a process of its own, caching the export under
-``CACHE/runtimes/<backend>/<model>-<versions>/``, (3) times it in a fresh process. A backend
-that cannot run a model (e.g. PyTorch-quantized modules do not export to ONNX) is recorded as
-``unsupported`` with its reason; one that fails is recorded as ``failed`` with the error: the
-job stays ``ok`` and keeps its accuracy either way.
+``CACHE/runtimes/<backend>/<model>-<versions>/``, (3) times it in a fresh process.
+
+Where the platform has ``os.fork``, each of those processes is forked from a server process
+(:mod:`compressbench.measure.server`) that imported torch and transformers once: a fresh address
+space with no model, no allocator history and no warm caches from an earlier measurement, that
+starts in a twentieth of a second instead of the 4-5 s those imports take (three processes per
+model made imports a sixth of a suite's wall time). ``COMPRESSBENCH_MEASURE_START=exec`` starts
+each one with ``python -m compressbench.measure`` instead.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -72,22 +78,120 @@ def workdir(root: Path, backend, folder: Path) -> Path:
     return Path(root) / "runtimes" / backend.name / f"{Path(folder).name}-{tag}"
 
 
+def start_method() -> str:
+    """``fork`` (from :mod:`compressbench.measure.server`) where the platform has ``os.fork``,
+    unless ``COMPRESSBENCH_MEASURE_START=exec``."""
+    if os.environ.get("COMPRESSBENCH_MEASURE_START", "").strip().lower() == "exec":
+        return "exec"
+    return "fork" if hasattr(os, "fork") else "exec"
+
+
+def server_env() -> dict:
+    """The fork server imports this very compressbench (its folder first on the path) and
+    nothing from the working directory (``PYTHONSAFEPATH``: a stray ``torch.py`` there is
+    not run)."""
+    import compressbench
+
+    home = str(Path(compressbench.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": path}
+
+
+class ForkServer:
+    """The parent's handle on :mod:`compressbench.measure.server`: started on first use,
+    restarted if it died (Ctrl-C reaches it too), closed with the parent."""
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+
+    def ensure(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "compressbench.measure.server"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                                         env=server_env(), preexec_fn=die_with_parent)
+            if self.read(None) != {"ready": True}:
+                raise CompressBenchError("the measuring fork server did not start (run with "
+                                         "COMPRESSBENCH_MEASURE_START=exec to see why)")
+            atexit.register(self.close)
+        return self.proc
+
+    def read(self, timeout_s: float | None) -> dict | None:
+        import select
+
+        if timeout_s is not None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(timeout_s, 0))
+            if not ready:
+                return None
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else {"gone": True}
+
+    def run(self, job: dict, timeout_s: float) -> int | None:
+        """Fork a child for ``job``; its exit status, or None when it ran past ``timeout_s``
+        (it is killed)."""
+        import signal
+        import time
+
+        proc = self.ensure()
+        proc.stdin.write(json.dumps(job) + "\n")
+        proc.stdin.flush()
+        started = self.read(30)
+        if not started or "pid" not in started:
+            self.close()
+            raise CompressBenchError("the measuring fork server stopped answering")
+        deadline = time.monotonic() + timeout_s
+        done = self.read(deadline - time.monotonic())
+        if done is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(started["pid"], signal.SIGKILL)
+            self.read(30)
+            return None
+        if "gone" in done:
+            self.proc = None
+            raise CompressBenchError("the measuring fork server exited mid-measurement")
+        return done["exit"]
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+
+SERVER = ForkServer()
+
+
 def run_child(request: dict, tmp: Path, timeout_s: int, threads: int, what: str) -> dict:
-    """Run ``python -m compressbench.measure`` on ``request``; its JSON answer."""
+    """Run the measuring process (:mod:`compressbench.measure.child`) on ``request``; its JSON
+    answer."""
     config, out = tmp / f"{request['phase']}.json", tmp / f"{request['phase']}-out.json"
+    log = tmp / f"{request['phase']}.log"
     out.unlink(missing_ok=True)
     config.write_text(json.dumps(request))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "TOKENIZERS_PARALLELISM": "false"}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "compressbench.measure", str(config),
-                               str(out)], env=env, capture_output=True, text=True,
-                              timeout=timeout_s, preexec_fn=die_with_parent)
-    except subprocess.TimeoutExpired:
-        raise CompressBenchError(f"{what} took over measure.timeout_s={timeout_s}s") from None
-    if proc.returncode != 0 or not out.is_file():
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        tail = next((ln for ln in reversed(lines) if ln.strip()), "no output")
+    if start_method() == "exec":
+        try:
+            proc = subprocess.run([sys.executable, "-m", "compressbench.measure", str(config),
+                                   str(out)], env={**os.environ, **env}, capture_output=True,
+                                  text=True, timeout=timeout_s, preexec_fn=die_with_parent)
+        except subprocess.TimeoutExpired:
+            code = None
+        else:
+            code, output = proc.returncode, proc.stderr or proc.stdout
+    else:
+        code = SERVER.run({"config": str(config), "out": str(out), "log": str(log),
+                           "env": env}, timeout_s)
+        output = log.read_text(errors="replace") if log.is_file() else ""
+    if code is None:
+        raise CompressBenchError(f"{what} took over measure.timeout_s={timeout_s}s")
+    if code != 0 or not out.is_file():
+        lines = output.strip().splitlines()
+        tail = next((ln for ln in reversed(lines) if ln.strip()), f"exit status {code}")
         raise CompressBenchError(f"{what} failed: {tail.strip()}")
     return json.loads(out.read_text())
 
@@ -175,4 +279,4 @@ def measure_model(folder: Path, features: list[dict], cfg, pm=None, plugin_files
                                     reference, baseline, root, {**base, "backend": name}, tmp,
                                     cfg.timeout_s)
                    for name in names}
-    return {"settings": asdict(settings), "backends": records}
+    return {"settings": asdict(settings), "start": start_method(), "backends": records}

@@ -75,6 +75,15 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def reset_peak_rss() -> None:
+    """Linux: restart this process's peak resident set size (VmHWM) from its current one;
+    elsewhere a no-op (there a forked process reports its parent's peak, too)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far.
 
