@@ -77,6 +77,16 @@ def pick_options(parser: argparse.ArgumentParser) -> None:
                              "method (default 3)")
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="compressbench",
@@ -97,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="model cache (default $COMPRESSBENCH_CACHE or ~/.cache/compressbench)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md/html")
+    run.add_argument("--executor", choices=("inline", "local", "ray"), default="inline",
+                     help="who runs the jobs: this process (inline, the default) or --workers "
+                          "processes on this machine (local)")
+    run.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                     help="local: worker processes (default: the cores)")
+    run.add_argument("--threads", type=positive_int, default=None, metavar="T",
+                     help="local: torch threads per worker (default: cores / workers)")
     pick_options(run)
     common(run)
 
@@ -191,7 +208,8 @@ def cmd_run(args) -> int:
     run_dir = args.output or Path("runs") / suite.name
     start = time.time()
     try:
-        records = run_suite(suite, pm, data_dir, run_dir, args.cache_dir)
+        records = run_suite(suite, pm, data_dir, run_dir, args.cache_dir, args.executor,
+                            args.workers, args.threads)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
               f"again to resume", file=sys.stderr)

@@ -72,7 +72,12 @@ def job_started(job: Any) -> None:
 
     Not called for jobs skipped because the run directory already holds their result.
 
-    :param job: the :class:`compressbench.runner.Job`; ``job.id`` is stable across runs.
+    :param job: the :class:`compressbench.plan.Job`; ``job.id`` is stable across runs.
+
+    The lifecycle hooks (``run_started``, ``job_started``, ``job_event``, ``job_finished``,
+    ``run_finished``) are always called in the runner's process, whichever executor runs the
+    job: events a job emits in a worker process are forwarded there, in order, before its
+    ``job_finished``.
     """
 
 

@@ -34,6 +34,7 @@ class PluginManager(pluggy.PluginManager):
         super().__init__(GROUP)
         self.add_hookspecs(hookspecs)
         self.plugin_files: list[Path] = []
+        self.blocked_names: tuple[str, ...] = ()
         self._registries: dict[str, Registry] = {}
 
     def registry(self, kind: str) -> Registry:
@@ -182,7 +183,8 @@ def get_plugin_manager(plugin_files: Iterable[str | os.PathLike] = (),
     minus ``blocked`` and those named in $COMPRESSBENCH_DISABLE_PLUGINS, plus ``plugin_files``."""
     pm = PluginManager()
     names = list(blocked) + [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")]
-    for name in filter(None, names):
+    pm.blocked_names = tuple(filter(None, names))  # a worker process blocks the same ones
+    for name in pm.blocked_names:
         pm.set_blocked(name)
     if os.environ.get(TRACE_ENV):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))

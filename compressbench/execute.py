@@ -1,0 +1,297 @@
+"""One job, in any process: build (or load from the cache) its model, evaluate and measure it,
+and return its record. The runner appends the record; nothing here writes ``results.jsonl``.
+
+A :class:`Workspace` is everything a process needs besides the job, as plain data (the suite,
+the plugin files and blocked plugin names, the data, cache and run directories), so a worker
+process, or a Ray task on another machine, builds its own plugin manager, data and tokenizer
+from it once (:class:`Worker`) and then runs jobs with :func:`execute`.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import random
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compressbench import cache, models, rundir, schema
+from compressbench import data as D
+from compressbench.errors import CompressBenchError
+from compressbench.measure import measure_model
+from compressbench.measure.stats import model_stats
+from compressbench.method import Context
+from compressbench.plan import Job, Planned, plan_steps, resolve_task
+from compressbench.suite import Suite
+from compressbench.tasks import Task
+from compressbench.training import set_seed
+
+#: emit(job, event, data): a job's progress, forwarded to the ``job_event`` hook
+Emit = Callable[[Job, str, dict], None]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where jobs run, as data: what every worker needs to rebuild the runner's state."""
+
+    suite: Suite
+    teacher_ref: str
+    run_dir: Path
+    cache_dir: Path
+    data_dir: Path | None = None
+    plugin_files: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+    env: dict = field(default_factory=dict)  # the run's environment.json
+
+
+class Prepared:
+    """One task's data in a worker: examples, features, tokenized once per process."""
+
+    def __init__(self, task: Task, data: D.TaskData, tokenizer, max_len: int):
+        self.task, self.data = task, data
+        self.feats = {"train": D.encode(task, tokenizer, data.train, max_len),
+                      "val": D.encode(task, tokenizer, data.val, max_len)}
+        for split, exs in data.evals.items():
+            self.feats[split] = D.encode(task, tokenizer, exs, max_len)
+
+
+class Worker:
+    """A process's state for running jobs: the plugin manager, the tokenizer and each task's
+    data, made once and reused across jobs."""
+
+    def __init__(self, ws: Workspace, pm=None, prepared: dict | None = None):
+        from compressbench.plugins import get_plugin_manager
+
+        self.ws = ws
+        self.pm = pm or get_plugin_manager(ws.plugin_files, ws.blocked)
+        self.tokenizer = models.load_tokenizer(ws.teacher_ref)
+        self.tasks: dict[str, Prepared] = {}
+        self.data = dict(prepared or {})  # task name -> TaskData, already prepared
+
+    def task(self, name: str) -> Prepared:
+        if name not in self.tasks:
+            suite = self.ws.suite
+            item = next(t for t in suite.tasks if (t if isinstance(t, str) else t.name) == name)
+            task = resolve_task(suite, item, self.pm)
+            data = self.data.get(name) or D.prepare(task, self.ws.data_dir, suite.training)
+            self.tasks[name] = Prepared(task, data, self.tokenizer,
+                                        suite.training.max_seq_length)
+        return self.tasks[name]
+
+
+def execute(job: Job, worker: Worker, emit: Emit) -> dict:
+    """Run ``job`` and return its record (``status`` ``ok`` or ``failed``: a method's error
+    is recorded, never raised; Ctrl-C is)."""
+    ws, suite = worker.ws, worker.ws.suite
+    p = worker.task(job.task)
+    task, data = p.task, p.data
+    started = time.time()
+    record = {"job_id": job.id, "key": job.key, "suite": suite.name,
+              "suite_sha256": suite.sha256, "task": task.name, "label": job.label,
+              "seed": job.seed, "teacher": suite.teacher.model,
+              "steps": steps_of(job.steps), "main_metric": task.main_metric,
+              "task_kind": task.kind,
+              "data": {"train": len(data.train), "val": len(data.val),
+                       "val_source": data.val_source, "fingerprint": data.fingerprint,
+                       **{f"eval_{s}": len(e) for s, e in data.evals.items()}},
+              "env": ws.env,
+              "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    teacher = None if job.teacher_key is None else ws.cache_dir / "models" / job.teacher_key
+    try:
+        if teacher is not None and not models.is_saved(teacher):
+            raise CompressBenchError(f"the teacher for task '{task.name}' is not available "
+                                     f"(its job failed); fix that first")
+        plans = [resolved(job, v, worker, teacher) for v in job.variants]
+        if len(plans) == 1:
+            folder, training_log = build(job, plans[0], worker, teacher, emit)
+        else:  # a grid: build every setting, keep the best on validation
+            grid, built = [], []
+            for variant, plan in zip(job.variants, plans):
+                built.append(build(job, plan, worker, teacher, emit))
+                grid.append({"setting": variant.setting,
+                             "val_score": validation_score(built[-1][0], p, suite)})
+            chosen = max(range(len(grid)), key=lambda i: (grid[i]["val_score"], -i))
+            grid[chosen]["chosen"] = True
+            folder, training_log = built[chosen]
+            record["grid"] = grid
+            record["setting"] = job.variants[chosen].setting
+            record["steps"] = steps_of(job.variants[chosen].steps)
+        record.update(assess(job, folder, p, worker, teacher))
+        record["training"] = training_log
+        record["cache_dir"] = str(folder)
+        record["model_dir"] = keep_model(ws.run_dir, job, folder)
+        record["status"] = "ok"
+    except CompressBenchError as exc:
+        record.update(status="failed", error=str(exc))
+    except Exception as exc:  # a method's bug: record it, carry on with the suite
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc())
+    record["wall_s"] = round(time.time() - started, 2)
+    return record
+
+
+def steps_of(steps) -> list[dict]:
+    return [{"method": s.method, "params": s.params, "training": s.training} for s in steps]
+
+
+def resolved(job: Job, variant, worker: Worker, teacher: Path | None) -> list[Planned]:
+    """The variant's steps resolved against this process's plugins; their cache keys must be
+    the plan's (a worker with another version of a plugin would build another model)."""
+    from compressbench.plan import base_key
+
+    if teacher is None:
+        p = worker.task(job.task)
+        start = base_key(worker.ws.teacher_ref, p.task, p.data.fingerprint,
+                         worker.ws.suite.training.max_seq_length)
+    else:
+        start = teacher.name
+    plan = plan_steps(worker.ws.suite, worker.pm, job.seed, variant.steps, start)
+    if variant.keys and tuple(x.key for x in plan) != tuple(variant.keys):
+        raise CompressBenchError(
+            f"{job.id}: this worker resolves the job to other cache keys than the plan did: "
+            f"its plugins or data differ from the machine that planned the run (same "
+            f"compressbench, plugins and data on every node)")
+    return plan
+
+
+def build(job: Job, plan: list[Planned], worker: Worker, teacher: Path | None,
+          emit: Emit) -> tuple[Path, list[dict]]:
+    """Run (or load from cache) each step of the job; returns the final model's folder."""
+    ws, p = worker.ws, worker.task(job.task)
+    prev_folder = teacher
+    log = []
+
+    def on_event(event: str, info: dict) -> None:
+        emit(job, event, info)
+
+    for step, method, params, cfg, key in plan:
+        folder = ws.cache_dir / "models" / key
+        drop_if_damaged(folder, lambda info: on_event("cache_damaged", info))
+        if models.is_saved(folder):
+            on_event("cache_hit", {"key": key, "path": str(folder), "method": step.method})
+            info = json.loads((folder / "train.json").read_text())
+        else:
+            with scratch(ws.cache_dir, key) as tmp:
+                ctx = Context(
+                    task=p.task, data=p.data, tokenizer=worker.tokenizer, features=p.feats,
+                    training=cfg, seed=job.seed,
+                    pretrained_ref=ws.teacher_ref, cache_dir=tmp, emit=on_event,
+                    teacher_outputs_dir=None if teacher is None
+                    else ws.cache_dir / "teacher-outputs" / teacher.name,
+                    data_dir=ws.data_dir,
+                    load_teacher=lambda: models.load_model(teacher),
+                    load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
+                    else (lambda: models.load_model(teacher)))
+                start = time.perf_counter()
+                set_seed(job.seed)  # new heads and random students are initialised from it
+                model = method.build(ctx, params)
+                info = {"method": step.method, "params": schema.as_dict(params),
+                        "runs": ctx.train_results,
+                        "build_s": round(time.perf_counter() - start, 2)}
+                models.save_model(model, folder, p.task.kind, worker.tokenizer)
+                (folder / "train.json").write_text(json.dumps(info, indent=2))
+                cache.seal(folder)
+        log.append(info)
+        prev_folder = folder
+    return prev_folder, log
+
+
+@contextlib.contextmanager
+def scratch(cache_dir: Path, key: str):
+    """A folder a step's build may use, removed afterwards whatever happens (with the
+    ``scratch/`` folder itself once no other build uses it)."""
+    folder = cache_dir / "scratch" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()
+
+
+def drop_if_damaged(folder: Path, report: Callable[[dict], None] | None = None) -> bool:
+    """Remove a cached model whose files no longer match its manifest (so it is rebuilt),
+    with a warning; returns whether it did."""
+    if not folder.exists():
+        return False
+    problem = cache.check(folder)
+    if problem is None:
+        return False
+    print(f"compressbench: warning: cached model {folder} is damaged ({problem}); "
+          f"rebuilding it", file=sys.stderr)
+    if report is not None:
+        report({"path": str(folder), "problem": problem})
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def keep_model(run_dir: Path, job: Job, folder: Path) -> str:
+    """Put the job's model in the run directory (hard links to the cache where possible);
+    returns its path relative to the run directory."""
+    target = rundir.model_dir(run_dir, job.id)
+    models.copy_model(folder, target)
+    return target.relative_to(Path(run_dir).resolve()).as_posix()
+
+
+def validation_score(folder: Path, p: Prepared, suite: Suite) -> float:
+    """The main metric of a saved model on the held-out validation split."""
+    from compressbench.training import evaluate
+
+    model = models.load_model(folder)
+    return evaluate(model, p.task, p.data.val, p.feats["val"], suite.training.eval_batch_size,
+                    D.pad_id_of(model))[p.task.main_metric]
+
+
+def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
+           teacher: Path | None) -> dict:
+    """Evaluate the saved model on the reported split(s) and measure it (with a paired
+    speed-up against the teacher, for every model but the teacher)."""
+    from compressbench.training import predict
+
+    suite, task, data, feats = worker.ws.suite, p.task, p.data, p.feats
+    model = models.load_model(folder)
+    metrics, predictions = {}, {}
+    multi = len(task.eval_splits) > 1
+    for split in task.eval_splits:
+        preds = predict(model, task, feats[split], suite.training.eval_batch_size,
+                        D.pad_id_of(model))
+        predictions[split] = preds
+        for name, value in task.score(data.evals[split], preds).items():
+            metrics[f"{name}_{split}" if multi else name] = value
+    pred_file = rundir.predictions_file(worker.ws.run_dir, job.id)
+    pred_file.parent.mkdir(exist_ok=True)
+    pred_file.write_text(json.dumps(predictions))
+    out = {"metrics": metrics, "score": metrics[task.main_metric],
+           "model": model_stats(model, folder)}
+    del model
+    if suite.measure.enabled:
+        sample = feats[task.eval_splits[0]]
+        order = list(range(len(sample)))
+        random.Random(0).shuffle(order)  # the same examples, in the same order, for all
+        chosen = [sample[i] for i in order]
+        with measuring():
+            out["measure"] = measure_model(folder, chosen, suite.measure, worker.pm,
+                                           worker.pm.plugin_files, reference=teacher,
+                                           baseline=teacher or folder,
+                                           cache_dir=worker.ws.cache_dir)
+    return out
+
+
+#: held while a model is measured; an executor running several jobs at once on one machine
+#: sets it to a lock all its workers share, so that measurements never overlap
+MEASURE_LOCK: contextlib.AbstractContextManager | None = None
+
+
+@contextlib.contextmanager
+def measuring():
+    if MEASURE_LOCK is None:
+        yield
+    else:
+        with MEASURE_LOCK:
+            yield

@@ -1,0 +1,192 @@
+"""Executors: who runs the plan's jobs. The runner hands them the jobs whose dependencies are
+done (``submit``, up to ``capacity()`` at a time) and takes records back as jobs finish
+(``next_result``); it appends every record itself.
+
+- ``inline``: one job at a time in this process (the default);
+- ``local``: ``workers`` processes on this machine, ``threads`` torch threads each; each builds
+  its own plugin manager, tokenizer and data once, from the suite's plugin list and files
+  (plugins registered in the runner's process by code are not seen there). Measurements never
+  overlap (one lock for all workers) but share the machine with the other workers' training:
+  compare speeds by the paired speed-ups, which time model and teacher side by side.
+
+Events from the jobs (``started``, and each ``job_event``) reach the ``on_event(kind, job,
+event, data)`` callback in the runner's process, in the order the job sent them, before its
+record.
+"""
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Callable
+
+from compressbench.errors import ConfigError
+from compressbench.execute import Worker, Workspace, execute
+from compressbench.plan import Job
+
+EXECUTORS = ("inline", "local", "ray")
+#: on_event(kind, job, event, data): kind "started" (event and data empty) or "event"
+OnEvent = Callable[[str, Job, str, dict], None]
+
+
+class InlineExecutor:
+    """Today's behaviour: each job runs in this process when it is submitted."""
+
+    name = "inline"
+
+    def __init__(self, worker: Worker, on_event: OnEvent):
+        self.worker, self.on_event = worker, on_event
+        self.done: list[tuple[Job, dict]] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def capacity(self) -> int:
+        return 1
+
+    def pending(self) -> int:
+        return len(self.done)
+
+    def submit(self, job: Job) -> None:
+        self.on_event("started", job, "", {})
+        record = execute(job, self.worker,
+                         lambda j, event, data: self.on_event("event", j, event, data))
+        self.done.append((job, record))
+
+    def next_result(self) -> tuple[Job, dict]:
+        return self.done.pop(0)
+
+
+# ---------------------------------------------------------------- local worker processes
+_WORKER: Worker | None = None
+_EVENTS = None
+
+
+def _init_worker(ws: Workspace, threads: int, events, lock) -> None:
+    """In each worker process, once: threads, no progress bars (the runner shows progress for
+    every worker), its own plugin manager and data, the shared measurement lock."""
+    global _WORKER, _EVENTS
+    os.environ["TQDM_DISABLE"] = "1"
+    import torch
+
+    from compressbench import execute as ex
+    from compressbench.logs import quiet_logs
+
+    quiet_logs()
+    torch.set_num_threads(threads)
+    ex.MEASURE_LOCK = lock
+    _EVENTS = events
+    _WORKER = Worker(ws)
+
+
+def _run_in_worker(job: Job) -> None:
+    """The job's events, then its record, through the one queue (so they arrive in order)."""
+    def emit(j: Job, event: str, data: dict) -> None:
+        _EVENTS.put(("event", j.id, event, data))
+
+    _EVENTS.put(("started", job.id, "", {}))
+    _EVENTS.put(("finished", job.id, "", execute(job, _WORKER, emit)))
+
+
+class LocalExecutor:
+    """``workers`` processes (spawned: a clean interpreter each), ``threads`` threads each."""
+
+    name = "local"
+
+    def __init__(self, ws: Workspace, workers: int, threads: int, on_event: OnEvent):
+        import multiprocessing
+
+        self.ws, self.workers, self.threads, self.on_event = ws, workers, threads, on_event
+        self.ctx = multiprocessing.get_context("spawn")
+        self.events = self.ctx.Queue()
+        self.lock = self.ctx.Lock()
+        self.running: dict[str, tuple[Job, object]] = {}  # job id -> (job, future)
+        self.pool = None
+
+    def __enter__(self):
+        self.pool = self.new_pool()
+        return self
+
+    def new_pool(self):
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.workers, mp_context=self.ctx, initializer=_init_worker,
+                                   initargs=(self.ws, self.threads, self.events, self.lock))
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:  # Ctrl-C or an error: stop every worker now (finished
+            self.kill()           # records are already appended)
+        self.pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        return False
+
+    def kill(self) -> None:
+        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+            proc.kill()
+
+    def capacity(self) -> int:
+        return self.workers
+
+    def pending(self) -> int:
+        return len(self.running)
+
+    def submit(self, job: Job) -> None:
+        self.running[job.id] = (job, self.pool.submit(_run_in_worker, job))
+
+    def next_result(self) -> tuple[Job, dict]:
+        """The next job to finish, with its record; its events are forwarded on the way."""
+        while True:
+            try:
+                kind, job_id, event, data = self.events.get(timeout=0.5)
+            except queue.Empty:
+                dead = self.dead()
+                if dead is not None:
+                    return dead
+                continue
+            job = self.running[job_id][0]
+            if kind == "finished":
+                del self.running[job_id]
+                return job, data
+            self.on_event(kind, job, event, data)
+
+    def dead(self) -> tuple[Job, dict] | None:
+        """A job whose worker died (killed, out of memory): a failed record, and a new pool
+        for the rest (a dead worker breaks the pool for every job in it)."""
+        for job_id, (job, future) in list(self.running.items()):
+            if future.done() and future.exception() is not None:
+                del self.running[job_id]
+                if getattr(self.pool, "_broken", False):
+                    self.pool.shutdown(wait=False, cancel_futures=True)
+                    self.pool = self.new_pool()
+                    for other, _ in list(self.running.values()):  # lost with the old pool
+                        self.submit(other)
+                return job, {"job_id": job.id, "key": job.key, "task": job.task,
+                             "label": job.label, "seed": job.seed, "status": "failed",
+                             "error": f"its worker process died "
+                                      f"({type(future.exception()).__name__}); run again to "
+                                      f"retry it"}
+        return None
+
+
+def check(name: str) -> None:
+    """Before anything runs: an executor this installation can use, or a clear error."""
+    if name == "ray":
+        raise ConfigError("--executor ray is not built yet; use inline or local")
+    if name not in EXECUTORS:
+        raise ConfigError(f"--executor {name}: unknown; one of {', '.join(EXECUTORS)}")
+
+
+def make_executor(name: str, ws: Workspace, worker: Worker | None, on_event: OnEvent,
+                  workers: int | None = None, threads: int | None = None):
+    """The executor ``name`` (``inline``, ``local``); ``worker``: this process's, for
+    ``inline``. ``local``: ``workers`` (default: the cores) x ``threads`` (default: cores /
+    workers)."""
+    if name == "inline":
+        return InlineExecutor(worker or Worker(ws), on_event)
+    if name == "local":
+        cores = os.cpu_count() or 1
+        workers = workers or cores
+        return LocalExecutor(ws, workers, threads or max(1, cores // workers), on_event)
+    check(name)
+    raise AssertionError(name)

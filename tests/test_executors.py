@@ -1,0 +1,163 @@
+"""The plan and the executors: job dependencies, the same records from inline and local worker
+processes, events forwarded from workers in order, a worker killed mid-job."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compressbench import results
+from compressbench.plugins import get_plugin_manager
+from compressbench.runner import run_suite
+from compressbench.suite import load_suite
+from tests.conftest import suite_file
+from tests.test_runner import Recorder, suite_text
+
+METHODS = """  - {name: finetune, label: small, student: {layers: 1}}
+  - {name: kd, label: kd, student: {layers: 1}}
+  - name: small-int8
+    chain:
+      - {name: finetune, student: {layers: 1}}
+      - {name: quant-dynamic}
+"""
+MEASURE = "{latency_samples: 3, warmup: 1, throughput_samples: 2, throughput_batch_size: 2}"
+
+
+def test_the_plan_orders_jobs_and_names_what_each_waits_for(tmp_path, tiny_teacher, data_dir):
+    from compressbench.plan import plan_task, resolve_task
+    from compressbench.preflight import preflight
+
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, METHODS, seeds="[1, 2]")))
+    pm = get_plugin_manager()
+    prepared, _ = preflight(suite, pm, data_dir, str(tiny_teacher))
+    data = prepared["sst2"]
+    jobs = plan_task(suite, pm, str(tiny_teacher), resolve_task(suite, "sst2", pm), data)
+    ids = [j.id for j in jobs]
+    assert ids == ["sst2/teacher/seed1", "sst2/small/seed1", "sst2/small/seed2", "sst2/kd/seed1",
+                   "sst2/kd/seed2", "sst2/small-int8/seed1", "sst2/small-int8/seed2"]
+    teacher = jobs[0]
+    assert teacher.is_teacher and teacher.after == () and teacher.teacher_key is None
+    by_id = {j.id: j for j in jobs}
+    for job in jobs[1:]:
+        assert job.teacher_key == teacher.variants[0].keys[-1]
+        assert job.after[0] == teacher.id
+    # the chain's first step is the model "small" builds with the same seed: it waits for it
+    chain = by_id["sst2/small-int8/seed1"]
+    assert chain.variants[0].keys[0] == by_id["sst2/small/seed1"].variants[0].keys[-1]
+    assert chain.after == (teacher.id, "sst2/small/seed1")
+    assert by_id["sst2/kd/seed1"].after == (teacher.id,)
+    # pure data: a job survives pickling (it is sent to worker processes and Ray tasks)
+    import pickle
+    assert pickle.loads(pickle.dumps(chain)) == chain
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_teacher):
+    """The same suite, inline and with two local worker processes of one thread each."""
+    import torch
+
+    from tests.conftest import make_data_dir
+
+    tmp = tmp_path_factory.mktemp("executors")
+    data = make_data_dir(tmp / "data")
+    suite = load_suite(suite_file(tmp, suite_text(tiny_teacher, METHODS, measure=MEASURE)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each local worker has: the same arithmetic
+    try:
+        inline = run_suite(suite, get_plugin_manager(), data, tmp / "inline", tmp / "c1")
+    finally:
+        torch.set_num_threads(threads)
+    rec = Recorder()
+    pm = get_plugin_manager()
+    pm.register(rec, "recorder")
+    local = run_suite(suite, pm, data, tmp / "local", tmp / "c2", executor="local", workers=2,
+                      threads=1)
+    return inline, local, rec, tmp
+
+
+def test_local_workers_give_the_inline_records(two_runs):
+    inline, local, _, tmp = two_runs
+    assert all(r["status"] == "ok" for r in inline + local), [r.get("error") for r in local]
+    a, b = ({r["job_id"]: r for r in rs} for rs in (inline, local))
+    assert sorted(a) == sorted(b)
+    for job_id in a:
+        assert a[job_id]["key"] == b[job_id]["key"]
+        assert a[job_id]["metrics"] == b[job_id]["metrics"], job_id  # exactly
+        assert a[job_id]["model"]["parameters"] == b[job_id]["model"]["parameters"]
+    assert len(results.read(tmp / "local")) == len(b)  # one record per job, none twice
+    preds = sorted(p.name for p in (tmp / "local" / "predictions").iterdir())
+    assert preds == sorted(p.name for p in (tmp / "inline" / "predictions").iterdir())
+
+
+def test_worker_events_reach_the_hooks_in_order(two_runs):
+    _, local, rec, _ = two_runs
+    for record in local:
+        calls = [c for c in rec.calls if len(c) > 1 and c[1] == record["job_id"]]
+        kinds = [c[0] for c in calls]
+        assert kinds[0] == "job_started" and kinds[-1] == "job_finished", kinds
+        assert kinds.count("job_started") == kinds.count("job_finished") == 1
+    small = [c[2] for c in rec.calls if c[0] == "job_event" and c[1] == "sst2/small/seed1"]
+    assert "validation" in small
+    chain = [c[2] for c in rec.calls if c[0] == "job_event" and c[1] == "sst2/small-int8/seed1"]
+    assert "cache_hit" in chain  # it waited for "small" and reused its model
+
+
+DIES = """
+import os, signal
+from pathlib import Path
+from compressbench import Method, hookimpl
+
+class Dies(Method):
+    name = "dies-once"
+    description = "kills its own process the first time it runs"
+
+    def build(self, ctx, params):
+        marker = Path(MARKER)
+        if not marker.exists():
+            marker.write_text("died")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return ctx.load_input()
+
+@hookimpl
+def register_methods(register):
+    register(Dies())
+"""
+
+
+def test_a_killed_worker_fails_its_job_only_and_a_rerun_retries_it(tmp_path, tiny_teacher,
+                                                                   data_dir):
+    plugin = tmp_path / "dies.py"
+    plugin.write_text(f"MARKER = {str(tmp_path / 'died')!r}\n" + DIES)
+    methods = ("  - {name: dies-once, label: dies}\n"
+               "  - {name: finetune, label: small, student: {layers: 1}}\n")
+    text = suite_text(tiny_teacher, methods).replace("version: 1\n",
+                                                     "version: 1\nplugins: [dies.py]\n")
+    suite = load_suite(suite_file(tmp_path, text))
+    pm = get_plugin_manager([plugin])
+    first = run_suite(suite, pm, data_dir, tmp_path / "run", tmp_path / "cache",
+                      executor="local", workers=2, threads=1)
+    status = {r["job_id"]: r["status"] for r in first}
+    assert status == {"sst2/teacher/seed1": "ok", "sst2/dies/seed1": "failed",
+                      "sst2/small/seed1": "ok"}
+    died = next(r for r in first if r["job_id"] == "sst2/dies/seed1")
+    assert "worker process died" in died["error"]
+    again = run_suite(suite, pm, data_dir, tmp_path / "run", tmp_path / "cache",
+                      executor="local", workers=2, threads=1)
+    latest = results.latest(again)
+    assert {k: r["status"] for k, r in latest.items()} == {k: "ok" for k in status}
+    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(x)["job_id"] for x in lines].count("sst2/small/seed1") == 1
+
+
+def test_unknown_executor_and_bad_worker_counts_are_clear_errors(tmp_path, tiny_teacher,
+                                                                data_dir, capsys):
+    from compressbench.cli import main
+    from compressbench.errors import ConfigError
+
+    suite = suite_file(tmp_path, suite_text(tiny_teacher))
+    with pytest.raises(SystemExit):
+        main(["run", str(suite), "--executor", "local", "--workers", "0"])
+    assert "--workers: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--executor ray is not built yet"):
+        run_suite(load_suite(suite), get_plugin_manager(), data_dir, tmp_path / "run",
+                  tmp_path / "cache", executor="ray")
