@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=positive_int, default=None, metavar="N",
                      help="local: worker processes (default: the cores)")
     run.add_argument("--threads", type=positive_int, default=None, metavar="T",
-                     help="local: torch threads per worker (default: cores / workers)")
+                     help="local: torch threads per job (default: the cores shared among "
+                          "the jobs running, re-read at every training step)")
     pick_options(run)
     common(run)
 

@@ -3,7 +3,8 @@ done (``submit``, up to ``capacity()`` at a time) and takes records back as jobs
 (``next_result``); it appends every record itself.
 
 - ``inline``: one job at a time in this process (the default);
-- ``local``: ``workers`` processes on this machine, ``threads`` torch threads each; each builds
+- ``local``: ``workers`` processes on this machine (a job's torch threads: ``threads``, or the
+  cores shared among the jobs running, re-read at every training step); each builds
   its own plugin manager, tokenizer and data once, from the suite's plugin list and files
   (plugins registered in the runner's process by code are not seen there). Measurements never
   overlap (one lock for all workers) but share the machine with the other workers' training:
@@ -49,7 +50,7 @@ class InlineExecutor:
     def pending(self) -> int:
         return len(self.done)
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job, running: int = 1) -> None:
         self.on_event("started", job, "", {})
         record = execute(job, self.worker,
                          lambda j, event, data: self.on_event("event", j, event, data))
@@ -62,47 +63,66 @@ class InlineExecutor:
 # ---------------------------------------------------------------- local worker processes
 _WORKER: Worker | None = None
 _EVENTS = None
+_ACTIVE = None
 
 
-def _init_worker(ws: Workspace, threads: int, events, lock) -> None:
-    """In each worker process, once: threads, no progress bars (the runner shows progress for
-    every worker), its own plugin manager and data, the shared measurement lock."""
-    global _WORKER, _EVENTS
-    os.environ["TQDM_DISABLE"] = "1"
-    import torch
-
+def _init_worker(ws: Workspace, events, lock, active, fixed: int | None) -> None:
+    """In each worker process, once: no progress bars (the runner shows progress for every
+    worker), its own plugin manager and data, the shared measurement lock, and the training
+    loop's thread count: ``fixed``, else the cores shared among the jobs running now
+    (``active``, a counter every worker updates), re-read at every step."""
+    global _WORKER, _EVENTS, _ACTIVE
+    os.environ["TQDM_DISABLE"] = "1"  # read by the training loop at each call
     from compressbench import execute as ex
+    from compressbench import training
     from compressbench.logs import quiet_logs
 
     quiet_logs()
-    torch.set_num_threads(threads)
     ex.MEASURE_LOCK = lock
+    _ACTIVE = active
+    cores = os.cpu_count() or 1
+    training.THREADS = (lambda: fixed) if fixed else (
+        lambda: max(1, cores // max(1, active.value)))
     _EVENTS = events
     _WORKER = Worker(ws)
 
 
-def _run_in_worker(job: Job) -> None:
+def _run_in_worker(job: Job, threads: int) -> None:
     """The job's events, then its record, through the one queue (so they arrive in order)."""
+    import torch
+
     def emit(j: Job, event: str, data: dict) -> None:
         _EVENTS.put(("event", j.id, event, data))
 
-    _EVENTS.put(("started", job.id, "", {}))
-    _EVENTS.put(("finished", job.id, "", execute(job, _WORKER, emit)))
+    torch.set_num_threads(threads)
+    with _ACTIVE.get_lock():
+        _ACTIVE.value += 1
+    try:
+        _EVENTS.put(("started", job.id, "", {}))
+        record = execute(job, _WORKER, emit)
+    finally:
+        with _ACTIVE.get_lock():
+            _ACTIVE.value -= 1
+    _EVENTS.put(("finished", job.id, "", record))
 
 
 class LocalExecutor:
-    """``workers`` processes (spawned: a clean interpreter each), ``threads`` threads each."""
+    """``workers`` processes (spawned: a clean interpreter each). A job trains with
+    ``threads`` torch threads, or by default with the cores shared among the jobs running at
+    each training step: a job left alone (a task's teacher, which the task's other jobs wait
+    for) takes every core as soon as the others finish."""
 
     name = "local"
 
-    def __init__(self, ws: Workspace, workers: int, threads: int, on_event: OnEvent):
+    def __init__(self, ws: Workspace, workers: int, threads: int | None, on_event: OnEvent):
         import multiprocessing
 
         self.ws, self.workers, self.threads, self.on_event = ws, workers, threads, on_event
         self.ctx = multiprocessing.get_context("spawn")
         self.events = self.ctx.Queue()
         self.lock = self.ctx.Lock()
-        self.running: dict[str, tuple[Job, object]] = {}  # job id -> (job, future)
+        self.active = self.ctx.Value("i", 0)  # jobs running in the workers now
+        self.running: dict[str, tuple] = {}  # job id -> (job, future, threads)
         self.pool = None
 
     def __enter__(self):
@@ -113,7 +133,8 @@ class LocalExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(self.workers, mp_context=self.ctx, initializer=_init_worker,
-                                   initargs=(self.ws, self.threads, self.events, self.lock))
+                                   initargs=(self.ws, self.events, self.lock, self.active,
+                                             self.threads))
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:  # Ctrl-C or an error: stop every worker now (finished
@@ -131,8 +152,10 @@ class LocalExecutor:
     def pending(self) -> int:
         return len(self.running)
 
-    def submit(self, job: Job) -> None:
-        self.running[job.id] = (job, self.pool.submit(_run_in_worker, job))
+    def submit(self, job: Job, running: int = 1) -> None:
+        """Start ``job``; ``running``: how many jobs will share the machine with it."""
+        threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, running))
+        self.running[job.id] = (job, self.pool.submit(_run_in_worker, job, threads), threads)
 
     def next_result(self) -> tuple[Job, dict]:
         """The next job to finish, with its record; its events are forwarded on the way."""
@@ -153,14 +176,15 @@ class LocalExecutor:
     def dead(self) -> tuple[Job, dict] | None:
         """A job whose worker died (killed, out of memory): a failed record, and a new pool
         for the rest (a dead worker breaks the pool for every job in it)."""
-        for job_id, (job, future) in list(self.running.items()):
+        for job_id, (job, future, _) in list(self.running.items()):
             if future.done() and future.exception() is not None:
                 del self.running[job_id]
                 if getattr(self.pool, "_broken", False):
                     self.pool.shutdown(wait=False, cancel_futures=True)
                     self.pool = self.new_pool()
-                    for other, _ in list(self.running.values()):  # lost with the old pool
-                        self.submit(other)
+                    for other, _, threads in list(self.running.values()):  # lost with the
+                        self.running[other.id] = (other, self.pool.submit(  # old pool
+                            _run_in_worker, other, threads), threads)
                 return job, {"job_id": job.id, "key": job.key, "task": job.task,
                              "label": job.label, "seed": job.seed, "status": "failed",
                              "error": f"its worker process died "
@@ -180,13 +204,11 @@ def check(name: str) -> None:
 def make_executor(name: str, ws: Workspace, worker: Worker | None, on_event: OnEvent,
                   workers: int | None = None, threads: int | None = None):
     """The executor ``name`` (``inline``, ``local``); ``worker``: this process's, for
-    ``inline``. ``local``: ``workers`` (default: the cores) x ``threads`` (default: cores /
-    workers)."""
+    ``inline``. ``local``: ``workers`` processes (default: the cores), ``threads`` per job
+    (default: the cores shared among the jobs running, re-read at every training step)."""
     if name == "inline":
         return InlineExecutor(worker or Worker(ws), on_event)
     if name == "local":
-        cores = os.cpu_count() or 1
-        workers = workers or cores
-        return LocalExecutor(ws, workers, threads or max(1, cores // workers), on_event)
+        return LocalExecutor(ws, workers or os.cpu_count() or 1, threads, on_event)
     check(name)
     raise AssertionError(name)

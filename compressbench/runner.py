@@ -129,12 +129,12 @@ class Runner:
         waiting = list(todo)
         with executor:
             while waiting or executor.pending():
-                while waiting and executor.pending() < executor.capacity():
-                    ready = next((j for j in waiting if unfinished.isdisjoint(j.after)), None)
-                    if ready is None:
-                        break
-                    waiting.remove(ready)
-                    executor.submit(ready)
+                ready = [j for j in waiting if unfinished.isdisjoint(j.after)]
+                ready = ready[:max(0, executor.capacity() - executor.pending())]
+                running = executor.pending() + len(ready)  # how many share the machine
+                for job in ready:
+                    waiting.remove(job)
+                    executor.submit(job, running)
                 job, record = executor.next_result()
                 results.append(self.run_dir, record)
                 unfinished.discard(job.id)

@@ -1,7 +1,9 @@
 """The one training loop every method reuses, and evaluation.
 
 A method hands over a model and a loss function ``loss_fn(model, batch) -> loss`` (a scalar
-tensor, or ``(loss, {"part": value})`` to report the loss terms); the loop does the rest: AdamW
+tensor, or ``(loss, {"part": value})`` to report the loss terms: they are shown in the progress
+bar, sent with every ``train_step`` event, and averaged per epoch into the record's training
+history as ``train_<part>``, beside ``train_loss``); the loop does the rest: AdamW
 (fused on CPU), linear warm-up and decay, dynamic padding, length-grouped batches, gradient
 clipping, seeds, a progress bar, and model selection on the held-out validation split.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -26,6 +29,9 @@ from compressbench.tasks import Example, Task
 
 LossFn = Callable[[nn.Module, dict], "torch.Tensor | tuple[torch.Tensor, dict]"]
 Emit = Callable[[str, dict], None]
+#: set by an executor that runs several jobs on one machine: how many torch threads the loop
+#: should use now (read before every step); None: leave torch's setting alone
+THREADS: Callable[[], int] | None = None
 
 
 def set_seed(seed: int) -> None:
@@ -118,7 +124,8 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
         else max(0.0, (total - s) / max(1, total - warmup)))
     result, best_state, bad_epochs = TrainResult(), None, 0
     start, step, epoch = time.perf_counter(), 0, 0
-    bar = tqdm(total=total, desc=description, leave=False, unit="step")
+    bar = tqdm(total=total, desc=description, leave=False, unit="step",
+               disable=bool(os.environ.get("TQDM_DISABLE")))  # read now: a worker sets it
     if on_step is not None:
         on_step(0, total)
     try:
@@ -127,9 +134,13 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
             model.train()
             if extra is not None:
                 extra.train()
+            sums: dict[str, float] = {}  # the epoch's loss and loss terms, summed per step
+            steps_in_epoch = 0
             for idx in length_grouped_batches(lengths, cfg.batch_size, seed + epoch):
                 if step >= total:
                     break
+                if THREADS is not None and THREADS() != torch.get_num_threads():
+                    torch.set_num_threads(THREADS())
                 batch = collate([train_feats[i] for i in idx], pad_id)
                 out = loss_fn(model, batch)
                 loss, parts = out if isinstance(out, tuple) else (out, {})
@@ -141,20 +152,25 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                 step += 1
                 if on_step is not None:
                     on_step(step, total)
+                terms = {"loss": loss.item(), **{k: float(v) for k, v in parts.items()}}
+                steps_in_epoch += 1
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, refresh=False)
                 if step % 50 == 0 or step == total:
-                    emit("train_step", {"step": step, "epoch": epoch, "loss": loss.item(),
-                                        "lr": schedule.get_last_lr()[0],
-                                        **{k: float(v) for k, v in parts.items()}})
+                    emit("train_step", {"step": step, "epoch": epoch,
+                                        "lr": schedule.get_last_lr()[0], **terms})
+            means = {f"train_{k}": v / max(1, steps_in_epoch) for k, v in sums.items()}
+            means["threads"] = torch.get_num_threads()  # at the epoch's end
             if not validate:
-                result.history.append({"epoch": epoch, "step": step})
+                result.history.append({"epoch": epoch, "step": step, **means})
                 continue
             score = evaluate(model, task, val_examples, val_feats, cfg.eval_batch_size,
                              pad_id)[task.metrics[0]]
             eligible = step >= min(select_from_step, total)
             improved = eligible and (best_state is None or score > result.best_score)
-            result.history.append({"epoch": epoch, "step": step, "val_score": score})
+            result.history.append({"epoch": epoch, "step": step, "val_score": score, **means})
             emit("validation", {"epoch": epoch, "metric": task.metrics[0], "value": score,
                                 "best": improved})
             if improved:

@@ -161,3 +161,17 @@ def test_unknown_executor_and_bad_worker_counts_are_clear_errors(tmp_path, tiny_
     with pytest.raises(ConfigError, match="--executor ray is not built yet"):
         run_suite(load_suite(suite), get_plugin_manager(), data_dir, tmp_path / "run",
                   tmp_path / "cache", executor="ray")
+
+
+def test_a_job_alone_trains_on_every_core(tmp_path, tiny_teacher, data_dir):
+    """local without --threads: the teacher, which every other job waits for, runs alone and
+    takes all the cores (the history records the threads each epoch ended with)."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs at least 2 cores")
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher)))
+    records = run_suite(suite, get_plugin_manager(), data_dir, tmp_path / "run",
+                        tmp_path / "cache", executor="local", workers=2)
+    teacher = next(r for r in records if r["label"] == "teacher")
+    assert teacher["training"][0]["runs"][0]["history"][-1]["threads"] == os.cpu_count()

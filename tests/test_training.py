@@ -133,3 +133,65 @@ def test_save_load_roundtrip(tmp_path, tiny_teacher):
     with pytest.raises(CompressBenchError, match="compressbench.built_by"):
         models.save_model(plain, tmp_path / "p", "classification")
     assert not (tmp_path / "p").exists()  # nothing half-written
+
+
+def test_loss_terms_reach_the_events_and_the_epoch_history(tiny_teacher, data_dir):
+    """A loss returning (loss, {"term": value}): each term is sent with train_step events and
+    averaged per epoch into the history, beside the loss itself."""
+    t = task("sst2")
+    cfg = Training(epochs=2, batch_size=8, learning_rate=1e-3, max_val_samples=8)
+    d = D.prepare(t, data_dir, cfg)
+    tok = models.load_tokenizer(str(tiny_teacher))
+    tr, va = D.encode(t, tok, d.train, 32), D.encode(t, tok, d.val, 32)
+    plain = supervised_loss("classification")
+    seen = []
+
+    def with_terms(model, batch):
+        loss = plain(model, batch)
+        seen.append(loss.item())
+        return loss * 1.0, {"ce": loss.item(), "half": loss.item() / 2}
+
+    events = []
+    model = models.load_pretrained(str(tiny_teacher), "classification", 2)
+    result = train(model, with_terms, t, tr, va, d.val, cfg, 0,
+                   emit=lambda e, data: events.append((e, data)))
+    per_epoch = len(seen) // 2
+    first = result.history[0]
+    assert first["train_ce"] == pytest.approx(sum(seen[:per_epoch]) / per_epoch)
+    assert first["train_half"] == pytest.approx(first["train_ce"] / 2)
+    assert first["train_loss"] == pytest.approx(first["train_ce"])
+    assert result.history[1]["train_ce"] == pytest.approx(sum(seen[per_epoch:]) / per_epoch)
+    last = [data for e, data in events if e == "train_step"][-1]
+    assert last["ce"] == pytest.approx(seen[-1]) and last["half"] == pytest.approx(seen[-1] / 2)
+
+
+def test_the_loop_follows_the_thread_count_an_executor_sets(tiny_teacher, data_dir,
+                                                            monkeypatch):
+    """training.THREADS is re-read at every step: a job whose neighbour finished takes the
+    freed core mid-run (the history records the threads each epoch ended with)."""
+    import torch
+
+    from compressbench import training
+
+    t = task("sst2")
+    cfg = Training(epochs=2, batch_size=8, learning_rate=1e-3, max_val_samples=8)
+    d = D.prepare(t, data_dir, cfg)
+    tok = models.load_tokenizer(str(tiny_teacher))
+    tr, va = D.encode(t, tok, d.train, 32), D.encode(t, tok, d.val, 32)
+    per_epoch = (len(tr) + 7) // 8
+    steps = []
+    monkeypatch.setattr(training, "THREADS", lambda: 1 if len(steps) < per_epoch else 2)
+    plain = supervised_loss("classification")
+
+    def counting(model, batch):
+        steps.append(torch.get_num_threads())
+        return plain(model, batch)
+
+    before = torch.get_num_threads()
+    try:
+        model = models.load_pretrained(str(tiny_teacher), "classification", 2)
+        result = train(model, counting, t, tr, va, d.val, cfg, 0)
+    finally:
+        torch.set_num_threads(before)
+    assert steps == [1] * per_epoch + [2] * per_epoch
+    assert [h["threads"] for h in result.history] == [1, 2]
