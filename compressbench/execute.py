@@ -248,6 +248,11 @@ def validation_score(folder: Path, p: Prepared, suite: Suite) -> float:
                     D.pad_id_of(model))[p.task.main_metric]
 
 
+#: held while a model is measured; an executor running several jobs at once on one machine
+#: sets it to a lock all its workers share, so that measurements never overlap
+MEASURE_LOCK = None
+
+
 def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
            teacher: Path | None) -> dict:
     """Evaluate the saved model on the reported split(s) and measure it (with a paired
@@ -275,23 +280,9 @@ def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
         order = list(range(len(sample)))
         random.Random(0).shuffle(order)  # the same examples, in the same order, for all
         chosen = [sample[i] for i in order]
-        with measuring():
+        with MEASURE_LOCK or contextlib.nullcontext():
             out["measure"] = measure_model(folder, chosen, suite.measure, worker.pm,
                                            worker.pm.plugin_files, reference=teacher,
                                            baseline=teacher or folder,
                                            cache_dir=worker.ws.cache_dir)
     return out
-
-
-#: held while a model is measured; an executor running several jobs at once on one machine
-#: sets it to a lock all its workers share, so that measurements never overlap
-MEASURE_LOCK: contextlib.AbstractContextManager | None = None
-
-
-@contextlib.contextmanager
-def measuring():
-    if MEASURE_LOCK is None:
-        yield
-    else:
-        with MEASURE_LOCK:
-            yield

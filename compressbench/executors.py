@@ -50,7 +50,7 @@ class InlineExecutor:
     def pending(self) -> int:
         return len(self.done)
 
-    def submit(self, job: Job, running: int = 1) -> None:
+    def submit(self, job: Job) -> None:
         self.on_event("started", job, "", {})
         record = execute(job, self.worker,
                          lambda j, event, data: self.on_event("event", j, event, data))
@@ -87,16 +87,18 @@ def _init_worker(ws: Workspace, events, lock, active, fixed: int | None) -> None
     _WORKER = Worker(ws)
 
 
-def _run_in_worker(job: Job, threads: int) -> None:
+def _run_in_worker(job: Job) -> None:
     """The job's events, then its record, through the one queue (so they arrive in order)."""
     import torch
+
+    from compressbench import training
 
     def emit(j: Job, event: str, data: dict) -> None:
         _EVENTS.put(("event", j.id, event, data))
 
-    torch.set_num_threads(threads)
     with _ACTIVE.get_lock():
         _ACTIVE.value += 1
+    torch.set_num_threads(training.THREADS())  # until training re-reads it every step
     try:
         _EVENTS.put(("started", job.id, "", {}))
         record = execute(job, _WORKER, emit)
@@ -122,7 +124,7 @@ class LocalExecutor:
         self.events = self.ctx.Queue()
         self.lock = self.ctx.Lock()
         self.active = self.ctx.Value("i", 0)  # jobs running in the workers now
-        self.running: dict[str, tuple] = {}  # job id -> (job, future, threads)
+        self.running: dict[str, tuple] = {}  # job id -> (job, future)
         self.pool = None
 
     def __enter__(self):
@@ -152,10 +154,8 @@ class LocalExecutor:
     def pending(self) -> int:
         return len(self.running)
 
-    def submit(self, job: Job, running: int = 1) -> None:
-        """Start ``job``; ``running``: how many jobs will share the machine with it."""
-        threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, running))
-        self.running[job.id] = (job, self.pool.submit(_run_in_worker, job, threads), threads)
+    def submit(self, job: Job) -> None:
+        self.running[job.id] = (job, self.pool.submit(_run_in_worker, job))
 
     def next_result(self) -> tuple[Job, dict]:
         """The next job to finish, with its record; its events are forwarded on the way."""
@@ -176,15 +176,14 @@ class LocalExecutor:
     def dead(self) -> tuple[Job, dict] | None:
         """A job whose worker died (killed, out of memory): a failed record, and a new pool
         for the rest (a dead worker breaks the pool for every job in it)."""
-        for job_id, (job, future, _) in list(self.running.items()):
+        for job_id, (job, future) in list(self.running.items()):
             if future.done() and future.exception() is not None:
                 del self.running[job_id]
                 if getattr(self.pool, "_broken", False):
                     self.pool.shutdown(wait=False, cancel_futures=True)
                     self.pool = self.new_pool()
-                    for other, _, threads in list(self.running.values()):  # lost with the
-                        self.running[other.id] = (other, self.pool.submit(  # old pool
-                            _run_in_worker, other, threads), threads)
+                    for other, _ in list(self.running.values()):  # lost with the old pool
+                        self.submit(other)
                 return job, {"job_id": job.id, "key": job.key, "task": job.task,
                              "label": job.label, "seed": job.seed, "status": "failed",
                              "error": f"its worker process died "

@@ -104,7 +104,7 @@ class Runner:
             jobs += planned
         ws = Workspace(suite, self.teacher_ref, self.run_dir, self.cache_dir, self.data_dir,
                        tuple(str(f) for f in self.pm.plugin_files),
-                       tuple(getattr(self.pm, "blocked_names", ())), env)
+                       tuple(self.pm.blocked_names), env)
         worker = None
         if self.executor == "inline":
             worker = Worker(ws, self.pm, {name: data for name, data in prepared.items()})
@@ -130,11 +130,9 @@ class Runner:
         with executor:
             while waiting or executor.pending():
                 ready = [j for j in waiting if unfinished.isdisjoint(j.after)]
-                ready = ready[:max(0, executor.capacity() - executor.pending())]
-                running = executor.pending() + len(ready)  # how many share the machine
-                for job in ready:
+                for job in ready[:max(0, executor.capacity() - executor.pending())]:
                     waiting.remove(job)
-                    executor.submit(job, running)
+                    executor.submit(job)
                 job, record = executor.next_result()
                 results.append(self.run_dir, record)
                 unfinished.discard(job.id)
