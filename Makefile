@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml examples/compressbench-drop-layers/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: a CPU wheel; unpinned, pip may pull GBs of CUDA packages
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test,torchao,onnx,openvino]"
+	$(BIN)/pip install -q -e ".[test,torchao,onnx,openvino,ray]"
 	$(BIN)/pip install -q -e examples/compressbench-drop-layers
 	touch $@
 

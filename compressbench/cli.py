@@ -107,14 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="model cache (default $COMPRESSBENCH_CACHE or ~/.cache/compressbench)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md/html")
-    run.add_argument("--executor", choices=("inline", "local", "ray"), default="inline",
-                     help="who runs the jobs: this process (inline, the default) or --workers "
-                          "processes on this machine (local)")
+    run.add_argument("--executor", choices=("inline", "local", "ray"), default=None,
+                     help="who runs the jobs: this process (inline, the default), --workers "
+                          "processes on this machine (local), or Ray tasks (ray); default: "
+                          "the suite's execution.executor")
     run.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                     help="local: worker processes (default: the cores)")
+                     help="local: worker processes (default: the cores); ray: jobs at once "
+                          "(default: as many as the cluster fits)")
     run.add_argument("--threads", type=positive_int, default=None, metavar="T",
-                     help="local: torch threads per job (default: the cores shared among "
-                          "the jobs running, re-read at every training step)")
+                     help="torch threads per job; local default: the cores shared among the "
+                          "jobs running, re-read at every training step; ray: the CPUs each "
+                          "job reserves (default 1)")
+    run.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="ray: the cluster to join ('auto': the one this machine belongs "
+                          "to, or ray://HEAD:10001); default: start Ray on this machine")
     pick_options(run)
     common(run)
 
@@ -210,7 +216,7 @@ def cmd_run(args) -> int:
     start = time.time()
     try:
         records = run_suite(suite, pm, data_dir, run_dir, args.cache_dir, args.executor,
-                            args.workers, args.threads)
+                            args.workers, args.threads, args.ray_address)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
               f"again to resume", file=sys.stderr)

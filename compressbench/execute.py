@@ -73,6 +73,19 @@ class Worker:
         self.tasks: dict[str, Prepared] = {}
         self.data = dict(prepared or {})  # task name -> TaskData, already prepared
 
+    @property
+    def env(self) -> dict:
+        """The environment the job's record names (the run's, unless a worker on another
+        machine says otherwise)."""
+        return self.ws.env
+
+    def measure(self, folder: Path, features: list[dict], teacher: Path | None) -> dict:
+        """Measure the saved model here, one measurement at a time (:data:`MEASURE_LOCK`)."""
+        with MEASURE_LOCK or contextlib.nullcontext():
+            return measure_model(folder, features, self.ws.suite.measure, self.pm,
+                                 self.pm.plugin_files, reference=teacher,
+                                 baseline=teacher or folder, cache_dir=self.ws.cache_dir)
+
     def task(self, name: str) -> Prepared:
         if name not in self.tasks:
             suite = self.ws.suite
@@ -99,7 +112,7 @@ def execute(job: Job, worker: Worker, emit: Emit) -> dict:
               "data": {"train": len(data.train), "val": len(data.val),
                        "val_source": data.val_source, "fingerprint": data.fingerprint,
                        **{f"eval_{s}": len(e) for s, e in data.evals.items()}},
-              "env": ws.env,
+              "env": worker.env,
               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     teacher = None if job.teacher_key is None else ws.cache_dir / "models" / job.teacher_key
     try:
@@ -280,9 +293,5 @@ def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
         order = list(range(len(sample)))
         random.Random(0).shuffle(order)  # the same examples, in the same order, for all
         chosen = [sample[i] for i in order]
-        with MEASURE_LOCK or contextlib.nullcontext():
-            out["measure"] = measure_model(folder, chosen, suite.measure, worker.pm,
-                                           worker.pm.plugin_files, reference=teacher,
-                                           baseline=teacher or folder,
-                                           cache_dir=worker.ws.cache_dir)
+        out["measure"] = worker.measure(folder, chosen, teacher)
     return out

@@ -3,6 +3,7 @@ done (``submit``, up to ``capacity()`` at a time) and takes records back as jobs
 (``next_result``); it appends every record itself.
 
 - ``inline``: one job at a time in this process (the default);
+- ``ray``: jobs as Ray tasks on a cluster (:mod:`compressbench.ray_executor`);
 - ``local``: ``workers`` processes on this machine (a job's torch threads: ``threads``, or the
   cores shared among the jobs running, re-read at every training step); each builds
   its own plugin manager, tokenizer and data once, from the suite's plugin list and files
@@ -23,8 +24,8 @@ from collections.abc import Callable
 from compressbench.errors import ConfigError
 from compressbench.execute import Worker, Workspace, execute
 from compressbench.plan import Job
+from compressbench.suite import EXECUTORS, Execution
 
-EXECUTORS = ("inline", "local", "ray")
 #: on_event(kind, job, event, data): kind "started" (event and data empty) or "event"
 OnEvent = Callable[[str, Job, str, dict], None]
 
@@ -194,20 +195,25 @@ class LocalExecutor:
 
 def check(name: str) -> None:
     """Before anything runs: an executor this installation can use, or a clear error."""
-    if name == "ray":
-        raise ConfigError("--executor ray is not built yet; use inline or local")
     if name not in EXECUTORS:
         raise ConfigError(f"--executor {name}: unknown; one of {', '.join(EXECUTORS)}")
+    if name == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--executor ray needs Ray, which is not installed: "
+                              "pip install 'compressbench[ray]' (on every node)")
 
 
-def make_executor(name: str, ws: Workspace, worker: Worker | None, on_event: OnEvent,
-                  workers: int | None = None, threads: int | None = None):
-    """The executor ``name`` (``inline``, ``local``); ``worker``: this process's, for
-    ``inline``. ``local``: ``workers`` processes (default: the cores), ``threads`` per job
-    (default: the cores shared among the jobs running, re-read at every training step)."""
-    if name == "inline":
+def make_executor(ex: Execution, ws: Workspace, worker: Worker | None, on_event: OnEvent):
+    """The executor ``ex.executor`` with its settings (see :class:`~compressbench.suite.
+    Execution`); ``worker``: this process's, for ``inline``."""
+    check(ex.executor)
+    if ex.executor == "inline":
         return InlineExecutor(worker or Worker(ws), on_event)
-    if name == "local":
-        return LocalExecutor(ws, workers or os.cpu_count() or 1, threads, on_event)
-    check(name)
-    raise AssertionError(name)
+    if ex.executor == "local":
+        return LocalExecutor(ws, ex.workers or os.cpu_count() or 1, ex.threads, on_event)
+    from compressbench.ray_executor import RayExecutor
+
+    return RayExecutor(ws, on_event, ex.workers, ex.threads, ex.address, ex.gpus_per_job,
+                       ex.retries)

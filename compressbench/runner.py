@@ -1,5 +1,6 @@
 """Runs a suite: plans it (:mod:`compressbench.plan`), hands the jobs whose dependencies are
-done to an executor (:mod:`compressbench.executors`: this process, local worker processes),
+done to an executor (:mod:`compressbench.executors`: this process, local worker processes,
+Ray tasks),
 appends each record as it arrives and forwards the jobs' events to the hooks.
 
 Results go to ``RUN_DIR/results.jsonl``, one record per job as soon as it finishes (the runner
@@ -56,15 +57,22 @@ def environment(threads: int, packages: tuple[str, ...] = ()) -> dict:
 class Runner:
     def __init__(self, suite: Suite, pm: PluginManager, data_dir: Path | None = None,
                  run_dir: Path | None = None, cache_dir: Path | None = None,
-                 executor: str = "inline", workers: int | None = None,
-                 threads: int | None = None):
+                 executor: str | None = None, workers: int | None = None,
+                 threads: int | None = None, address: str | None = None):
+        from dataclasses import replace
+
         self.suite, self.pm = suite, pm
         self.data_dir = data_dir
         self.run_dir = Path(run_dir or Path("runs") / suite.name)
         self.cache_dir = Path(cache_dir or default_cache_dir())
         self.teacher_ref = models.resolve_model_ref(suite.teacher.model, suite.path.parent)
-        executors.check(executor)
-        self.executor, self.workers, self.threads = executor, workers, threads
+        if executor is not None:
+            executors.check(executor)
+        given = {"executor": executor, "workers": workers, "threads": threads,
+                 "address": address}  # the command line's options win over the suite's
+        self.execution = replace(suite.execution,
+                                 **{k: v for k, v in given.items() if v is not None})
+        executors.check(self.execution.executor)
 
     def run(self) -> list[dict]:
         with rundir.lock(self.run_dir):
@@ -106,10 +114,9 @@ class Runner:
                        tuple(str(f) for f in self.pm.plugin_files),
                        tuple(self.pm.blocked_names), env)
         worker = None
-        if self.executor == "inline":
+        if self.execution.executor == "inline":
             worker = Worker(ws, self.pm, {name: data for name, data in prepared.items()})
-        executor = make_executor(self.executor, ws, worker, self.forward, self.workers,
-                                 self.threads)
+        executor = make_executor(self.execution, ws, worker, self.forward)
         self.run_jobs([j for j in jobs if done.get(j.id) != j.key], executor)
         records = results.read(self.run_dir)
         self.pm.hook.run_finished(run_dir=self.run_dir, records=records)
@@ -176,11 +183,14 @@ def rebuild_references(run_dir: Path, pm, data_dir: Path) -> None:
 
 def run_suite(suite: Suite, pm: PluginManager, data_dir: Path | None = None,
               run_dir: Path | None = None, cache_dir: Path | None = None,
-              executor: str = "inline", workers: int | None = None,
-              threads: int | None = None) -> list[dict]:
+              executor: str | None = None, workers: int | None = None,
+              threads: int | None = None, address: str | None = None) -> list[dict]:
     """Run every job of ``suite`` not already finished in ``run_dir``; returns all records.
-    ``executor``: ``inline`` (this process) or ``local`` (``workers`` processes with
-    ``threads`` threads each)."""
+    ``executor``: ``inline`` (this process), ``local`` (``workers`` processes with
+    ``threads`` threads each) or ``ray`` (Ray tasks of ``threads`` CPUs on the cluster at
+    ``address``, default a Ray started here); each unset argument takes the suite's
+    ``execution`` setting."""
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ConfigError(f"--data-dir {data_dir}: no such directory")
-    return Runner(suite, pm, data_dir, run_dir, cache_dir, executor, workers, threads).run()
+    return Runner(suite, pm, data_dir, run_dir, cache_dir, executor, workers, threads,
+                  address).run()

@@ -11,6 +11,7 @@ methods:
 seeds: [42]
 training: {epochs: 3, max_train_samples: 2000}
 measure: {threads: 1}
+execution: {executor: local, workers: 2}   # optional: who runs the jobs
 ```
 Parsing checks types and keys; ``check(suite, pm)`` then resolves names against the plugins.
 """
@@ -104,6 +105,38 @@ class Measure:
             raise ValueError(f"backends: {list(self.backends)} must name each backend once")
 
 
+EXECUTORS = ("inline", "local", "ray")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Who runs the jobs, and with what (``compressbench run`` options override each key).
+    None of it changes a model or a score: it is not part of any cache key."""
+
+    executor: str = "inline"  # inline (this process), local (worker processes), ray
+    workers: int | None = None  # local: processes (default: the cores); ray: jobs at once
+    #                             (default: as many as the cluster's CPUs and GPUs fit)
+    threads: int | None = None  # torch threads per job; ray: the CPUs each job reserves (1)
+    address: str | None = None  # ray: None starts Ray on this machine; "auto" joins the
+    #                             cluster this machine is part of; or "ray://HEAD:10001"
+    gpus_per_job: float = 0.0  # ray: GPUs a job reserves (set 1 with training.device cuda)
+    retries: int = 2  # ray: reruns of a job whose worker process or node died
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor: {self.executor!r} is not one of "
+                             f"{', '.join(EXECUTORS)}")
+        for key in ("workers", "threads"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key}: {value} must be at least 1 (or null for the "
+                                 f"default)")
+        if not 0 <= self.gpus_per_job or not math.isfinite(self.gpus_per_job):
+            raise ValueError(f"gpus_per_job: {self.gpus_per_job} must be 0 or more")
+        if self.retries < 0:
+            raise ValueError(f"retries: {self.retries} must be at least 0")
+
+
 @dataclass(frozen=True)
 class Teacher:
     model: str = EMBEDDED_TEACHER  # a Hugging Face id, a local path, or 'embedded'
@@ -162,6 +195,7 @@ class Suite:
     training: Training = Training()
     measure: Measure = Measure()
     plugins: tuple[Path, ...] = ()
+    execution: Execution = Execution()
     version: int = 1
     text: str = field(default="", repr=False)
 
@@ -190,7 +224,7 @@ class Suite:
 
 
 TOP_KEYS = ("version", "name", "teacher", "tasks", "methods", "seeds", "training", "measure",
-            "plugins")
+            "plugins", "execution")
 ENTRY_KEYS = ("name", "label", "training", "chain", "grid")
 
 
@@ -260,6 +294,7 @@ def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
         training=schema.build(Training, data.get("training"), f"{w}: training"),
         measure=schema.build(Measure, data.get("measure"), f"{w}: measure"),
         plugins=tuple((path.parent / p).resolve() for p in plugins),
+        execution=schema.build(Execution, data.get("execution"), f"{w}: execution"),
         version=1,
         text=text,
     )

@@ -158,9 +158,26 @@ def test_unknown_executor_and_bad_worker_counts_are_clear_errors(tmp_path, tiny_
     with pytest.raises(SystemExit):
         main(["run", str(suite), "--executor", "local", "--workers", "0"])
     assert "--workers: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="--executor ray is not built yet"):
+    with pytest.raises(ConfigError, match="--executor nope: unknown"):
         run_suite(load_suite(suite), get_plugin_manager(), data_dir, tmp_path / "run",
-                  tmp_path / "cache", executor="ray")
+                  tmp_path / "cache", executor="nope")
+    bad = suite_file(tmp_path, suite_text(tiny_teacher).replace(
+        "version: 1\n", "version: 1\nexecution: {executor: dask}\n"), "bad.yaml")
+    with pytest.raises(ConfigError, match="execution.*'dask' is not one of inline, local, ray"):
+        load_suite(bad)
+
+
+def test_the_suite_sets_the_executor_and_the_command_line_wins(tmp_path, tiny_teacher):
+    from compressbench.runner import Runner
+
+    text = suite_text(tiny_teacher).replace(
+        "version: 1\n", "version: 1\nexecution: {executor: local, workers: 3, threads: 2}\n")
+    suite = load_suite(suite_file(tmp_path, text))
+    pm = get_plugin_manager()
+    assert Runner(suite, pm).execution.workers == 3
+    runner = Runner(suite, pm, executor="inline", threads=1)
+    assert (runner.execution.executor, runner.execution.workers,
+            runner.execution.threads) == ("inline", 3, 1)
 
 
 def test_a_job_alone_trains_on_every_core(tmp_path, tiny_teacher, data_dir):
@@ -175,3 +192,76 @@ def test_a_job_alone_trains_on_every_core(tmp_path, tiny_teacher, data_dir):
                         tmp_path / "cache", executor="local", workers=2)
     teacher = next(r for r in records if r["label"] == "teacher")
     assert teacher["training"][0]["runs"][0]["history"][-1]["threads"] == os.cpu_count()
+
+
+# ---------------------------------------------------------------- Ray, on a 2-node local cluster
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Two Ray nodes in this machine, one CPU each; only the head can measure."""
+    pytest.importorskip("ray", reason="the ray extra is not installed: pip install "
+                                      "'compressbench[ray]'")
+    from ray.cluster_utils import Cluster
+
+    from compressbench.ray_executor import MEASURE_RESOURCE
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {MEASURE_RESOURCE: 1},
+        "object_store_memory": 100 * 2**20})
+    cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+    yield cluster
+    cluster.shutdown()
+
+
+def test_ray_gives_the_inline_records_and_survives_a_killed_worker(two_runs, ray_cluster,
+                                                                   tmp_path, tiny_teacher):
+    """The suite on Ray (2 nodes), plus a job whose worker process is killed mid-job: Ray
+    reruns it, the suite finishes, every job has one record, the others equal inline's."""
+    from tests.conftest import make_data_dir
+
+    inline, _, _, _ = two_runs
+    plugin = tmp_path / "dies.py"
+    plugin.write_text(f"MARKER = {str(tmp_path / 'died')!r}\n" + DIES)
+    text = suite_text(tiny_teacher, METHODS + "  - {name: dies-once, label: dies}\n",
+                      measure=MEASURE).replace("version: 1\n",
+                                               "version: 1\nplugins: [dies.py]\n")
+    suite = load_suite(suite_file(tmp_path, text))
+    rec = Recorder()
+    pm = get_plugin_manager([plugin])
+    pm.register(rec, "recorder")
+    data = make_data_dir(tmp_path / "data")
+    records = run_suite(suite, pm, data, tmp_path / "run", tmp_path / "cache",
+                        executor="ray", threads=1, address=ray_cluster.address)
+    assert (tmp_path / "died").exists()  # the worker did die once
+    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    ids = [json.loads(x)["job_id"] for x in lines]
+    assert sorted(ids) == sorted({r["job_id"] for r in inline} | {"sst2/dies/seed1"})
+    ray_by_id = {r["job_id"]: r for r in records}
+    for r in inline:
+        other = ray_by_id[r["job_id"]]
+        assert other["key"] == r["key"]
+        assert other["metrics"] == r["metrics"], r["job_id"]  # exactly
+        assert other["env"]["cpu"] and other["measure"]["backends"]["torch"]
+    started = [c[1] for c in rec.calls if c[0] == "job_started"]
+    assert sorted(started) == sorted(ids)  # the retried job is started once for the hooks
+    small = [c[2] for c in rec.calls if c[0] == "job_event" and c[1] == "sst2/small/seed1"]
+    assert "validation" in small
+
+
+def test_ray_stops_before_training_when_no_node_can_measure(ray_cluster, tmp_path,
+                                                            tiny_teacher, data_dir):
+    import ray
+
+    from compressbench.errors import ConfigError
+    from compressbench.execute import Workspace
+    from compressbench.ray_executor import RayExecutor
+
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, measure=MEASURE)))
+    ws = Workspace(suite, str(tiny_teacher), tmp_path / "run", tmp_path / "cache")
+    executor = RayExecutor(ws, lambda *a: None, threads=1, address=ray_cluster.address)
+    with pytest.raises(ConfigError, match="compressbench_measure"):
+        executor.check_cluster({"CPU": 2.0})
+    with pytest.raises(ConfigError, match="gpus_per_job: 1, but the Ray cluster has 0 GPUs"):
+        RayExecutor(ws, lambda *a: None, threads=1, address=ray_cluster.address,
+                    gpus_per_job=1).__enter__()
+    assert not ray.is_initialized()  # it let go of the cluster
