@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compressbench import Method, hookimpl
-from compressbench.models import StudentSpec
+from compressbench.api import Method, StudentSpec, hookimpl
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,20 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from compressbench_plugins.kd import half_student, label_mask, masked_mean, soft_loss
 from torch import nn
 
-from compressbench import Method, hookimpl
-from compressbench.errors import ConfigError
-from compressbench.models import StudentSpec, forward_kwargs
-from compressbench.training import task_loss
+from compressbench.api import (
+    ConfigError,
+    Method,
+    StudentSpec,
+    forward_kwargs,
+    half_student,
+    hookimpl,
+    label_mask,
+    masked_mean,
+    soft_loss,
+    task_loss,
+)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressbench import Method, hookimpl, rebuild_step, rebuild_with
-from compressbench.errors import ConfigError
+from compressbench.api import ConfigError, Method, hookimpl, rebuild_step, rebuild_with
 
 
 @dataclass(frozen=True)

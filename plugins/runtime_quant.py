@@ -19,30 +19,25 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from compressbench import Method, hookimpl
-from compressbench.errors import ConfigError
+from compressbench import api
+from compressbench.api import ConfigError, Method, hookimpl
 
 
 def calibration_batches(ctx, n: int) -> list[dict]:
     """Up to ``n`` examples of the held-out validation split, one batch each (real lengths)."""
-    from compressbench.measure.protocol import as_batch
-
     feats = ctx.features["val"][:n]
     if not feats:
         raise ConfigError(f"{ctx.task.name}: no held-out validation examples to calibrate on")
-    return [as_batch([f], ctx.pad_id) for f in feats]
+    return [api.as_batch([f], ctx.pad_id) for f in feats]
 
 
 def exported_input(ctx, method: str):
     """The step's input model and its fp32 ONNX export (in the step's scratch folder)."""
-    from compressbench import onnxrt
-    from compressbench.measure.backend import Unsupported
-
     model = ctx.model()
     path = ctx.cache_dir / "fp32.onnx"
     try:
-        onnxrt.export_onnx(model, path, ctx.task.kind)
-    except Unsupported as exc:
+        api.export_onnx(model, path, ctx.task.kind)
+    except api.Unsupported as exc:
         raise ConfigError(f"{method} cannot export its input model to ONNX: {exc}") from None
     return model, path
 
@@ -84,8 +79,7 @@ class QuantOrt(Method):
         require("onnx", "onnx", facts.where, self.name)
 
     def build(self, ctx, params: OrtParams):
-        from compressbench import onnxrt
-
+        onnxrt = api.onnxrt
         model, fp32 = exported_input(ctx, self.name)
         calib = calibration_batches(ctx, params.calibration_samples)
         fused = params.fuse and onnxrt.optimize(fp32, model, calib[:8])
@@ -123,8 +117,7 @@ class QuantOpenVINO(Method):
         require("onnx", "openvino", facts.where, self.name)
 
     def build(self, ctx, params: OpenVINOParams):
-        from compressbench import ov
-
+        ov = api.openvino
         model, fp32 = exported_input(ctx, self.name)
         quantized = ov.quantize_int8(ov.convert(fp32),
                                      calibration_batches(ctx, params.calibration_samples),

@@ -21,17 +21,25 @@ here (``bilstm`` has Tang et al.'s augmentation).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from compressbench_plugins.kd import label_mask, soft_cross_entropy
 from torch import nn
 
-from compressbench import Method, hookimpl
-from compressbench.errors import ConfigError
-from compressbench.models import StudentSpec, forward_kwargs, logits_of
+from compressbench.api import (
+    ConfigError,
+    Method,
+    StudentSpec,
+    capture,
+    forward_kwargs,
+    hookimpl,
+    label_mask,
+    logits_of,
+    masked_mse,
+    pair_mask,
+    soft_cross_entropy,
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,6 @@ class Params:
 
 
 TINYBERT4 = {"layers": 4, "hidden": 312 / 768, "intermediate": 1200 / 3072}  # Jiao et al. Table 1
-QK_RE = re.compile(r"layer\.(\d+)\.attention\.(?:self\.)?(query|key|q_lin|k_lin)$")
 
 
 def default_student(config) -> StudentSpec:
@@ -71,59 +78,11 @@ def layer_mapping(teacher_layers: int, student_layers: int) -> list[int]:
     return [m * teacher_layers // student_layers for m in range(1, student_layers + 1)]
 
 
-def keep_output(store: dict, layer: int):
-    """A forward hook that stores the module's output under ``layer``."""
-    def hook(module, inputs, output):
-        store[layer] = output
-    return hook
-
-
-class AttentionScores:
-    """Captures each layer's queries and keys with forward hooks and turns them into the
-    pre-softmax scores QK^T / sqrt(d) (B, heads, T, T): works for BERT and DistilBERT."""
-
-    def __init__(self, model: nn.Module, heads: int):
-        self.heads, self.q, self.k, self.handles = heads, {}, {}, []
-        for name, module in model.named_modules():
-            match = QK_RE.search(name)
-            if match:
-                store = self.q if match.group(2) in ("query", "q_lin") else self.k
-                self.handles.append(module.register_forward_hook(
-                    keep_output(store, int(match.group(1)))))
-        if not self.handles:
-            raise ConfigError(f"tinybert: found no attention query/key layers in "
-                              f"{type(model).__name__} (BERT-family models only)")
-
-    def scores(self) -> list[torch.Tensor]:
-        out = []
-        for i in sorted(self.q):
-            q, k = self.q[i], self.k[i]  # (B, T, H)
-            b, t, h = q.shape
-            d = h // self.heads
-            q = q.view(b, t, self.heads, d).transpose(1, 2)  # (B, heads, T, d)
-            k = k.view(b, t, self.heads, d).transpose(1, 2)  # (B, heads, T, d)
-            out.append(q @ k.transpose(-1, -2) / d ** 0.5)  # (B, heads, T, T)
-        self.q.clear()
-        self.k.clear()
-        return out
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
-def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the elements where ``mask`` (broadcastable, bool) is true."""
-    mask = mask.expand_as(a).to(a.dtype)
-    return (((a - b) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
-
-
 def intermediate_loss(student_hidden: tuple, teacher_hidden: tuple, student_att: list,
                       teacher_att: list, mapping: list[int], proj: nn.ModuleDict,
                       attention_mask: torch.Tensor, p: Params):
     tokens = attention_mask.bool()[..., None]  # (B, T, 1)
-    pairs = (attention_mask[:, None, :, None] * attention_mask[:, None, None, :]).bool()
-    # pairs: (B, 1, T, T) query and key both real tokens
+    pairs = pair_mask(attention_mask)  # (B, 1, T, T) query and key both real tokens
     emb = masked_mse(proj["embedding"](student_hidden[0]), teacher_hidden[0], tokens)
     hid = student_hidden[0].new_zeros(())
     att = student_hidden[0].new_zeros(())
@@ -136,26 +95,27 @@ def intermediate_loss(student_hidden: tuple, teacher_hidden: tuple, student_att:
     return loss, {"emb": emb.item(), "hidden": hid.item(), "att": att.item()}
 
 
-def stage1_loss(teacher: nn.Module, mapping: list[int], proj: nn.ModuleDict, p: Params,
-                heads: int):
-    teacher_scores = AttentionScores(teacher, heads)
+def stage1_loss(teacher: nn.Module, mapping: list[int], proj: nn.ModuleDict, p: Params):
+    """Stage 1's loss; the attention scores come from hooks on the query and key
+    projections (``capture``), removed by the loss's ``close()``."""
+    teacher_qkv = capture(teacher, "qkv")
     state = {}
 
     def loss_fn(model, batch):
-        if "scores" not in state:
-            state["scores"] = AttentionScores(model, heads)
+        if "student" not in state:
+            state["student"] = capture(model, "qkv")
         with torch.no_grad():
             t_out = teacher(**forward_kwargs(teacher, batch), output_hidden_states=True)
-            t_att = teacher_scores.scores()
+            t_att = teacher_qkv.attention_scores
         s_out = model(**forward_kwargs(model, batch), output_hidden_states=True)
-        s_att = state["scores"].scores()
+        s_att = state["student"].attention_scores
         return intermediate_loss(s_out.hidden_states, t_out.hidden_states, s_att, t_att,
                                  mapping, proj, batch["attention_mask"], p)
 
     def close():
-        teacher_scores.remove()
-        if "scores" in state:
-            state["scores"].remove()
+        teacher_qkv.close()
+        if "student" in state:
+            state["student"].close()
     loss_fn.close = close
     return loss_fn
 
@@ -200,7 +160,7 @@ class TinyBERT(Method):
         if params.intermediate_epochs > 0:
             proj = nn.ModuleDict({"embedding": nn.Linear(s_cfg.hidden_size, cfg.hidden_size),
                                   "hidden": nn.Linear(s_cfg.hidden_size, cfg.hidden_size)})
-            loss = stage1_loss(teacher, mapping, proj, params, cfg.num_attention_heads)
+            loss = stage1_loss(teacher, mapping, proj, params)
             try:
                 ctx.train(student, loss, description=f"{ctx.task.name} tinybert-1",
                           extra=proj, epochs=params.intermediate_epochs, validate=False)

@@ -210,22 +210,6 @@ def test_intermediate_loss_by_hand():
     assert loss.item() == pytest.approx(14.0)
 
 
-def test_attention_scores_are_qk_over_sqrt_d(tiny_teacher):
-    model = load_pretrained(str(tiny_teacher), "classification", 2).eval()
-    capture = tinybert.AttentionScores(model, heads=2)
-    ids = torch.tensor([[101, 2023, 2003, 102]])
-    with torch.no_grad():
-        out = model(input_ids=ids, output_hidden_states=True)
-    scores = capture.scores()
-    capture.remove()
-    layer = model.bert.encoder.layer[0].attention.self
-    x = out.hidden_states[0]  # (1, 4, 32), the input of layer 0
-    q = layer.query(x).view(1, 4, 2, 16).transpose(1, 2)
-    k = layer.key(x).view(1, 4, 2, 16).transpose(1, 2)
-    assert len(scores) == 2 and scores[0].shape == (1, 2, 4, 4)
-    assert torch.allclose(scores[0], q @ k.transpose(-1, -2) / 4.0, atol=1e-5)
-
-
 def test_tinybert_default_student_and_mapping():
     import transformers
     minilm = transformers.BertConfig(hidden_size=384, num_attention_heads=12,

@@ -1,0 +1,97 @@
+"""Distillation losses, shared by the built-in methods and open to any plugin (through
+:mod:`compressbench.api`). Shapes: B batch, T tokens, C classes, H hidden, h heads.
+
+Token tasks score only word-initial sub-words: :func:`label_mask` gives those positions, and
+every loss here takes such a mask to average over them only.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from compressbench.data import IGNORE
+from compressbench.models import forward_kwargs, logits_of
+from compressbench.training import task_loss
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` (B,) or (B, T) over the positions where ``mask`` is true."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the elements where ``mask`` (broadcastable, bool) is true."""
+    mask = mask.expand_as(a).to(a.dtype)
+    return (((a - b) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def label_mask(kind: str, labels: torch.Tensor) -> torch.Tensor | None:
+    """Token tasks: the positions that carry a label (word-initial sub-words); else None."""
+    return labels != IGNORE if kind == "token" else None  # (B, T) bool
+
+
+def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """T^2 * KL(teacher || student) at temperature T (Hinton et al. 2015 §2), averaged over
+    examples (or masked tokens); for regression the squared error to the teacher's
+    prediction (no temperature)."""
+    if kind == "regression":
+        return F.mse_loss(student.view(-1), teacher.view(-1))  # (B, 1) vs (B, 1)
+    t = temperature
+    log_p_s = F.log_softmax(student / t, dim=-1)  # (B, C) or (B, T, C)
+    log_p_t = F.log_softmax(teacher / t, dim=-1)  # (B, C) or (B, T, C)
+    kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="none").sum(-1)  # (B,) / (B, T)
+    return t * t * masked_mean(kl, mask)
+
+
+def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                       kind: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """-sum softmax(z_t/T) log softmax(z_s/T) (TinyBERT's prediction-layer loss, no T^2);
+    for regression the squared error to the teacher's prediction."""
+    if kind == "regression":
+        return F.mse_loss(student.view(-1), teacher.view(-1))  # (B, 1) vs (B, 1)
+    p_t = F.softmax(teacher / temperature, dim=-1)  # (B, C) or (B, T, C)
+    log_p_s = F.log_softmax(student / temperature, dim=-1)  # (B, C) or (B, T, C)
+    return masked_mean(-(p_t * log_p_s).sum(-1), mask)  # (B,) / (B, T) -> scalar
+
+
+def kd_loss(kind: str, temperature: float, alpha: float):
+    """Hinton et al.'s loss over a batch that carries ``teacher_logits``
+    (:meth:`~compressbench.method.Context.with_teacher_logits`):
+    ``alpha * T^2 * KL + (1 - alpha) * task loss``, with the two terms reported."""
+    def loss_fn(model, batch):
+        logits = logits_of(model(**forward_kwargs(model, batch)))  # (B, C) or (B, T, C)
+        mask = label_mask(kind, batch["labels"])
+        soft = soft_loss(logits, batch["teacher_logits"], temperature, kind, mask)
+        hard = task_loss(kind, logits, batch["labels"])
+        return alpha * soft + (1 - alpha) * hard, {"soft": soft.item(), "hard": hard.item()}
+    return loss_fn
+
+
+def pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T) bool: query and key both real tokens (from the (B, T) attention mask)."""
+    m = attention_mask.bool()
+    return m[:, None, :, None] & m[:, None, None, :]
+
+
+def attention_kl(student: torch.Tensor, teacher: torch.Tensor,
+                 attention_mask: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) between attention distributions (B, h, T, T) (rows: queries,
+    each a distribution over keys), summed over keys and averaged over heads and real query
+    tokens: MiniLM's self-attention distribution transfer (Wang et al. 2020, eq. 6). Give
+    probabilities whose padded keys are zero (:attr:`Captured.attention_probs`)."""
+    kl = teacher * (teacher.clamp_min(1e-12).log() - student.clamp_min(1e-12).log())
+    rows = kl.sum(-1)  # (B, h, T)
+    queries = attention_mask.bool()[:, None, :].expand_as(rows)  # (B, h, T)
+    return masked_mean(rows, queries)
+
+
+def relation(x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """softmax(x x^T / sqrt(d)) over real keys, for per-head vectors x (B, h, T, d): MiniLM's
+    value relation (Wang et al. 2020, eq. 7) when x are the values."""
+    scores = x @ x.transpose(-1, -2) / x.shape[-1] ** 0.5  # (B, h, T, T)
+    keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+    return scores.masked_fill(~keys, torch.finfo(scores.dtype).min).softmax(-1)
