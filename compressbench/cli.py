@@ -267,7 +267,11 @@ def cmd_validate(args) -> int:
                         f"found (paths are relative to the suite)")
     data_dir = data_dir_of(args)
     teacher = resolve_model_ref(suite.teacher.model, suite.path.parent)
-    prepared, notes = preflight(suite, pm, data_dir, teacher, prepare=not args.no_data)
+    prepared, notes = preflight(suite, pm, data_dir, teacher, prepare=not args.no_data,
+                                skip_hub=True)
+    if suite.execution.executor == "ray":
+        notes.append("execution: ray: the cluster (its CPUs, GPUs and measuring nodes) is "
+                     "checked when `run` joins it")
     for note in notes + (["--no-data: the data files were not read"] if args.no_data else []):
         print(f"note: {note}")
     n_jobs = len(suite.tasks) * (1 + len(suite.methods) * len(suite.seeds))

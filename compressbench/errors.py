@@ -21,6 +21,10 @@ class DataError(CompressBenchError):
     """A data file is missing or malformed: the message names the file (and line)."""
 
 
+class HubUnavailable(DataError):
+    """A dataset had to come from the Hugging Face Hub, and could not (offline, typically)."""
+
+
 def require(module: str, extra: str):
     """Import an optional dependency, or fail naming the extra that installs it."""
     import importlib

@@ -67,9 +67,18 @@ class Context:
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id or 0
 
+    @property
+    def device(self) -> torch.device:
+        """Where this step trains (``training.device`` resolved: ``auto`` is CUDA where
+        present). ``ctx.train`` moves the model and each batch there by itself; a module your
+        loss runs besides the model (a teacher you loaded yourself) goes there with
+        ``module.to(ctx.device)``."""
+        return training.resolve_device(self.training.device)
+
     def teacher(self) -> nn.Module:
-        """The fine-tuned teacher for this task, in eval mode."""
-        return self.load_teacher()
+        """The fine-tuned teacher for this task, in eval mode, on :attr:`device` (where the
+        loss that runs it will get its batches)."""
+        return self.load_teacher().to(self.device).eval()
 
     def model(self) -> nn.Module:
         """The model this step starts from: the previous chain step's output, or the teacher."""

@@ -92,13 +92,24 @@ def auto_class(kind: str):
             else transformers.AutoModelForSequenceClassification)
 
 
+def float32(model: nn.Module) -> nn.Module:
+    """``model`` with fp32 floating-point weights. transformers 5 loads a checkpoint in the
+    dtype it was stored in (many Hub models are fp16 or bf16); training keeps fp32 master
+    weights (mixed precision is ``training.precision``'s business), so every pretrained
+    checkpoint is widened on load."""
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        model = model.float()
+    return model
+
+
 def load_pretrained(ref: str, kind: str, num_labels: int) -> nn.Module:
-    """A pretrained encoder with a fresh task head (classification, regression or token)."""
+    """A pretrained encoder with a fresh task head (classification, regression or token),
+    in fp32 whatever dtype its checkpoint stores."""
     kwargs: dict[str, Any] = {"num_labels": num_labels}
     if kind == "regression":
         kwargs["problem_type"] = "regression"
     try:
-        return auto_class(kind).from_pretrained(ref, **kwargs)
+        return float32(auto_class(kind).from_pretrained(ref, **kwargs))
     except OSError as exc:
         raise ConfigError(f"teacher.model: cannot load '{ref}': {str(exc).splitlines()[0]} "
                           f"(a local path, a Hub id with internet, or 'embedded')") from None
@@ -143,6 +154,16 @@ class StudentSpec:
 LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
 
 
+def half_student(spec: StudentSpec | None, teacher_layers: int,
+                 init: str = "teacher-skip") -> StudentSpec:
+    """``spec``, or the usual distillation student: half the teacher's layers (Sanh et al.
+    2019, Sun et al. 2019), initialised by ``init``."""
+    from dataclasses import replace
+
+    spec = spec or StudentSpec(init=init)
+    return spec if spec.layers is not None else replace(spec, layers=max(1, teacher_layers // 2))
+
+
 def layer_map(teacher_layers: int, student_layers: int, init: str) -> list[int]:
     """Which teacher layer initialises each student layer."""
     if student_layers > teacher_layers:
@@ -165,8 +186,8 @@ def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
             setattr(config, key, getattr(spec, key))
     if spec.init not in ("teacher-skip", "teacher-first", "random"):
         path = resolve_model_ref(spec.init)
-        return type(pretrained).from_pretrained(path, num_labels=config.num_labels,
-                                                problem_type=config.problem_type)
+        return float32(type(pretrained).from_pretrained(path, num_labels=config.num_labels,
+                                                        problem_type=config.problem_type))
     student = type(pretrained)(config)  # random weights from the seeded global RNG
     if spec.init == "random":
         return student

@@ -130,9 +130,19 @@ def plan_steps(suite: Suite, pm: PluginManager, seed: int, steps: tuple[Step, ..
         defaults = getattr(method, "training_defaults", {})  # the suite's entry wins
         cfg = suite.training_for({**defaults, **step.training}, step.where)
         prev = digest(prev, step.method, getattr(method, "version", "1"),
-                      schema.as_dict(params), schema.as_dict(cfg), seed)
+                      schema.as_dict(params), key_settings(cfg), seed)
         planned.append(Planned(step, method, params, cfg, prev))
     return planned
+
+
+def key_settings(cfg: Training) -> dict:
+    """The training settings that make a model: all but the device (hardware, like the
+    thread count), and the precision only when it is not fp32 (the keys before it existed)."""
+    out = schema.as_dict(cfg)
+    del out["device"]
+    if out["precision"] == "fp32":
+        del out["precision"]
+    return out
 
 
 def base_key(teacher_ref: str, task: Task, fingerprint: str, max_len: int) -> str:

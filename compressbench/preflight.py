@@ -15,7 +15,7 @@ from typing import Any
 from compressbench import data as D
 from compressbench import metrics as M
 from compressbench import models
-from compressbench.errors import ConfigError, did_you_mean
+from compressbench.errors import ConfigError, HubUnavailable, did_you_mean
 from compressbench.suite import Suite, check, grid_settings, method_params, with_setting
 from compressbench.tasks import Task
 
@@ -62,9 +62,12 @@ def student_specs(params: Any, where: str):
 
 
 def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
-              prepare: bool = True) -> tuple[dict[str, D.TaskData], list[str]]:
+              prepare: bool = True,
+              skip_hub: bool = False) -> tuple[dict[str, D.TaskData], list[str]]:
     """Check the whole suite; returns each task's prepared data and notes on what was skipped.
-    Raises :class:`ConfigError` / :class:`DataError` naming the file, key and fix."""
+    Raises :class:`ConfigError` / :class:`DataError` naming the file, key and fix.
+    ``skip_hub`` (``validate``): a task whose data must come from the Hugging Face Hub, which
+    cannot be reached, gets a note instead of an error (``run`` needs the data)."""
     from compressbench.runner import resolve_task
 
     w = str(suite.path)
@@ -83,10 +86,16 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                               f"more than the teacher's {positions} position embeddings; set it "
                               f"to at most {positions}")
     prepared: dict[str, D.TaskData] = {}
+    from_hub: list[tuple[str, str]] = []  # tasks whose Hub data could not be read, and why
     tasks = [resolve_task(suite, item, pm) for item in suite.tasks]
     for i, task in enumerate(tasks):
         if prepare:
-            prepared[task.name] = D.prepare(task, data_dir, suite.training)
+            try:
+                prepared[task.name] = D.prepare(task, data_dir, suite.training)
+            except HubUnavailable as exc:
+                if not skip_hub:
+                    raise
+                from_hub.append((task.name, type(exc.__cause__).__name__))
         allowed = M.CLASSIFICATION_METRICS if task.kind == "classification" else \
             M.REGRESSION_METRICS if task.kind == "regression" else M.TOKEN_METRICS
         unknown = [m for m in task.metrics if m not in allowed]
@@ -98,6 +107,10 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
             raise ConfigError(f"{w}: tasks[{i}].metrics: 'f1' is the F1 of class 1 of a binary "
                               f"task, and {task.name} has {len(task.labels)} labels "
                               f"({', '.join(task.labels)}); use macro_f1")
+    if from_hub:
+        notes.append(f"tasks {', '.join(n for n, _ in from_hub)}: their data comes from the "
+                     f"Hugging Face Hub, which cannot be reached here ({from_hub[0][1]}): the "
+                     f"checks of their data were skipped (--data-dir DIR checks local files)")
     layers = getattr(config, "num_hidden_layers", None)
     for entry in suite.methods:
         for index, step in enumerate(entry.steps):

@@ -85,6 +85,8 @@ class Runner:
         prepared, notes = preflight(suite, self.pm, self.data_dir, self.teacher_ref)
         for note in notes:
             print(f"compressbench: note: {note}", file=sys.stderr)
+        if self.execution.executor != "ray":  # here, not on a cluster's nodes: the devices
+            check_devices(suite)                 # the suite trains on must exist here
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "suite.yaml").write_text(suite.text)
         runtimes = tuple(p for name in suite.measure.backends
@@ -148,6 +150,20 @@ class Runner:
     def plan(self, job: Job, steps: tuple[Step, ...], start: str) -> list[Planned]:
         """Each step with its parameters, training settings and cache key."""
         return plan_steps(self.suite, self.pm, job.seed, steps, start)
+
+
+def check_devices(suite: Suite) -> None:
+    """Every ``training.device`` the suite names (suite-wide, teacher, methods) exists on this
+    machine, before anything trains."""
+    from compressbench.training import resolve_device
+
+    names = {suite.training.device, suite.teacher.training.get("device")}
+    names |= {step.training.get("device") for m in suite.methods for step in m.steps}
+    for name in sorted(n for n in names if n):
+        try:
+            resolve_device(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{suite.path}: {exc}") from None
 
 
 def rebuild_references(run_dir: Path, pm, data_dir: Path) -> None:

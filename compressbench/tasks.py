@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from compressbench import metrics as M
-from compressbench.errors import DataError, did_you_mean
+from compressbench.errors import DataError, HubUnavailable, did_you_mean
 from compressbench.glue import GLUE, GlueSpec
 from compressbench.hookspecs import hookimpl
 
@@ -154,7 +154,7 @@ def hub_examples(dataset: str, config: str | None, split: str, fields: tuple,
         import datasets
         ds = datasets.load_dataset(dataset, config, split=split)
     except Exception as exc:
-        raise DataError(
+        raise HubUnavailable(
             f"no data directory given and loading {dataset}"
             f"{'/' + config if config else ''} [{split}] from the Hugging Face Hub failed "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "

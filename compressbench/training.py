@@ -34,6 +34,48 @@ Emit = Callable[[str, dict], None]
 THREADS: Callable[[], int] | None = None
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``training.device``: ``auto`` is CUDA where torch sees a GPU, else
+    the CPU; ``cuda`` or ``mps`` without one is an error naming the fix."""
+    from compressbench.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"training.device: cuda, but this torch ({torch.__version__}, CUDA "
+                          f"{torch.version.cuda or 'none'}) sees no CUDA GPU; install a CUDA "
+                          f"build of torch on a GPU machine, or set device: auto or cpu")
+    if name == "mps" and not (hasattr(torch.backends, "mps")
+                              and torch.backends.mps.is_available()):
+        raise ConfigError("training.device: mps, but this torch sees no Apple GPU (MPS); set "
+                          "device: auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for the forward pass and the loss (``fp32``: none)."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch's tensors on ``device`` (other values as they are)."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -62,12 +104,15 @@ def supervised_loss(kind: str) -> LossFn:
 class TrainResult:
     steps: int = 0
     seconds: float = 0.0
+    device: str = "cpu"
+    precision: str = "fp32"
     best_epoch: int = 0
     best_score: float = float("nan")
     history: list[dict] = field(default_factory=list)  # one entry per validation
 
     def as_dict(self) -> dict:
         return {"steps": self.steps, "seconds": round(self.seconds, 2),
+                "device": self.device, "precision": self.precision,
                 "best_epoch": self.best_epoch, "best_val_score": self.best_score,
                 "history": self.history}
 
@@ -110,9 +155,21 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
     with step 0 before the first; e.g. to apply pruning masks or a sparsity schedule.
     ``select_from_step``: epochs that end before this step are validated but not selectable
     (a gradual pruning schedule that has not reached its target yet).
+
+    Device and precision come from ``cfg`` (``training.device``, ``training.precision``):
+    ``model`` and ``extra`` train there and come back to the CPU; each batch is moved there
+    before ``loss_fn`` sees it, so a teacher the loss runs must be on it too
+    (:meth:`compressbench.method.Context.teacher` hands it out there). The forward pass and
+    the loss run under autocast for bf16 and fp16 (fp16 with a gradient scaler); weights and
+    optimiser state stay fp32.
     """
     from tqdm.auto import tqdm
 
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if extra is not None:
+        extra.to(device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     set_seed(seed)
     lengths = [len(f["input_ids"]) for f in train_feats]
     total = total_steps(len(train_feats), cfg.batch_size, cfg.epochs)
@@ -141,12 +198,15 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                     break
                 if THREADS is not None and THREADS() != torch.get_num_threads():
                     torch.set_num_threads(THREADS())
-                batch = collate([train_feats[i] for i in idx], pad_id)
-                out = loss_fn(model, batch)
+                batch = to_device(collate([train_feats[i] for i in idx], pad_id), device)
+                with autocast(device, cfg.precision):
+                    out = loss_fn(model, batch)
                 loss, parts = out if isinstance(out, tuple) else (out, {})
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # clip the true gradients (a no-op unless fp16)
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                optimizer.step()
+                scaler.step(optimizer)  # skipped when an fp16 gradient overflowed
+                scaler.update()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -182,10 +242,14 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                     break
     finally:
         bar.close()
+        model.to("cpu")  # where saving, evaluation and measurement expect it
+        if extra is not None:
+            extra.to("cpu")
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     result.steps, result.seconds = step, time.perf_counter() - start
+    result.device, result.precision = str(device), cfg.precision
     return result
 
 
@@ -196,10 +260,11 @@ def predict(model: nn.Module, task: Task, feats: list[dict], batch_size: int = 6
             pad_id: int = 0) -> list:
     """Class ids, floats (regression) or per-word tag ids (token tasks), in input order."""
     model.eval()
+    device = device_of(model)  # the training device during training, else the CPU
     preds: list = [None] * len(feats)
     for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
-        batch = collate([feats[i] for i in idx], pad_id)
-        logits = logits_of(model(**forward_kwargs(model, batch))).float()
+        batch = to_device(collate([feats[i] for i in idx], pad_id), device)
+        logits = logits_of(model(**forward_kwargs(model, batch))).float().cpu()
         if task.kind == "regression":
             values = logits.view(-1).tolist()  # (B,)
         elif task.kind == "token":
@@ -224,10 +289,11 @@ def logits_for(model: nn.Module, feats: list[dict], batch_size: int = 64,
     """The model's logits per example, in input order: (C,) per sequence, (T, C) per token
     sequence (T: that example's length, padding cut off). Used to label a transfer set."""
     model.eval()
+    device = device_of(model)  # a teacher on the training device computes its logits there
     out: list = [None] * len(feats)
     for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
-        batch = collate([feats[i] for i in idx], pad_id)
-        logits = logits_of(model(**forward_kwargs(model, batch))).float()  # (B, C) / (B, T, C)
+        batch = to_device(collate([feats[i] for i in idx], pad_id), device)
+        logits = logits_of(model(**forward_kwargs(model, batch))).float().cpu()  # (B, C) ...
         for j, i in enumerate(idx):
             row = logits[j]
             out[i] = row[:len(feats[i]["input_ids"])].clone() if row.dim() == 2 else row.clone()

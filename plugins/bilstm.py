@@ -23,16 +23,23 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from compressbench_plugins.kd import label_mask, masked_mean
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from compressbench import Method, built_by, hookimpl, rebuild_step
-from compressbench.data import encode
-from compressbench.errors import ConfigError
-from compressbench.models import forward_kwargs, logits_of
-from compressbench.tasks import Example
-from compressbench.training import task_loss
+from compressbench.api import (
+    ConfigError,
+    Example,
+    Method,
+    built_by,
+    encode,
+    forward_kwargs,
+    hookimpl,
+    label_mask,
+    logits_of,
+    masked_mean,
+    rebuild_step,
+    task_loss,
+)
 
 
 @dataclass(frozen=True)
@@ -84,10 +91,18 @@ class BiLSTMStudent(nn.Module):
     def run(self, ids: torch.Tensor, mask: torch.Tensor):
         """LSTM over each row's real tokens: (states (B, T, 2H), final states (B, 2H))."""
         lengths = mask.sum(1).clamp_min(1).cpu()  # (B,)
-        packed = pack_padded_sequence(self.embedding(ids), lengths, batch_first=True,
-                                      enforce_sorted=False)
+        x = self.embedding(ids)  # (B, T, E)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bf16/fp16 LSTM for every shape: under CPU mixed precision the
+            # LSTM runs in fp32 (its output is cast back by autocast's next op)
+            with torch.autocast("cpu", enabled=False):
+                return self.run_lstm(x.float(), lengths, ids.shape[1])
+        return self.run_lstm(x, lengths, ids.shape[1])
+
+    def run_lstm(self, x: torch.Tensor, lengths: torch.Tensor, width: int):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, (h, _) = self.lstm(packed)  # h: (2, B, H), forward and backward final states
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=width)
         return states, torch.cat([h[0], h[1]], dim=-1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -24,15 +24,28 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from compressbench_plugins.kd import half_student, label_mask, masked_mean, soft_loss
 from torch import nn
 
-from compressbench import Method, hookimpl
-from compressbench.data import IGNORE, encode
-from compressbench.errors import ConfigError
-from compressbench.models import StudentSpec, forward_kwargs, layer_map, resolve_model_ref
-from compressbench.tasks import Example
-from compressbench.training import task_loss
+from compressbench.api import (
+    IGNORE,
+    ConfigError,
+    Example,
+    Method,
+    StudentSpec,
+    auto_class,
+    encode,
+    float32,
+    forward_kwargs,
+    half_student,
+    hookimpl,
+    label_mask,
+    layer_map,
+    masked_mean,
+    quiet_transformers,
+    resolve_model_ref,
+    soft_loss,
+    task_loss,
+)
 
 
 @dataclass(frozen=True)
@@ -133,7 +146,7 @@ def bert_to_distilbert(bert: nn.Module, layers: int, init: str, kind: str) -> nn
 
 def make_student(source: nn.Module, spec: StudentSpec, kind: str) -> nn.Module:
     """DistilBERT from a BERT source with teacher weights; otherwise the generic student."""
-    from compressbench.models import make_student as generic
+    from compressbench.api import make_student as generic
     if is_bert(source) and spec.init in ("teacher-skip", "teacher-first") and \
             spec.layers is not None:
         return bert_to_distilbert(source, spec.layers, spec.init, kind)
@@ -244,7 +257,6 @@ def mlm_loss(teacher: nn.Module, probs: torch.Tensor, p: Params, mask_id: int, v
 def load_mlm_teacher(ref: str) -> nn.Module:
     import transformers
 
-    from compressbench.models import quiet_transformers
     quiet_transformers()
     try:
         model, info = transformers.AutoModelForMaskedLM.from_pretrained(
@@ -257,7 +269,7 @@ def load_mlm_teacher(ref: str) -> nn.Module:
         raise ConfigError(f"distilbert.mlm_teacher: '{ref}' has no trained MLM head (missing "
                           f"{head[0]}); pretrain mode needs an MLM checkpoint, e.g. "
                           f"mlm_teacher: bert-base-uncased")
-    return model.eval()
+    return float32(model).eval()
 
 
 def corpus_features(ctx, p: Params) -> list[dict]:
@@ -280,7 +292,6 @@ class _PlainTask:  # what ``encode`` needs to tokenize raw text
 
 def to_task_model(mlm_student: nn.Module, kind: str, num_labels: int) -> nn.Module:
     """The distilled encoder under a fresh task head of the same model family."""
-    from compressbench.models import auto_class
     config = mlm_student.config.__class__.from_dict(mlm_student.config.to_dict())
     config.num_labels = num_labels
     config.problem_type = "regression" if kind == "regression" else None
@@ -329,7 +340,7 @@ class DistilBERT(Method):
 
     def pretrain(self, ctx, params: Params):
         ref = resolve_model_ref(params.mlm_teacher) if params.mlm_teacher else ctx.pretrained_ref
-        teacher = load_mlm_teacher(ref)
+        teacher = load_mlm_teacher(ref).to(ctx.device)  # the loss runs it on the batches
         vocab = teacher.config.vocab_size
         if vocab != len(ctx.tokenizer):
             raise ConfigError(f"distilbert.mlm_teacher: '{ref}' has a vocabulary of {vocab}, "

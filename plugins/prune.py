@@ -29,14 +29,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from compressbench_plugins.kd import kd_loss
 from torch import nn
 
-from compressbench import Method, hookimpl
-from compressbench.data import collate, length_grouped_batches
-from compressbench.errors import ConfigError
-from compressbench.models import forward_kwargs, logits_of
-from compressbench.training import task_loss
+from compressbench.api import (
+    ConfigError,
+    Method,
+    collate,
+    forward_kwargs,
+    hookimpl,
+    kd_loss,
+    length_grouped_batches,
+    logits_of,
+    task_loss,
+)
 
 RECOVERY = ("none", "task", "kd")
 
@@ -210,6 +215,8 @@ class MagnitudeMasks:
     @torch.no_grad()
     def apply(self) -> None:
         for k, w in self.weights.items():
+            if self.masks[k].device != w.device:  # the model moved to the training device
+                self.masks[k] = self.masks[k].to(w.device)
             w.mul_(self.masks[k])
 
 

@@ -62,10 +62,10 @@ def test_token_alignment_labels_first_subword(tiny_teacher):
     assert f["word_starts"][1] - first > 1  # the first word was split into sub-words
 
 
-def learn(tiny_teacher, data_dir, seed=0, epochs=4.0):
+def learn(tiny_teacher, data_dir, seed=0, epochs=4.0, **settings):
     t = task("sst2")
     cfg = Training(epochs=epochs, batch_size=8, learning_rate=3e-3, max_val_samples=8,
-                   warmup_ratio=0.0)
+                   warmup_ratio=0.0, **settings)
     d = D.prepare(t, data_dir, cfg)
     tok = models.load_tokenizer(str(tiny_teacher))
     tr, va = D.encode(t, tok, d.train, 32), D.encode(t, tok, d.val, 32)
@@ -195,3 +195,89 @@ def test_the_loop_follows_the_thread_count_an_executor_sets(tiny_teacher, data_d
         torch.set_num_threads(before)
     assert steps == [1] * per_epoch + [2] * per_epoch
     assert [h["threads"] for h in result.history] == [1, 2]
+
+
+# ---------------------------------------------------------------- devices and precision
+def test_the_device_setting_resolves_or_says_what_is_missing(monkeypatch):
+    from compressbench.errors import ConfigError
+    from compressbench.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="training.device: cuda, but this torch .* sees no "
+                                          "CUDA GPU"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device: mps, but this torch sees no Apple GPU"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"  # auto picks CUDA where present
+    with pytest.raises(ValueError, match="device: 'tpu' is not one of auto, cpu, cuda, mps"):
+        Training(device="tpu")
+    with pytest.raises(ValueError, match="precision: 'fp8' is not one of fp32, bf16, fp16"):
+        Training(precision="fp8")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_under_autocast_and_keeps_fp32_weights(tiny_teacher, data_dir,
+                                                                      precision):
+    """On the CPU (autocast works there too): the loss is finite, the weights stay fp32 and
+    on the CPU, the history says how it trained, and the arithmetic did change."""
+    ref = learn(tiny_teacher, data_dir, seed=3, epochs=2.0, device="cpu")[0]
+    model, result, _, _, _ = learn(tiny_teacher, data_dir, seed=3, epochs=2.0, device="cpu",
+                                   precision=precision)
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu"
+               for p in model.parameters())
+    assert result.as_dict()["precision"] == precision and result.device == "cpu"
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
+    assert not torch.equal(model.classifier.weight, ref.classifier.weight)
+    assert torch.allclose(model.classifier.weight, ref.classifier.weight, atol=0.1)
+
+
+def test_the_cache_key_ignores_the_device_but_not_the_precision():
+    from compressbench.plan import key_settings
+
+    base = key_settings(Training())
+    assert base == key_settings(Training(device="cuda"))
+    assert "precision" not in base  # the keys of models trained before it existed
+    assert key_settings(Training(precision="bf16")) != base
+
+
+def test_teacher_outputs_are_computed_on_the_models_device(tiny_teacher):
+    """``logits_for`` and ``predict`` run where the model is and return CPU values."""
+    from compressbench.training import device_of, logits_for
+
+    model = models.load_pretrained(str(tiny_teacher), "classification", 2)
+    feats = [{"input_ids": [101, 7, 102], "token_type_ids": [0, 0, 0]}]
+    seen = []
+    model.register_forward_pre_hook(lambda m, args, kw: seen.append(kw["input_ids"].device),
+                                    with_kwargs=True)
+    out = logits_for(model, feats)
+    assert seen == [device_of(model)] and out[0].device.type == "cpu"
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA GPU (none here; run on a GPU machine)")
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_training_on_cuda(tiny_teacher, data_dir, precision):
+    cpu_model = learn(tiny_teacher, data_dir, seed=3, epochs=2.0)[0]
+    model, result, _, d, tok = learn(tiny_teacher, data_dir, seed=3, epochs=2.0,
+                                     device="cuda", precision=precision)
+    assert result.device.startswith("cuda") and result.precision == precision
+    assert all(p.device.type == "cpu" for p in model.parameters())  # back for saving
+    assert torch.allclose(model.classifier.weight, cpu_model.classifier.weight, atol=0.1)
+    dev = D.encode(task("sst2"), tok, d.evals["dev"], 32)
+    assert predict(model.cuda(), task("sst2"), dev) == predict(model.cpu(), task("sst2"), dev)
+
+
+def test_a_half_precision_checkpoint_is_widened_to_fp32(tmp_path, tiny_teacher):
+    """transformers 5 loads a checkpoint in its stored dtype; training needs fp32 weights."""
+    half = models.load_pretrained(str(tiny_teacher), "classification", 2).half()
+    half.save_pretrained(tmp_path / "fp16")
+    models.load_tokenizer(str(tiny_teacher)).save_pretrained(tmp_path / "fp16")
+    model = models.load_pretrained(str(tmp_path / "fp16"), "classification", 2)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
