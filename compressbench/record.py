@@ -30,13 +30,16 @@ class Speedup:
     cpu_speedup: float | None  # the same ratio of process CPU time per call
     model_ms: Summary | None
     reference_ms: Summary | None
+    ci: tuple[float, float] | None = None  # 95% bootstrap interval over the timed examples
 
     @classmethod
     def of(cls, d: dict | None) -> Speedup | None:
         if not d:
             return None
+        ci = d.get("ci95")
         return cls(d.get("reference", "teacher"), d["speedup"], d.get("cpu_speedup"),
-                   summary(d.get("model_ms")), summary(d.get("reference_ms")))
+                   summary(d.get("model_ms")), summary(d.get("reference_ms")),
+                   tuple(ci) if ci else None)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class BackendResult:
     model_rss_mb: float | None = None
     paired: Speedup | None = None  # against the teacher on the same backend
     vs_eager: Speedup | None = None  # against the teacher in PyTorch eager (fp32)
+    control: Speedup | None = None  # the teacher against a second copy of itself (1.00x)
     agreement: Agreement | None = None  # against PyTorch, for models PyTorch also runs
     versions: dict = field(default_factory=dict)
     runtime: dict = field(default_factory=dict)  # e.g. OpenVINO's inference precision
@@ -88,6 +92,7 @@ class BackendResult:
             throughput=(d.get("throughput") or {}).get("examples_per_s"),
             peak_rss_mb=memory.get("peak_rss"), model_rss_mb=memory.get("model_rss"),
             paired=Speedup.of(d.get("paired")), vs_eager=Speedup.of(d.get("vs_eager")),
+            control=Speedup.of(d.get("control")),
             agreement=Agreement.of(d.get("agreement")), versions=d.get("versions") or {},
             runtime=d.get("runtime") or {}, prepare=d.get("prepare") or {})
 

@@ -399,6 +399,10 @@ def test_every_method_and_chain_runs_and_is_measured(compress_run):
             if r["label"] != "teacher":  # timed alternately with the teacher, too
                 assert m["paired"]["reference_ms"]["n"] == 3
                 assert m["vs_eager"] == m["paired"]
+                assert m["paired"]["ci95"][0] <= m["paired"]["ci95"][1]
+            else:  # the teacher against a second copy of itself: the protocol's control
+                assert m["control"]["reference"] == "control"
+                assert m["control"]["reference_ms"]["n"] == 3 and m["vs_eager"] is None
     formats = {r["label"]: r["model"]["format"] for r in records.values()
                if r["task"] == "sst2"}
     assert formats["int8"] == formats["heads"] == formats["pkd-heads-int8"] == "weights"

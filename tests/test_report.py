@@ -113,16 +113,25 @@ def test_pareto_front():
 
 
 def test_what_to_pick(run_dir):
+    """The picks follow the interval rule (see test_uncertainty.py); sst2's teacher here is
+    not distinguishable from the majority class (128 dev examples), so nothing is picked."""
     s = summarise(run_dir, latency_budget=1e-3)
     for tp in s.picks:
         table = next(t for t in s.tables if t.task == tp.task)
-        close = [r for r in table.rows if r.mean_score >= table.teacher.mean_score - 0.01]
+        if tp.task == "sst2":
+            assert [p.row for p in tp.picks] == [None]
+            assert "majority-class baseline" in tp.picks[0].why
+            continue
+        close = [r for r in table.rows if r is table.teacher or
+                 (r.vs_teacher.ci[0] >= -0.01 and not r.flags)]
         fastest, smallest, budget = tp.picks
         assert fastest.row is max(close, key=lambda r: r.speedup)
         assert smallest.row.size_mb == min(r.size_mb for r in close)
         assert budget.row is None and "no model's p50 is at most 0.001 ms" in budget.why
     s = summarise(run_dir, latency_budget=1e6)
     for tp in s.picks:
+        if tp.task == "sst2":
+            continue
         table = next(t for t in s.tables if t.task == tp.task)
         assert tp.picks[2].row.mean_score == max(r.mean_score for r in table.rows)
 

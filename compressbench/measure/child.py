@@ -95,12 +95,17 @@ def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
         sessions.append(TorchBackend().load(SavedModel.at(Path(base["folder"])), None,
                                             s.threads))
         names.append("teacher on torch")
+    control = req.get("control")
+    if control:  # the teacher against a second copy of itself: the protocol's own check
+        sessions.append(backend.load(model, Path(control["workdir"]), s.threads))
+        names.append("control")
     out["paired"] = out["vs_eager"] = None
     if len(sessions) > 1:
         timers = protocol.paired(sessions, feats, s)
         pairs = {n: protocol.speedup(timers[0], t, n) for n, t in zip(names, timers[1:])}
         out["paired"] = pairs.get("teacher")
         out["vs_eager"] = pairs.get("teacher on torch")
+        out["control"] = pairs.get("control")
         if backend.name == "torch" and out["paired"]:  # the teacher on torch *is* the
             out["vs_eager"] = out["paired"]  # common baseline
     out.update(threads=s.threads, cpu=cpu_model())

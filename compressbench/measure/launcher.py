@@ -241,6 +241,9 @@ def measure_on(backend, folder: Path, reference: Path | None, baseline: Path | N
         if baseline is not None and not (on_torch and ("reference" in request or
                                                        Path(baseline) == Path(folder))):
             request["baseline"] = {"folder": str(baseline), "workdir": ""}
+        if on_torch and reference is None and baseline is not None and \
+                Path(baseline) == Path(folder):  # the teacher: timed against itself
+            request["control"] = {"workdir": str(wd)}
         out.update(run_child(request, tmp, timeout_s, base["settings"]["threads"],
                              f"measuring {folder} on {backend.name}"))
         out["status"] = "ok"

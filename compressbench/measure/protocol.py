@@ -89,10 +89,22 @@ def paired(sessions: list, features: list[dict], s: Settings) -> list[Timer]:
     return timers
 
 
+def ratio_interval(model: list[float], reference: list[float], resamples: int = 500,
+                   level: float = 0.95) -> list[float]:
+    """Bootstrap interval of median(reference) / median(model) over the timed examples, each
+    example's two timings kept together (they were taken side by side)."""
+    m, r = np.asarray(model), np.asarray(reference)
+    idx = np.random.default_rng(0).integers(0, len(m), size=(resamples, len(m)))
+    ratios = np.median(r[idx], axis=1) / np.median(m[idx], axis=1)
+    lo, hi = np.percentile(ratios, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
 def speedup(model: Timer, reference: Timer, name: str) -> dict:
     m, r = Summary.of(model.wall), Summary.of(reference.wall)
     mc, rc = Summary.of(model.cpu), Summary.of(reference.cpu)
     return {"reference": name, "speedup": r.p50 / m.p50, "cpu_speedup": rc.p50 / mc.p50,
+            "ci95": ratio_interval(model.wall, reference.wall),
             "model_ms": asdict(m), "reference_ms": asdict(r), "model_cpu_ms": asdict(mc),
             "reference_cpu_ms": asdict(rc)}
 

@@ -99,14 +99,17 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
     for row in rows:
         x, y = getattr(row, attr), row.mean_score
         is_teacher = row.label == TEACHER
-        err = row.score_std
-        if err:
-            ax.errorbar(x, y, yerr=err, color="#999", lw=0.8, capsize=2, zorder=2)
+        if row.ci is not None:  # the 95% bootstrap interval over the split's examples
+            yerr = [[max(0.0, y - row.ci[0])], [max(0.0, row.ci[1] - y)]]
+            ax.errorbar(x, y, yerr=yerr, color="#999", lw=0.8, capsize=2, zorder=2)
+        elif row.score_std:
+            ax.errorbar(x, y, yerr=row.score_std, color="#999", lw=0.8, capsize=2, zorder=2)
         points = ax.scatter([x], [y], s=120 if is_teacher else 36,
-                            marker="*" if is_teacher else "o",
-                            color="#111" if is_teacher else
+                            marker="*" if is_teacher else "x" if row.flagged else "o",
+                            color="#111" if is_teacher else "#999" if row.flagged else
                             ("#d62728" if row.label in on_front else "#1f77b4"),
-                            zorder=3, edgecolors="white", linewidths=0.5)
+                            zorder=3, edgecolors="#999" if row.flagged and not is_teacher
+                            else "white", linewidths=0.5 if not row.flagged else 1.2)
         points.set_gid(f"point:{row.label}")
     others = other_backends(rows) if attr == "p50_ms" else []
     for row, b in others:  # the same model on its other backends: hollow, one marker each
@@ -125,6 +128,11 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
                           f"its score; dotted: −{within:g} point)"),
                ax.scatter([], [], s=30, color="#d62728", label="on the Pareto front"),
                ax.scatter([], [], s=30, color="#1f77b4", label="dominated")]
+    if any(r.ci is not None for r in rows):
+        handles.append(ax.errorbar([], [], yerr=[], color="#999", lw=0.8,
+                                   label="95% bootstrap interval"))
+    if any(r.flagged for r in rows):
+        handles.append(ax.scatter([], [], s=30, marker="x", color="#999", label="flagged"))
     homes = sorted({r.home for r in rows if r.home} | {b.backend for _, b in others})
     if others or homes not in ([], ["torch"]):
         handles += [ax.scatter([], [], s=30, marker=MARKERS.get(name, "P"), facecolors="none",

@@ -13,10 +13,14 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from compressbench import results
 from compressbench.errors import CompressBenchError
 from compressbench.glue import GLUE
 from compressbench.record import BackendResult, Record
+from compressbench.report import uncertainty as U
+from compressbench.report.uncertainty import Comparison
 
 TEACHER = "teacher"
 
@@ -79,6 +83,23 @@ class Row:
     pareto_size: bool = False  # on the front of main metric vs size on disk
     backends: dict[str, BackendRow] = field(default_factory=dict)
     home: str | None = None  # the backend p50_ms, speedup, ... above come from
+    # uncertainty (report/uncertainty.py); None where the run kept no predictions
+    ci: tuple[float, float] | None = None  # 95% bootstrap interval of the main metric
+    seed_ci: tuple[float, float] | None = None  # t interval of the mean over seeds (2+ seeds)
+    flags: list[str] = field(default_factory=list)  # uncertainty.FLAG_TEXT keys
+    vs_teacher: Comparison | None = None
+    vs_baseline: Comparison | None = None  # against the finetune row of the same size
+    control: float | None = None  # teacher only: its paired speed-up against itself
+    control_ci: tuple[float, float] | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+    @property
+    def same_as_teacher(self) -> bool:
+        """Not distinguishable from the teacher on the main metric."""
+        return self.vs_teacher is not None and not self.vs_teacher.distinguishable
 
     @property
     def mean_score(self) -> float:
@@ -97,6 +118,10 @@ class TaskTable:
     metric_names: list[str]
     rows: list[Row] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (job id, error)
+    majority: float | None = None  # the main metric of always predicting the majority class
+    majority_text: str = ""
+    resamples: int = 0  # bootstrap resamples behind the intervals (0: no predictions kept)
+    uncertainty_note: str = ""  # why intervals are missing, where they are
 
     @property
     def teacher(self) -> Row | None:
@@ -220,6 +245,8 @@ def summarise(run_dir: Path, latency_budget: float | None = None,
         table.metric_names.sort(key=lambda m: m != table.main_metric)  # the main metric first
         table.rows.sort(key=lambda row: row.label != TEACHER)  # stable: suite order kept
         relate_to_teacher(table)
+        add_uncertainty(table, run_dir, {label: recs for (task, label), recs in groups.items()
+                                         if task == table.task})
         mark_pareto(table)
     envs = distinct_envs(records)
     newest = max(records, key=lambda r: r.started_at)
@@ -316,6 +343,81 @@ def relate_to_teacher(table: TaskTable) -> None:
             row.compression = teacher.size_mb / row.size_mb
 
 
+def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record]]) -> None:
+    """Intervals, comparisons and flags from the predictions the run kept (see
+    :mod:`compressbench.report.uncertainty`)."""
+    for row in table.rows:
+        row.seed_ci = U.seed_interval(row.score)
+        if any(any(isinstance(v, float) and math.isnan(v) for v in r.metrics.values())
+               for r in recs[row.label]):
+            row.flags.append(U.NAN)
+        control = [r.backend("torch").control for r in recs[row.label]
+                   if r.backend("torch") is not None and r.backend("torch").control]
+        if control:
+            row.control = mean([c.speedup for c in control])
+            cis = [c.ci for c in control if c.ci]
+            row.control_ci = (min(c[0] for c in cis), max(c[1] for c in cis)) if cis else None
+    refs = results.read_references(run_dir, table.task)
+    if refs is None or not refs.get("splits"):
+        table.uncertainty_note = "this run kept no reference labels: no intervals"
+        return
+    split, metric = U.split_and_metric(table.main_metric, list(refs["splits"]))
+    kind = refs["kind"]
+    gold = refs["splits"][split]["label"]
+    if kind == "token":
+        names = refs["labels"]
+        gold = [[names[t] for t in s] for s in gold]
+    idx = U.resamples(len(gold), f"{table.task}/{split}")
+    boot: dict[str, np.ndarray] = {}
+    for row in table.rows:
+        per_seed = []
+        for r in recs[row.label]:
+            preds = (results.read_predictions(run_dir, r.job_id) or {}).get(split)
+            if preds is None or len(preds) != len(gold):
+                per_seed = []
+                break
+            if kind == "token":
+                preds = [[refs["labels"][t] for t in s] for s in preds]
+            if U.is_constant(kind, preds) and U.CONSTANT not in row.flags:
+                row.flags.append(U.CONSTANT)
+            per_seed.append(U.metric_on(kind, metric, gold, preds, idx))
+        if per_seed:
+            boot[row.label] = np.mean(per_seed, axis=0)
+            row.ci = U.interval(boot[row.label])
+    table.resamples = len(idx) if boot else 0
+    if not boot:
+        table.uncertainty_note = "this run kept no predictions: no intervals"
+        return
+    table.majority, table.majority_text = U.majority_baseline(kind, metric, gold)
+    teacher = table.teacher
+    if teacher is not None and teacher.label in boot:
+        chance = U.Comparison("majority class", teacher.mean_score - table.majority,
+                              U.interval(boot[teacher.label] - table.majority), 0.0)
+        if not chance.distinguishable or chance.diff <= 0:
+            teacher.flags.append(U.CHANCE)
+    for row in table.rows:
+        if row.label not in boot or row is teacher:
+            continue
+        if teacher is not None and teacher.label in boot:
+            row.vs_teacher = U.compare(TEACHER, boot[row.label], boot[teacher.label],
+                                       row.score, teacher.score)
+        base = baseline_of(table, row)
+        if base is not None and base.label in boot:
+            row.vs_baseline = U.compare(base.label, boot[row.label], boot[base.label],
+                                        row.score, base.score)
+
+
+def baseline_of(table: TaskTable, row: Row) -> Row | None:
+    """The no-distillation student of the same architecture: the ``finetune`` row whose
+    parameter count is within 3% of this one's (a single-step row only)."""
+    if row.label == TEACHER or row.steps == "finetune" or "→" in row.steps or not row.parameters:
+        return None
+    same = [r for r in table.rows if r.steps == "finetune" and r.label != TEACHER
+            and r.parameters
+            and abs(r.parameters - row.parameters) <= 0.03 * r.parameters]
+    return min(same, key=lambda r: abs(r.parameters - row.parameters)) if same else None
+
+
 def pareto(points: list[tuple[float, float]]) -> list[bool]:
     """For (cost, score) points: True where no other point is at most as costly and at least
     as good, and strictly better in one of the two."""
@@ -328,10 +430,12 @@ def pareto(points: list[tuple[float, float]]) -> list[bool]:
 
 
 def mark_pareto(table: TaskTable) -> None:
-    timed = [r for r in table.rows if r.p50_ms is not None]
+    """The Pareto fronts, among the models not flagged (a model predicting one class is on
+    no front, however fast)."""
+    timed = [r for r in table.rows if r.p50_ms is not None and not r.flagged]
     for row, on in zip(timed, pareto([(r.p50_ms, r.mean_score) for r in timed])):
         row.pareto_latency = on
-    sized = [r for r in table.rows if r.size_mb is not None]
+    sized = [r for r in table.rows if r.size_mb is not None and not r.flagged]
     for row, on in zip(sized, pareto([(r.size_mb, r.mean_score) for r in sized])):
         row.pareto_size = on
 
@@ -413,8 +517,12 @@ def what_to_pick(table: TaskTable, budget: float | None, within: float) -> TaskP
     if teacher is None:
         return TaskPicks(table.task, table.main_metric, None,
                          [Pick("all", None, "no teacher result in this run")])
-    floor = teacher.mean_score - within / 100
-    close = [r for r in table.rows if r.mean_score >= floor]  # the teacher is always in
+    if U.CHANCE in teacher.flags:
+        return TaskPicks(table.task, table.main_metric, teacher.mean_score,
+                         [Pick("all", None, f"the teacher is not distinguishable from the "
+                                            f"majority-class baseline ({table.majority:.4f}): "
+                                            f"nothing here is worth picking")])
+    close = [r for r in table.rows if is_close(r, teacher, within)]  # the teacher is in
     picks = []
     timed = [r for r in close if r.speedup is not None]
     fastest = max(timed, key=lambda r: r.speedup) if timed else None
@@ -433,7 +541,8 @@ def what_to_pick(table: TaskTable, budget: float | None, within: float) -> TaskP
             why = "" if best else f"no model within the margin was measured on {name}"
             picks.append(Pick(f"fastest within {within:g} point on {name}", best, why, name))
     if budget is not None:
-        fits = [r for r in table.rows if r.p50_ms is not None and r.p50_ms <= budget]
+        fits = [r for r in table.rows if r.p50_ms is not None and r.p50_ms <= budget
+                and not r.flagged]
         timed_all = [r.p50_ms for r in table.rows if r.p50_ms is not None]
         why = ""
         if not fits:
@@ -442,6 +551,19 @@ def what_to_pick(table: TaskTable, budget: float | None, within: float) -> TaskP
         picks.append(Pick(f"best under {budget:g} ms p50 (batch 1)",
                           max(fits, key=lambda r: r.mean_score) if fits else None, why))
     return TaskPicks(table.task, table.main_metric, teacher.mean_score, picks)
+
+
+def is_close(row: Row, teacher: Row, within: float) -> bool:
+    """Within ``within`` points of the teacher: the lower end of the paired interval of the
+    difference, where the run kept predictions, else the point estimate; never a flagged
+    model."""
+    if row.flagged:
+        return False
+    if row is teacher:
+        return True
+    if row.vs_teacher is not None:
+        return row.vs_teacher.ci[0] >= -within / 100
+    return row.mean_score >= teacher.mean_score - within / 100
 
 
 def why_teacher(table: TaskTable, close: list[Row], pick: Row | None, better: str) -> str:
@@ -453,7 +575,11 @@ def why_teacher(table: TaskTable, close: list[Row], pick: Row | None, better: st
     if not others:
         return "no compressed model in this run"
     if len(close) == 1:
-        best = max(others, key=lambda r: r.mean_score)
+        best = max([r for r in others if not r.flagged] or others, key=lambda r: r.mean_score)
+        if best.vs_teacher is not None:
+            return (f"no compressed model is within the margin with 95% confidence (closest: "
+                    f"{best.label}, {100 * best.mean_score:.1f}, whose difference from the "
+                    f"teacher may be as low as {100 * best.vs_teacher.ci[0]:.1f} points)")
         return (f"no compressed model is within the margin (closest: {best.label}, "
                 f"{100 * best.mean_score:.1f})")
     return f"no compressed model within the margin is {better}"

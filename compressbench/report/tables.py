@@ -48,6 +48,40 @@ def values_cell(values: list[float]) -> Cell:
     return Cell(fmt_values(values), mean(values) if values else None, True)
 
 
+def ci_cell(row) -> Cell:
+    if row.ci is None:
+        return Cell("–", None, True)
+    return Cell(f"[{row.ci[0]:.4f}, {row.ci[1]:.4f}]", row.ci[0], True)
+
+
+def comparison_text(c) -> str:
+    """▲/▼ for a difference distinguishable from zero (its 95% interval excludes 0), ≈ for
+    one that is not; with the difference in points (× 100) and p."""
+    if c is None:
+        return ""
+    mark = {1: "▲", -1: "▼", 0: "≈"}[c.sign]
+    p = "p<0.001" if c.p < 0.001 else f"p={c.p:.3f}"
+    seeds = f", seeds p={c.seed_p:.3f}" if c.seed_p is not None else ""
+    return f"{mark} {100 * c.diff:+.1f} ({p}{seeds})"
+
+
+def baseline_text(row) -> str:
+    c = row.vs_baseline
+    return "" if c is None else f"{comparison_text(c)} vs {c.other}"
+
+
+def retained_cell(row) -> Cell:
+    if row.same_as_teacher:
+        return Cell("≈ teacher", row.retained, True)
+    return num(row.retained, ".1f")
+
+
+def flags_text(row) -> str:
+    from compressbench.report.uncertainty import FLAG_TEXT
+
+    return "; ".join(f"⚑ {FLAG_TEXT[f]}" for f in row.flags)
+
+
 def pareto_text(row) -> str:
     return ", ".join(name for name, on in (("latency", row.pareto_latency),
                                            ("size", row.pareto_size)) if on)
@@ -61,22 +95,29 @@ def task_table(table: TaskTable) -> Table:
     timed = any(r.p50_ms is not None for r in table.rows)
     homes = {r.home for r in table.rows if r.home}
     where = timed and (len(homes) > 1 or homes != {"torch"})
+    uncertain = table.resamples > 0
+    baseline = any(r.vs_baseline is not None for r in table.rows)
     head = (["method", "steps"] + (["chosen setting"] if grid else []) + ["seeds"] +
-            table.metric_names + ["retained %", "params", "non-zero", "size MB"] +
+            table.metric_names +
+            ([f"{table.main_metric} 95% CI", "vs teacher"] if uncertain else []) +
+            (["vs no-distillation student"] if baseline else []) +
+            ["retained %", "params", "non-zero", "size MB"] +
             (["sparse MB"] if sparse else []) + ["compression"] + (["backend"] if where else []) +
             (["p50 ms", "p90 ms", "speed-up", "ex/s (batch)", "peak RSS MB"] if timed else []) +
-            ["Pareto front"])
+            ["Pareto front", "flags"])
     rows = []
     for r in table.rows:
         rows.append([text(r.label), text(r.steps)] + ([text(r.setting or "")] if grid else []) +
                     [num(len(r.seeds), "d")] +
                     [values_cell(r.metrics.get(k, [])) for k in table.metric_names] +
-                    [num(r.retained, ".1f"), num(r.parameters, ",d"), num(r.nonzero, ",d"),
+                    ([ci_cell(r), text(comparison_text(r.vs_teacher))] if uncertain else []) +
+                    ([text(baseline_text(r))] if baseline else []) +
+                    [retained_cell(r), num(r.parameters, ",d"), num(r.nonzero, ",d"),
                      num(r.size_mb, ".1f")] + ([num(r.sparse_mb, ".1f")] if sparse else []) +
                     [num(r.compression, ".2f", "×")] + ([text(r.home or "")] if where else []) +
                     ([num(r.p50_ms, ".2f"), num(r.p90_ms, ".2f"), num(r.speedup, ".2f", "×"),
                       num(r.throughput, ".1f"), num(r.peak_rss_mb, ".0f")] if timed else []) +
-                    [text(pareto_text(r))])
+                    [text(pareto_text(r)), text(flags_text(r))])
     return Table(head, rows)
 
 
@@ -142,8 +183,37 @@ def esc(value: object) -> str:
     return MD_SPECIAL.sub(r"\\\1", str(value)).replace("\r", " ").replace("\n", " ")
 
 
+def uncertainty_note(table: TaskTable) -> str:
+    if not table.resamples:
+        return f"No intervals: {table.uncertainty_note}." if table.uncertainty_note else ""
+    note = (f"95% CI: percentile interval of the main metric over {table.resamples} bootstrap "
+            f"resamples of the reported split's examples (sentences for entity F1, pairs for "
+            f"correlations), the same resamples for every model, averaged over seeds. vs "
+            f"teacher, vs no-distillation student: the difference of the means in points "
+            f"(× 100) with the paired bootstrap's two-sided p; ▲ or ▼ when its 95% interval "
+            f"excludes 0 (and, with 2+ seeds on both sides, Welch's t-test over the seeds "
+            f"agrees, p < 0.05), ≈ when the two cannot be told apart on this split. The "
+            f"no-distillation student is the `finetune` row with the same number of parameters "
+            f"(within 3%). Retained % reads \"≈ teacher\" where the model cannot be told apart "
+            f"from the teacher.")
+    if table.majority is not None:
+        note += (f" Majority-class baseline ({esc(table.majority_text)}): "
+                 f"{table.main_metric} {table.majority:.4f}.")
+    return note
+
+
+def flags_note(table: TaskTable) -> str:
+    from compressbench.report.uncertainty import FLAG_TEXT
+
+    flagged = [(r.label, f) for r in table.rows for f in r.flags]
+    if not flagged:
+        return ""
+    return ("**flagged** (never picked below): " +
+            "; ".join(f"{esc(label)}: {FLAG_TEXT[f]}" for label, f in flagged) + ".")
+
+
 def table_notes(table: TaskTable) -> list[str]:
-    notes = []
+    notes = [n for n in (uncertainty_note(table), flags_note(table)) if n]
     if any(r.paired and r.label != TEACHER for r in table.rows):
         notes.append(PAIRED_ROW_NOTE)
     if any(r.home and r.home != "torch" for r in table.rows):
@@ -230,8 +300,13 @@ def picks_table(summary: RunSummary) -> Table:
 
 
 def picks_note(summary: RunSummary) -> str:
-    note = (f"Within {summary.within:g} point: the main metric at most {summary.within:g} "
-            f"point (× 100) below the teacher's, means over seeds. Fastest: the highest "
+    note = (f"Within {summary.within:g} point: a model qualifies when the lower end of the "
+            f"95% interval of its difference from the teacher (paired bootstrap over the "
+            f"reported split, means over seeds) is at most {summary.within:g} point (× 100) "
+            f"below zero: the data rule out a larger loss, not only the point estimate. Where "
+            f"a run kept no predictions, the point estimate decides (the note says so). "
+            f"Flagged models (constant predictions, a NaN metric) are never picked, and no "
+            f"model is picked for a task whose teacher is at chance level. Fastest: the highest "
             f"speed-up against the teacher in PyTorch eager fp32 (the common baseline), on the "
             f"model's own backend or on the backend the question names. Smallest: the least "
             f"size on disk.")
@@ -349,6 +424,7 @@ def env_lines(summary: RunSummary) -> list[str]:
              "latency: batch 1, real sequence lengths, tokenization not timed, one process per "
              "model" + (PAIRED_NOTE if summary.paired else ""),
              f"versions: {versions}"]
+    lines += control_lines(summary)
     versions = summary.suite_versions
     if len(versions) > 1:
         lines.append(f"**warning**: the records come from {len(versions)} versions of the suite "
@@ -363,6 +439,28 @@ def env_lines(summary: RunSummary) -> list[str]:
                      f"within one")
     lines.append("reproduce: `compressbench run RUN_DIR/suite.yaml --output NEW_RUN_DIR`, "
                  "then `compressbench report NEW_RUN_DIR`")
+    return lines
+
+
+def control_lines(summary: RunSummary) -> list[str]:
+    """The latency protocol's self-check: the teacher timed against a second copy of itself
+    (1.00× if the machine was steady)."""
+    checks = [(t.task, t.teacher) for t in summary.tables
+              if t.teacher is not None and t.teacher.control is not None]
+    if not checks:
+        return []
+    text_ = "; ".join(f"{esc(task)} {row.control:.2f}×" + (
+        f" [{row.control_ci[0]:.2f}, {row.control_ci[1]:.2f}]" if row.control_ci else "")
+        for task, row in checks)
+    lines = [f"latency control (the teacher paired against itself, ideally 1.00×, with its "
+             f"95% bootstrap interval over the timed examples): {text_}"]
+    off = [task for task, row in checks if row.control_ci and
+           not row.control_ci[0] <= 1.0 <= row.control_ci[1]]
+    if off:
+        lines.append(f"**warning**: the latency control is off 1.00× by more than its own "
+                     f"noise for {', '.join(esc(t) for t in off)}: the machine was busy while "
+                     f"measuring, and speed-ups there carry at least that much error; measure "
+                     f"again on an idle machine")
     return lines
 
 

@@ -29,7 +29,7 @@ class CsvReporter:
         head = (["task", "method", "steps", "setting", "n_seeds", "seeds", "main_metric",
                  "score", "score_std"] +
                 [f"{m}{suffix}" for m in metric_names for suffix in ("", "_std")] +
-                list(ROW_FIELDS) + ["home_backend"])
+                list(ROW_FIELDS) + ["home_backend"] + UNCERTAINTY_HEAD)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(head)
@@ -44,8 +44,30 @@ class CsvReporter:
                                  " ".join(map(str, r.seeds)), t.main_metric, r.mean_score,
                                  blank(r.score_std)] + metric_cells +
                                 [blank(getattr(r, f)) for f in ROW_FIELDS] +
-                                [r.home or ""])
+                                [r.home or ""] + uncertainty_cells(r))
         return buf.getvalue()
+
+
+UNCERTAINTY_HEAD = ["score_ci_low", "score_ci_high", "seed_ci_low", "seed_ci_high",
+                    "vs_teacher_diff", "vs_teacher_ci_low", "vs_teacher_ci_high", "vs_teacher_p",
+                    "vs_teacher_seed_p", "vs_teacher_distinguishable", "baseline",
+                    "vs_baseline_diff", "vs_baseline_ci_low", "vs_baseline_ci_high",
+                    "vs_baseline_p", "vs_baseline_seed_p", "vs_baseline_distinguishable",
+                    "flags"]
+
+
+def uncertainty_cells(r) -> list:
+    """The row's intervals, comparisons and flags (empty where the run kept no predictions)."""
+    def pair(ci):
+        return [blank(ci[0]), blank(ci[1])] if ci else ["", ""]
+
+    def comparison(c, name: bool):
+        if c is None:
+            return [""] * (7 if name else 6)
+        return ([c.other] if name else []) + [c.diff, *pair(c.ci), c.p, blank(c.seed_p),
+                                               c.distinguishable]
+    return (pair(r.ci) + pair(r.seed_ci) + comparison(r.vs_teacher, False) +
+            comparison(r.vs_baseline, True) + [" ".join(r.flags)])
 
 
 class BackendCsvReporter:
