@@ -2,10 +2,10 @@
 
 Plugin authors: everything a method needs is in :mod:`compressbench.api` (the built-ins use
 nothing else). Also public here: ``hookimpl`` (mark plugin hooks), ``Method`` and ``Context``
-(write a method), ``load_suite`` / ``run_suite`` (run from Python), ``get_plugin_manager``, ``load_model`` (any
-model a run saved or exported, running no code from its folder), and ``rebuild_step`` /
-``built_by`` / ``rebuild_with`` (how a method says to rebuild a model a config cannot
-describe). Heavy modules (torch) are imported only when one of their names is used.
+(write a method), ``load_suite`` / ``run_suite`` (run from Python), ``get_plugin_manager``,
+``load_model`` (any model a run saved or exported, running no code from its folder), and
+``rebuild_step`` / ``built_by`` / ``rebuild_with`` (how a method says to rebuild a model a
+config cannot describe). Heavy modules (torch) are imported only when one of their names is used.
 """
 from __future__ import annotations
 
