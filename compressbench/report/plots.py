@@ -104,12 +104,13 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
             ax.errorbar(x, y, yerr=yerr, color="#999", lw=0.8, capsize=2, zorder=2)
         elif row.score_std:
             ax.errorbar(x, y, yerr=row.score_std, color="#999", lw=0.8, capsize=2, zorder=2)
+        crossed = row.flagged and not is_teacher  # an unfilled marker: no edge colour
         points = ax.scatter([x], [y], s=120 if is_teacher else 36,
-                            marker="*" if is_teacher else "x" if row.flagged else "o",
-                            color="#111" if is_teacher else "#999" if row.flagged else
-                            ("#d62728" if row.label in on_front else "#1f77b4"),
-                            zorder=3, edgecolors="#999" if row.flagged and not is_teacher
-                            else "white", linewidths=0.5 if not row.flagged else 1.2)
+                            marker="*" if is_teacher else "x" if crossed else "o",
+                            color="#111" if is_teacher else "#999" if crossed else
+                            ("#d62728" if row.label in on_front else "#1f77b4"), zorder=3,
+                            **({"linewidths": 1.2} if crossed else
+                               {"edgecolors": "white", "linewidths": 0.5}))
         points.set_gid(f"point:{row.label}")
     others = other_backends(rows) if attr == "p50_ms" else []
     for row, b in others:  # the same model on its other backends: hollow, one marker each
