@@ -185,12 +185,15 @@ class LocalExecutor:
                     self.pool = self.new_pool()
                     for other, _ in list(self.running.values()):  # lost with the old pool
                         self.submit(other)
-                return job, {"job_id": job.id, "key": job.key, "task": job.task,
-                             "label": job.label, "seed": job.seed, "status": "failed",
-                             "error": f"its worker process died "
-                                      f"({type(future.exception()).__name__}); run again to "
-                                      f"retry it"}
+                return job, failed_record(job, f"its worker process died "
+                                               f"({type(future.exception()).__name__})")
         return None
+
+
+def failed_record(job: Job, why: str) -> dict:
+    """The record of a job that died outside its own code (its process or its node)."""
+    return {"job_id": job.id, "key": job.key, "task": job.task, "label": job.label,
+            "seed": job.seed, "status": "failed", "error": f"{why}; run again to retry it"}
 
 
 def check(name: str) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from compressbench.errors import ConfigError
 from compressbench.execute import Worker, Workspace, execute
+from compressbench.executors import failed_record
 from compressbench.plan import Job
 
 #: the custom resource a node must have for models to be measured on it
@@ -144,13 +145,12 @@ class RayExecutor:
             self.close()
             raise
         self.events = Queue(actor_options={"num_cpus": 0})
-        measure = ray.remote(measure_job).options(
+        self.measure = ray.remote(measure_job).options(
             num_cpus=self.ws.suite.measure.threads, resources={MEASURE_RESOURCE: 1},
             max_retries=self.retries)
         self.task = ray.remote(run_job).options(
             num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.retries,
             retry_exceptions=False)
-        self.measure = measure
         return self
 
     def check_cluster(self, resources: dict) -> None:
@@ -229,8 +229,5 @@ class RayExecutor:
                 return job, ray.get(ready[0])
             except ray.exceptions.RayError as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                return job, {"job_id": job.id, "key": job.key, "task": job.task,
-                             "label": job.label, "seed": job.seed, "status": "failed",
-                             "error": f"its Ray task failed after {self.retries} retries "
-                                      f"({type(exc).__name__}: {first}); run again to retry "
-                                      f"it"}
+                return job, failed_record(job, f"its Ray task failed after {self.retries} "
+                                               f"retries ({type(exc).__name__}: {first})")
