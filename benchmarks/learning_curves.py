@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def collect(done: list[tuple[str, int, Path]]) -> list[dict]:
     rows = []
     for task, budget, run in done:
         table = summarise(run).tables[0]
+        # what the jobs trained on: a budget above the task's training set is the whole set
+        # (less the held-out validation slice), e.g. STS-B's 5,749 -> 5,449
+        sizes = {json.loads(line)["data"]["train"]
+                 for line in (run / "results.jsonl").read_text().splitlines() if line.strip()}
+        budget = sizes.pop() if len(sizes) == 1 else budget
         for row in table.rows:
             base = row.vs_baseline
             rows.append({
@@ -82,7 +88,27 @@ def collect(done: list[tuple[str, int, Path]]) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], out: Path) -> None:
+def separation(rows: list[dict]) -> list[str]:
+    """Per task, the budgets at which each method beats ``finetune-3L`` with significance."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        budgets = sorted({r["budget"] for r in rows if r["task"] == task})
+        wins = {}
+        for r in rows:
+            if r["task"] == task and r["beats_finetune"]:
+                wins.setdefault(r["method"], []).append(f"{r['budget']:,}")
+        span = ", ".join(f"{b:,}" for b in budgets)
+        if wins:
+            said = "; ".join(f"`{m}` at {', '.join(b)}" for m, b in wins.items())
+            lines.append(f"- **{task}** (budgets {span}): beats `finetune-3L` with "
+                         f"significance: {said}.")
+        else:
+            lines.append(f"- **{task}** (budgets {span}): no method beats `finetune-3L` with "
+                         f"significance at any budget measured.")
+    return lines
+
+
+def write(rows: list[dict], out: Path, settings: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with (out / "learning-curves.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -94,6 +120,8 @@ def write(rows: list[dict], out: Path) -> None:
              "bootstrap interval, and the difference from `finetune-3L` in points with the "
              "paired bootstrap's p (and Welch's p across seeds). ▲/▼: distinguishable (the "
              "interval excludes 0 and the seeds agree), ≈: not.", "",
+             *([settings, ""] if settings else []),
+             "Where distillation separates from the baseline:", "", *separation(rows), "",
              "| task | budget | method | seeds | score | 95% CI | vs finetune-3L | flags |",
              "|---|---:|---|---:|---:|---|---|---|"]
     for r in rows:
@@ -135,6 +163,11 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.errorbar(x, y, yerr=err, marker="*" if method == "teacher" else "o",
                         capsize=2, lw=1, label=method,
                         ls="--" if method == "teacher" else "-")
+            flagged = [(xi, yi) for xi, yi, (_, r) in zip(x, y, pts) if r["flags"]]
+            if flagged:  # a collapsed model (one class, NaN): marked, as in the reports
+                ax.scatter(*zip(*flagged), marker="x", s=60, color="#555", zorder=5,
+                           label="flagged" if "flagged" not in
+                           ax.get_legend_handles_labels()[1] else None)
         metric = next(r["metric"] for r in rows if r["task"] == task)
         ax.set(xscale="log", xlabel="training examples", ylabel=metric, title=task)
         ax.grid(True, color="#eee")
@@ -166,7 +199,11 @@ def main() -> None:
                 if (args.runs / f"{t}-{b}" / "run" / "results.jsonl").is_file()]
     else:
         done = run_all(args)
-    write(collect(done), args.out)
+    settings = (f"Settings: seeds {args.seeds}; students {args.epochs:g} epochs, batch 32, "
+                f"learning rate 1e-4, 300 validation examples held out of train; the "
+                f"teacher 4 epochs on the same examples; no latency measured. \"budget\" is "
+                f"the number of training examples the jobs saw.")
+    write(collect(done), args.out, settings)
     print(f"wrote {args.out}/learning-curves.md, .csv, .png")
 
 

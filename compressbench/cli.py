@@ -274,12 +274,14 @@ def cmd_validate(args) -> int:
                      "checked when `run` joins it")
     for note in notes + (["--no-data: the data files were not read"] if args.no_data else []):
         print(f"note: {note}")
-    n_jobs = len(suite.tasks) * (1 + len(suite.methods) * len(suite.seeds))
+    n_jobs = len(suite.tasks) * (1 + sum(len(m.seeds_in(suite)) for m in suite.methods))
+    n_own = sum(m.seeds is not None for m in suite.methods)
+    own = f" ({n_own} entries with their own)" if n_own else ""
     sizes = ", ".join(f"{name} {len(d.train)}/{len(d.val)}/"
                       f"{'+'.join(str(len(e)) for e in d.evals.values())}"
                       for name, d in prepared.items())
     print(f"{suite.path}: ok ({len(suite.tasks)} tasks, {len(suite.methods)} methods, "
-          f"{len(suite.seeds)} seeds, {n_jobs} jobs)" +
+          f"{len(suite.seeds)} seeds{own}, {n_jobs} jobs)" +
           (f"; examples train/validation/reported: {sizes}" if sizes else ""))
     return 0
 

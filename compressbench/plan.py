@@ -157,7 +157,7 @@ def plan_task(suite: Suite, pm: PluginManager, teacher_ref: str, task: Task, dat
     seed = suite.teacher.seed if suite.teacher.seed is not None else suite.seeds[0]
     teacher_steps = (Step("finetune", {}, dict(suite.teacher.training), "teacher"),)
     entries = [(TEACHER_LABEL, seed, teacher_steps)] + [
-        (m.label, s, m.steps) for m in suite.methods for s in suite.seeds]
+        (m.label, s, m.steps) for m in suite.methods for s in m.seeds_in(suite)]
     measure = schema.as_dict(suite.measure)
     sizes = {s: len(e) for s, e in data.evals.items()}
     jobs: list[Job] = []

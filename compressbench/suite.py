@@ -172,6 +172,10 @@ class MethodEntry:
     label: str
     steps: tuple[Step, ...]  # one step, or several for a chain
     where: str
+    seeds: tuple[int, ...] | None = None  # None: the suite's seeds
+
+    def seeds_in(self, suite: Suite) -> tuple[int, ...]:
+        return self.seeds if self.seeds is not None else suite.seeds
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,7 @@ class Suite:
 
 TOP_KEYS = ("version", "name", "teacher", "tasks", "methods", "seeds", "training", "measure",
             "plugins", "execution")
-ENTRY_KEYS = ("name", "label", "training", "chain", "grid")
+ENTRY_KEYS = ("name", "label", "training", "chain", "grid", "seeds")
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -366,20 +370,29 @@ def parse_entry(item: Any, where: str, file: str) -> MethodEntry:
         raise ConfigError(f"{file}: {where}: expected a method name or a mapping with `name`")
     if "name" not in item or not isinstance(item["name"], str):
         raise ConfigError(f"{file}: {where}: missing `name` (the method to run)")
+    seeds = None
+    if "seeds" in item:
+        seeds = schema.convert(tuple[int, ...], item["seeds"], f"{file}: {where}.seeds")
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{file}: {where}.seeds: give one or more distinct seeds, e.g. "
+                              f"seeds: [42] for a deterministic method, or remove the key to "
+                              f"use the suite's seeds")
+        item = {k: v for k, v in item.items() if k != "seeds"}
     if "chain" in item:
         steps = item["chain"]
         extra = set(item) - {"name", "chain"}
         if extra:
-            raise ConfigError(f"{file}: {where}: a chain takes only `name` and `chain`; move "
-                              f"'{sorted(extra)[0]}' into one of its steps")
+            raise ConfigError(f"{file}: {where}: a chain takes only `name`, `chain` and `seeds`; "
+                              f"move '{sorted(extra)[0]}' into one of its steps")
         if not isinstance(steps, list) or not steps:
             raise ConfigError(f"{file}: {where}.chain: expected a non-empty list of steps")
         parsed = tuple(parse_step(s, f"{where}.chain[{i}]", file) for i, s in enumerate(steps))
-        return MethodEntry(label=item["name"], steps=parsed, where=where)
+        return MethodEntry(label=item["name"], steps=parsed, where=where, seeds=seeds)
     label = item.get("label", item["name"])
     if not isinstance(label, str):
         raise ConfigError(f"{file}: {where}.label: expected a string")
-    return MethodEntry(label=label, steps=(parse_step(item, where, file),), where=where)
+    return MethodEntry(label=label, steps=(parse_step(item, where, file),), where=where,
+                       seeds=seeds)
 
 
 def parse_step(item: Any, where: str, file: str) -> Step:

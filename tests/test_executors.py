@@ -51,6 +51,31 @@ def test_the_plan_orders_jobs_and_names_what_each_waits_for(tmp_path, tiny_teach
     assert pickle.loads(pickle.dumps(chain)) == chain
 
 
+def test_an_entry_with_its_own_seeds_runs_once_per_own_seed(tmp_path, tiny_teacher, data_dir):
+    from compressbench.plan import plan_task, resolve_task
+    from compressbench.preflight import preflight
+
+    methods = """  - {name: finetune, label: small, student: {layers: 1}}
+  - {name: quant-dynamic, label: int8, seeds: [7]}
+  - name: small-int8
+    seeds: [2]
+    chain:
+      - {name: finetune, student: {layers: 1}}
+      - {name: quant-dynamic}
+"""
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, methods, seeds="[1, 2]")))
+    assert [m.seeds_in(suite) for m in suite.methods] == [(1, 2), (7,), (2,)]
+    pm = get_plugin_manager()
+    prepared, _ = preflight(suite, pm, data_dir, str(tiny_teacher))
+    jobs = plan_task(suite, pm, str(tiny_teacher), resolve_task(suite, "sst2", pm),
+                     prepared["sst2"])
+    by_id = {j.id: j for j in jobs}
+    assert list(by_id) == ["sst2/teacher/seed1", "sst2/small/seed1", "sst2/small/seed2",
+                           "sst2/int8/seed7", "sst2/small-int8/seed2"]
+    # the chain's seed-2 student is the "small" entry's seed-2 model, built once
+    assert by_id["sst2/small-int8/seed2"].after == ("sst2/teacher/seed1", "sst2/small/seed2")
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, tiny_teacher):
     """The same suite, inline and with two local worker processes of one thread each."""
