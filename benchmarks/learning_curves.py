@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -63,6 +62,7 @@ def run_all(args) -> list[tuple[str, int, Path]]:
 
 
 def collect(done: list[tuple[str, int, Path]]) -> list[dict]:
+    from compressbench import results
     from compressbench.report import summarise
 
     rows = []
@@ -70,8 +70,7 @@ def collect(done: list[tuple[str, int, Path]]) -> list[dict]:
         table = summarise(run).tables[0]
         # what the jobs trained on: a budget above the task's training set is the whole set
         # (less the held-out validation slice), e.g. STS-B's 5,749 -> 5,449
-        sizes = {json.loads(line)["data"]["train"]
-                 for line in (run / "results.jsonl").read_text().splitlines() if line.strip()}
+        sizes = {r["data"]["train"] for r in results.read(run) if r.get("data")}
         budget = sizes.pop() if len(sizes) == 1 else budget
         for row in table.rows:
             base = row.vs_baseline
