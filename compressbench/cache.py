@@ -14,6 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+from compressbench import safefs
+
 MANIFEST = "manifest.json"
 
 
@@ -35,9 +37,7 @@ def seal(folder: Path) -> None:
     entries = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size,
                                                   "sha256": file_digest(p)}
                for p in files_of(folder)}
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-    os.replace(tmp, folder / MANIFEST)
+    safefs.write_atomic(folder / MANIFEST, json.dumps(entries, indent=1, sort_keys=True))
     read_only(*files_of(folder), folder / MANIFEST)
 
 
@@ -60,6 +60,9 @@ def check(folder: Path) -> str | None:
         entries = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return f"{MANIFEST} is missing or unreadable"
+    link = next((p for p in Path(folder).rglob("*") if p.is_symlink()), None)
+    if link is not None:
+        return f"{link.relative_to(folder).as_posix()} is a symbolic link"
     present = {p.relative_to(folder).as_posix() for p in files_of(folder)}
     for name, want in sorted(entries.items()):
         if name not in present:
@@ -77,7 +80,8 @@ def seal_file(tmp: Path, path: Path) -> None:
     was never finished."""
     digest = path.with_name(path.name + ".sha256")
     digest.unlink(missing_ok=True)
-    digest.write_text(f"{Path(tmp).stat().st_size} {file_digest(tmp)}\n")
+    safefs.write_atomic(digest, f"{Path(tmp).stat().st_size} {file_digest(tmp)}\n")
+    safefs.refuse_link(path)
     os.replace(tmp, path)
     read_only(path, digest)
 

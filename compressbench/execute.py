@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compressbench import cache, models, rundir, schema
+from compressbench import cache, models, rundir, safefs, schema
 from compressbench import data as D
 from compressbench.errors import CompressBenchError
 from compressbench.measure import measure_model
@@ -207,7 +207,7 @@ def build(job: Job, plan: list[Planned], worker: Worker, teacher: Path | None,
                         "runs": ctx.train_results,
                         "build_s": round(time.perf_counter() - start, 2)}
                 models.save_model(model, folder, p.task.kind, worker.tokenizer)
-                (folder / "train.json").write_text(json.dumps(info, indent=2))
+                safefs.write_atomic(folder / "train.json", json.dumps(info, indent=2))
                 cache.seal(folder)
         log.append(info)
         prev_folder = folder
@@ -283,8 +283,7 @@ def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
         for name, value in task.score(data.evals[split], preds).items():
             metrics[f"{name}_{split}" if multi else name] = value
     pred_file = rundir.predictions_file(worker.ws.run_dir, job.id)
-    pred_file.parent.mkdir(exist_ok=True)
-    pred_file.write_text(json.dumps(predictions))
+    safefs.write_atomic(pred_file, json.dumps(predictions))
     out = {"metrics": metrics, "score": metrics[task.main_metric],
            "model": model_stats(model, folder)}
     del model

@@ -75,13 +75,13 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
         raise CompressBenchError(f"{source}: the model of {record['job_id']} does not match its "
                                  f"manifest ({damaged}); re-run the suite with --output "
                                  f"{run_dir} to rebuild it")
-    shutil.copytree(source, out, dirs_exist_ok=True)  # a real copy: the export ships alone
-    for path in out.rglob("*"):  # the copy is the user's to edit (the cache's files are not)
-        path.chmod(path.stat().st_mode | 0o200)
+    copy_regular_files(source, out)  # a real copy: the export ships alone
     try:
         model = load_model(out, unsafe_pickle=unsafe_pickle)  # refuse what does not load
         if fmt == "onnx" and saved_format(out) != "onnx":
             to_onnx(model, out)
+            model = load_model(out)
+        runs(model, out)  # and what does not run (a runtime's graph loads lazily)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -91,6 +91,58 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
                                    encoding="utf-8")
     (out / "compressbench-record.json").write_text(json.dumps(record, indent=2, default=str))
     return out
+
+
+def runs(model, out: Path) -> None:
+    """One forward pass on a two-token input, or a one-line error: an export must run."""
+    import torch
+
+    from compressbench.models import forward_kwargs, logits_of
+
+    ids = torch.tensor([[101, 102]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "token_type_ids": torch.zeros_like(ids)}
+    try:
+        with torch.inference_mode():
+            logits_of(model(**forward_kwargs(model, batch)))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompressBenchError(f"{out}: the model does not run ({type(exc).__name__}: "
+                                 f"{first[:300]}); not exported") from None
+
+
+def copy_regular_files(source: Path, out: Path) -> list[str]:
+    """Copy the model folder's regular files (those its manifest lists, where it has one) into
+    ``out``, never through a symbolic link: a link planted in a run directory could point at a
+    secret. Links are left out with a warning. Returns the names copied."""
+    import os
+    import stat
+    import sys
+
+    listed = None
+    if (source / cache.MANIFEST).is_file() and not (source / cache.MANIFEST).is_symlink():
+        listed = set(json.loads((source / cache.MANIFEST).read_text(encoding="utf-8"))) | \
+            {cache.MANIFEST}
+    copied, skipped = [], []
+    for root, dirs, files in os.walk(source, followlinks=False):
+        for name in sorted(dirs + files):
+            path = Path(root) / name
+            rel = path.relative_to(source).as_posix()
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                skipped.append(rel)
+            elif stat.S_ISREG(mode) and (listed is None or rel in listed):
+                target = out / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd, "rb") as src, open(target, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+                target.chmod(0o644)  # the copy is the user's to edit (the cache's files are not)
+                copied.append(rel)
+    if skipped:
+        print(f"compressbench: warning: {source}: not exported, symbolic links: "
+              f"{', '.join(skipped)}", file=sys.stderr)
+    return copied
 
 
 def to_onnx(model, out: Path) -> None:
@@ -129,6 +181,31 @@ def fmt_bytes(n: int | None) -> str:
     return "–" if n is None else f"{n / 1e6:.1f} MB"
 
 
+def card_text(value: object) -> str:
+    """A value from the record made inert in the card's markdown: HTML special characters as
+    entities (a card is rendered as HTML on the Hub), markdown characters backslash-escaped,
+    newlines as spaces (they would end a table row or the front matter)."""
+    import html
+
+    from compressbench.report.tables import esc
+
+    return esc(html.escape(str(value), quote=False))
+
+
+def yaml_tag(value: object) -> str:
+    """A tag for the front matter: letters, digits and ``._+-`` only (a method's name), so it
+    can neither break the YAML nor carry markup."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(value)).strip("-") or "method"
+
+
+def card_json(value: object) -> str:
+    """JSON inside a code span: one line, backticks and HTML special characters neutralised."""
+    return (json.dumps(value, ensure_ascii=True, default=str).replace("`", "\\u0060")
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
 def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
     from compressbench.record import Record
 
@@ -140,29 +217,32 @@ def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
         lines += ["library_name: transformers"]
     elif fmt == "onnx":
         lines += ["library_name: onnxruntime"]
-    lines += ["tags:", "- compressbench"] + [f"- {s['method']}" for s in r.steps]
-    lines += ["---", "", f"# {r.task} / {r.label}", "",
-              (f"Built by compressbench from the teacher `{record.get('teacher', '')}` with "
-               f"**{r.methods}**, seed {r.seed}, suite `{r.suite}` "
-               f"(sha256 {r.suite_sha256[:12]})."), ""]
+    lines += ["tags:", "- compressbench"] + [f"- {yaml_tag(s.get('method'))}" for s in r.steps]
+    lines += ["---", "", f"# {card_text(r.task)} / {card_text(r.label)}", "",
+              (f"Built by compressbench from the teacher {card_text(record.get('teacher', ''))} "
+               f"with **{card_text(r.methods)}**, seed {r.seed}, suite "
+               f"{card_text(r.suite)} (sha256 {card_text(r.suite_sha256[:12])})."), ""]
     lines += ["## Steps", "", "| step | method | parameters | training |", "|---|---|---|---|"]
     for i, s in enumerate(r.steps, 1):
-        lines.append(f"| {i} | {s['method']} | `{json.dumps(s['params'])}` | "
-                     f"`{json.dumps(s['training'])}` |")
+        lines.append(f"| {i} | {card_text(s.get('method'))} | "
+                     f"`{card_json(s.get('params'))}` | `{card_json(s.get('training'))}` |")
     if r.setting:
-        lines += ["", f"Grid setting chosen on validation: `{json.dumps(r.setting)}`"]
+        lines += ["", f"Grid setting chosen on validation: `{card_json(r.setting)}`"]
     data = r.data
-    scored = ", ".join(f"`{k[5:]}` ({v:,} examples)" for k, v in data.items()
-                       if k.startswith("eval_"))
+    scored = ", ".join(f"{card_text(k[5:])} ({v:,} examples)" for k, v in data.items()
+                       if k.startswith("eval_") and isinstance(v, int))
     lines += ["", "## Metrics", "",
-              (f"Scored on {scored}; trained on {data.get('train', 0):,} examples, model "
-               f"selection on {data.get('val', 0):,} ({data.get('val_source', '')}); main "
-               f"metric `{r.main_metric}`."), "",
+              (f"Scored on {scored}; trained on {count(data.get('train'))} examples, model "
+               f"selection on {count(data.get('val'))} "
+               f"({card_text(data.get('val_source', ''))}); main metric "
+               f"{card_text(r.main_metric)}."), "",
               "| metric | this model | teacher |", "|---|---:|---:|"]
     for name, value in r.metrics.items():
         if isinstance(value, int | float):
             tv = t.metrics.get(name) if t else None
-            lines.append(f"| {name} | {value:.4f} | {'–' if tv is None else f'{tv:.4f}'} |")
+            tv = tv if isinstance(tv, int | float) else None
+            lines.append(f"| {card_text(name)} | {value:.4f} | "
+                         f"{'–' if tv is None else f'{tv:.4f}'} |")
     lines += ["", "## Size", "", "| measure | this model | teacher |", "|---|---:|---:|"]
 
     def both(f, fmt_):
@@ -178,6 +258,10 @@ def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
     return "\n".join(lines)
 
 
+def count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
 def speed_section(r, t) -> list[str]:
     """One row per backend: latency, paired speed-ups, memory; then what was not measured."""
     if not r.backends:
@@ -189,11 +273,12 @@ def speed_section(r, t) -> list[str]:
     skipped = []
     for b in r.backends.values():
         if not b.ok:
-            skipped.append(f"- {b.backend}: {b.status}: {b.reason}")
+            skipped.append(f"- {card_text(b.backend)}: {card_text(b.status)}: "
+                           f"{card_text(b.reason)}")
             continue
         tb = t.backend(b.backend) if t else None
         lines.append(
-            f"| {b.backend} | {b.latency.p50:.2f} | {b.latency.p90:.2f} | "
+            f"| {card_text(b.backend)} | {b.latency.p50:.2f} | {b.latency.p90:.2f} | "
             f"{f'{b.paired.speedup:.2f}×' if b.paired else '–'} | "
             f"{f'{b.vs_eager.speedup:.2f}×' if b.vs_eager else '–'} | "
             f"{f'{b.throughput:.1f}' if b.throughput else '–'} | "
@@ -204,7 +289,8 @@ def speed_section(r, t) -> list[str]:
     first = next((b for b in r.backends.values() if b.ok), None)
     env = r.raw.get("measure", {}).get("backends", {}).get(first.backend, {}) if first else {}
     lines += ["", (f"Batch 1 at real lengths, tokenization not timed, one process per model "
-                   f"and backend, {env.get('threads', '?')} thread(s) on {env.get('cpu', '?')}; "
+                   f"and backend, {card_text(env.get('threads', '?'))} thread(s) on "
+                   f"{card_text(env.get('cpu', '?'))}; "
                    f"paired speed-ups time the model and the teacher alternately on the same "
                    f"examples.")]
     return lines

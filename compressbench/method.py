@@ -7,7 +7,9 @@ and ``build(ctx, params) -> nn.Module``. It supplies a model and a loss; trainin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from compressbench import cache, models, training
+from compressbench import cache, models, safefs, training
 from compressbench.data import TaskData
 from compressbench.suite import Training
 from compressbench.tasks import Task
@@ -114,9 +116,10 @@ class Context:
         logits = training.logits_for(self.teacher(), feats, self.training.eval_batch_size,
                                      self.pad_id)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(logits, tmp)
+            buf = io.BytesIO()
+            torch.save(logits, buf)
+            tmp = safefs.write_atomic(path.with_name(f".{path.name}.{os.getpid()}.part"),
+                                      buf.getvalue())
             cache.seal_file(tmp, path)
         self.emit("teacher_logits", {"examples": len(feats), "cached": False})
         return logits

@@ -76,6 +76,35 @@ def resolve_model_ref(ref: str, base: Path | None = None) -> str:
     return ref
 
 
+#: every ``from_pretrained`` reads data only: never the Python files a folder or Hub repo ships
+#: (``auto_map``), and never through transformers' "run the custom code? [y/N]" prompt
+NO_REMOTE_CODE = {"trust_remote_code": False}
+REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def refuse_remote_code(ref: str | Path, what: str = "model") -> None:
+    """A local folder whose JSON files ask for custom code (``auto_map``) is refused before
+    transformers reads it. compressbench runs no code from model folders; there is no opt-in:
+    convert such a model to a built-in architecture, or wrap it in a plugin you trust."""
+    folder = Path(str(ref))
+    if not folder.is_dir():
+        return  # a Hub id: transformers itself refuses custom code (trust_remote_code=False)
+    for name in REMOTE_CODE_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            body = json.loads(path.read_bytes().decode("utf-8"))
+        except (ValueError, OSError) as exc:
+            raise CompressBenchError(f"{path}: not a readable JSON file ({type(exc).__name__}); "
+                                     f"the {what} cannot be loaded") from None
+        if isinstance(body, dict) and ("auto_map" in body or "custom_pipelines" in body):
+            raise CompressBenchError(
+                f"{path}: asks for custom Python code (auto_map); compressbench runs no code "
+                f"from a {what} folder. Use a model of a built-in transformers architecture, or "
+                f"wrap this one in a compressbench plugin you trust")
+
+
 def quiet_transformers() -> None:
     """No per-load progress bars or 'newly initialised head' warnings in our output (nor
     torchao's notices about optional GPU kernels, when transformers imports it)."""
@@ -105,12 +134,13 @@ def float32(model: nn.Module) -> nn.Module:
 def load_pretrained(ref: str, kind: str, num_labels: int) -> nn.Module:
     """A pretrained encoder with a fresh task head (classification, regression or token),
     in fp32 whatever dtype its checkpoint stores."""
-    kwargs: dict[str, Any] = {"num_labels": num_labels}
+    kwargs: dict[str, Any] = {"num_labels": num_labels, **NO_REMOTE_CODE}
     if kind == "regression":
         kwargs["problem_type"] = "regression"
+    refuse_remote_code(ref, "teacher")
     try:
         return float32(auto_class(kind).from_pretrained(ref, **kwargs))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"teacher.model: cannot load '{ref}': {str(exc).splitlines()[0]} "
                           f"(a local path, a Hub id with internet, or 'embedded')") from None
 
@@ -118,9 +148,10 @@ def load_pretrained(ref: str, kind: str, num_labels: int) -> nn.Module:
 def load_tokenizer(ref: str):
     import transformers
     quiet_transformers()
+    refuse_remote_code(ref, "tokenizer")
     try:
-        return transformers.AutoTokenizer.from_pretrained(ref)
-    except OSError as exc:
+        return transformers.AutoTokenizer.from_pretrained(ref, **NO_REMOTE_CODE)
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"teacher.model: cannot load a tokenizer from '{ref}': "
                           f"{str(exc).splitlines()[0]}") from None
 
@@ -146,6 +177,10 @@ class StudentSpec:
             raise ValueError("student.layers must be at least 1")
         resized = any(v is not None for v in (self.hidden_size, self.num_attention_heads,
                                                self.intermediate_size))
+        if self.hidden_size is not None and self.num_attention_heads is not None and \
+                self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"student: hidden_size {self.hidden_size} is not divisible by "
+                             f"num_attention_heads {self.num_attention_heads}")
         if resized and self.init in ("teacher-skip", "teacher-first"):
             raise ValueError("student: a different width needs `init: random` (teacher "
                              "weights have the teacher's width)")
@@ -186,8 +221,10 @@ def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
             setattr(config, key, getattr(spec, key))
     if spec.init not in ("teacher-skip", "teacher-first", "random"):
         path = resolve_model_ref(spec.init)
+        refuse_remote_code(path, "student")
         return float32(type(pretrained).from_pretrained(path, num_labels=config.num_labels,
-                                                        problem_type=config.problem_type))
+                                                        problem_type=config.problem_type,
+                                                        **NO_REMOTE_CODE))
     student = type(pretrained)(config)  # random weights from the seeded global RNG
     if spec.init == "random":
         return student
@@ -208,12 +245,19 @@ def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
 
 # --------------------------------------------------------------------------- rebuild recipes
 
+#: "module:qualname" -> function, filled by :func:`rebuild_step` as plugin modules load. A
+#: recipe's names are looked up here and nowhere else: nothing a folder names is imported.
+REBUILD_STEPS: dict[str, Any] = {}
+
+
 def rebuild_step(fn):
     """Mark a module-level function (or class) as usable in a saved model's recipe: as a
     factory (``fn(**kwargs) -> nn.Module``, see :func:`built_by`) or a transform
-    (``fn(model, **kwargs) -> nn.Module``, see :func:`rebuild_with`). Loading calls only marked
-    functions of ``compressbench`` and of installed compressbench plugins."""
+    (``fn(model, **kwargs) -> nn.Module``, see :func:`rebuild_with`). Loading calls only
+    functions registered this way by ``compressbench``, an installed compressbench plugin or a
+    ``--plugin`` file the user loaded."""
     setattr(fn, REBUILD_MARK, True)
+    REBUILD_STEPS[f"{fn.__module__}:{fn.__qualname__}"] = fn
     return fn
 
 
@@ -264,24 +308,63 @@ def trusted_packages() -> set[str]:
     return names
 
 
-def resolve_step(ref: str, folder: Path):
-    """The marked function ``module:qualname`` names, if its package is trusted."""
-    import importlib
+def load_plugin_modules() -> None:
+    """Import the modules of the installed compressbench plugins (entry points, as the plugin
+    manager does), so their rebuild steps are registered. Nothing a saved folder names."""
+    import importlib.metadata
 
-    module, _, qualname = str(ref).partition(":")
-    top = module.split(".")[0]
-    if not qualname or top not in trusted_packages():
+    for ep in importlib.metadata.entry_points(group="compressbench"):
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin: its steps stay unknown
+            import sys
+            print(f"compressbench: warning: plugin {ep.name} ({ep.value}) failed to import "
+                  f"({type(exc).__name__}); its rebuild steps are unavailable", file=sys.stderr)
+
+
+def resolve_step(ref: str, folder: Path):
+    """The registered rebuild step ``module:qualname`` names. The name is checked against
+    :data:`REBUILD_STEPS` before anything is imported or looked up by attribute."""
+    import sys
+
+    ref = str(ref) if isinstance(ref, str) else repr(ref)
+
+    def registered():  # by a module that is loaded now (a plugin file unloaded no longer counts)
+        fn = REBUILD_STEPS.get(ref)
+        return fn if fn is not None and fn.__module__ in sys.modules else None
+
+    if registered() is None:
+        load_plugin_modules()
+    if registered() is not None:
+        return registered()
+    top = ref.partition(":")[0].split(".")[0]
+    if top not in trusted_packages():
         raise CompressBenchError(
             f"{folder / META}: the recipe names '{ref}', which is not in compressbench or an "
             f"installed compressbench plugin; install the plugin that made the model (or load "
             f"its file with --plugin FILE.py)")
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-    if obj is None or not getattr(obj, REBUILD_MARK, False):
-        raise CompressBenchError(f"{folder / META}: '{ref}' is not a function marked "
-                                 f"@compressbench.rebuild_step")
-    return obj
+    raise CompressBenchError(f"{folder / META}: '{ref}' is not a function marked "
+                             f"@compressbench.rebuild_step (no registered rebuild step has "
+                             f"that name)")
+
+
+def call_step(spec, folder: Path, *args) -> nn.Module:
+    """Run one recipe entry (``{"fn": ..., "kwargs": {...}}``), any error in its arguments a
+    one-line error naming the folder."""
+    if not isinstance(spec, dict) or "fn" not in spec:
+        raise CompressBenchError(f"{folder / META}: a recipe entry must be an object with 'fn' "
+                                 f"and 'kwargs', not {str(spec)[:80]!r}")
+    fn = resolve_step(spec["fn"], folder)
+    kwargs = spec.get("kwargs") or {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise CompressBenchError(f"{folder / META}: the 'kwargs' of {spec['fn']} must be an "
+                                 f"object")
+    try:
+        return fn(*args, **kwargs)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompressBenchError(f"{folder / META}: {spec['fn']} refused its recipe arguments "
+                                 f"({type(exc).__name__}: {first[:200]})") from None
 
 
 def linear_shapes(model: nn.Module, fresh: nn.Module) -> dict[str, list[int]]:
@@ -446,8 +529,9 @@ def load_model(folder: Path, unsafe_pickle: bool = False) -> nn.Module:
     folder = Path(folder)
     meta = read_meta(folder)
     fmt = meta.get("format")
+    refuse_remote_code(folder)
     if fmt == "hf":
-        model = auto_class(meta["kind"]).from_pretrained(folder, use_safetensors=True)
+        model = load_hf_format(folder, meta)
     elif fmt == "weights":
         model = load_weights_format(folder, meta)
     elif fmt in ("onnx", "openvino"):
@@ -459,14 +543,42 @@ def load_model(folder: Path, unsafe_pickle: bool = False) -> nn.Module:
     return model.eval()
 
 
+def load_hf_format(folder: Path, meta: dict) -> nn.Module:
+    """A ``save_pretrained`` folder; every weight of the architecture must be in its file (a
+    file whose tensor names match nothing would otherwise load as a random model)."""
+    try:
+        model, info = auto_class(meta["kind"]).from_pretrained(
+            folder, use_safetensors=True, output_loading_info=True, **NO_REMOTE_CODE)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompressBenchError(f"{folder}: the saved model cannot be read "
+                                 f"({type(exc).__name__}: {first[:200]})") from None
+    missing = info.get("missing_keys") or []
+    if missing:
+        raise CompressBenchError(
+            f"{folder}: its weights file lacks {len(missing)} of the model's tensors (e.g. "
+            f"{min(missing)}); refusing to load a partly random model")
+    return model
+
+
+def auto_config(folder: Path):
+    """``config.json`` through transformers (JSON only, no custom code), a one-line error."""
+    import transformers
+    quiet_transformers()
+    try:
+        return transformers.AutoConfig.from_pretrained(folder, **NO_REMOTE_CODE)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompressBenchError(f"{folder / 'config.json'}: cannot be read as a model config "
+                                 f"({type(exc).__name__}: {first[:200]})") from None
+
+
 def load_runtime_format(folder: Path, fmt: str) -> nn.Module:
     """A model made for one runtime, as a module that runs it (the config, when saved, gives
     the pad token and labels)."""
     config = None
     if (folder / "config.json").is_file():
-        import transformers
-        quiet_transformers()
-        config = transformers.AutoConfig.from_pretrained(folder)  # JSON only
+        config = auto_config(folder)
     if fmt == "onnx":
         from compressbench.onnxrt import OnnxModel
         return OnnxModel(folder / "model.onnx", config)
@@ -477,15 +589,15 @@ def load_runtime_format(folder: Path, fmt: str) -> nn.Module:
 def load_weights_format(folder: Path, meta: dict) -> nn.Module:
     factory = meta.get("factory")
     if factory:
-        model = resolve_step(factory["fn"], folder)(**factory.get("kwargs", {}))
+        model = call_step(factory, folder)
     else:
-        import transformers
-        quiet_transformers()
-        config = transformers.AutoConfig.from_pretrained(folder)  # JSON only
-        model = auto_class(meta["kind"]).from_config(config)
+        model = auto_class(meta["kind"]).from_config(auto_config(folder))
         resize_linears(model, meta.get("linear_shapes", {}))
-    for step in meta.get("steps", []):
-        model = resolve_step(step["fn"], folder)(model, **step.get("kwargs", {}))
+    steps = meta.get("steps") or []
+    if not isinstance(steps, list):
+        raise CompressBenchError(f"{folder / META}: 'steps' must be a list")
+    for step in steps:
+        model = call_step(step, folder, model)
     try:
         import warnings
         with warnings.catch_warnings():  # quantized tensors are rebuilt through TypedStorage
@@ -494,7 +606,14 @@ def load_weights_format(folder: Path, meta: dict) -> nn.Module:
     except Exception as exc:
         raise CompressBenchError(f"{folder / WEIGHTS}: cannot be read as weights only "
                                  f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-    load_portable(model, state)
+    if not isinstance(state, dict):
+        raise CompressBenchError(f"{folder / WEIGHTS}: not a state dict")
+    try:
+        load_portable(model, state)
+    except (RuntimeError, KeyError, AttributeError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CompressBenchError(f"{folder / WEIGHTS}: its tensors do not fit the model the "
+                                 f"recipe builds ({type(exc).__name__}: {first[:200]})") from None
     set_recipe(model, {"factory": factory, "steps": meta.get("steps", [])})
     return model
 
@@ -513,9 +632,7 @@ def load_legacy(folder: Path, meta: dict, unsafe_pickle: bool) -> nn.Module:
     for name in meta.get("imports", []):
         importlib.import_module(name)
     if meta["format"] == "state":
-        import transformers
-        config = transformers.AutoConfig.from_pretrained(folder)
-        model = auto_class(meta["kind"]).from_config(config)
+        model = auto_class(meta["kind"]).from_config(auto_config(folder))
         model.load_state_dict(torch.load(folder / "model.pt", weights_only=True), assign=True)
         return model
     with warnings.catch_warnings():  # quantized modules unpickle through deprecated APIs
@@ -599,7 +716,11 @@ def sparse_size(folder: Path) -> int | None:
 def copy_model(src: Path, dst: Path) -> Path:
     """Put a saved model at ``dst``: hard links where the filesystem allows (cached files are
     never modified in place), else a copy."""
+    from compressbench import safefs
+
     src, dst = Path(src), Path(dst)
+    safefs.refuse_link(dst, "model folder")
+    safefs.refuse_link(dst.with_name(f".tmp-{dst.name}"), "model folder")
     if dst.exists():
         shutil.rmtree(dst)
     tmp = dst.with_name(f".tmp-{dst.name}")

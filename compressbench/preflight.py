@@ -8,6 +8,7 @@ training (a loss that diverges), never for one the suite and its files already s
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,27 @@ class Facts:
 
 def teacher_config(ref: str) -> tuple[Any | None, str | None]:
     """The teacher's config (a local folder, or the Hub when online), else (None, why)."""
+    models.refuse_remote_code(ref, "teacher")  # an error, not a skipped check
     try:
         import transformers
 
         models.quiet_transformers()
-        return transformers.AutoConfig.from_pretrained(ref), None
+        return transformers.AutoConfig.from_pretrained(ref, **models.NO_REMOTE_CODE), None
     except Exception as exc:  # offline with a Hub id, typically
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, (f"teacher.model '{ref}' could not be read here ({first[:120]}): the "
                       f"checks of student layers and max_seq_length against it were skipped")
+
+
+def check_heads(spec: models.StudentSpec, config: Any, key: str) -> None:
+    """A student's hidden size must split evenly into its attention heads."""
+    hidden = spec.hidden_size or getattr(config, "hidden_size", None)
+    heads = spec.num_attention_heads or getattr(config, "num_attention_heads", None)
+    if hidden and heads and hidden % heads:
+        raise ConfigError(f"{key}: hidden_size {hidden} is not divisible by "
+                          f"num_attention_heads {heads} (each head gets hidden_size / heads "
+                          f"dimensions); choose e.g. hidden_size {heads * max(1, hidden // heads)} "
+                          f"or a head count that divides {hidden}")
 
 
 def looks_like_path(ref: str) -> bool:
@@ -132,13 +145,63 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                     if layers and spec.layers is not None and spec.layers > layers:
                         raise ConfigError(f"{key}.layers: {spec.layers} is more than the "
                                           f"teacher's {layers} layers; use at most {layers}")
+                    check_heads(spec, config, key)
                 if callable(getattr(method, "check", None)):
                     for task in tasks:
                         method.check(params, Facts(task, prepared.get(task.name), config,
                                                    data_dir, suite.path,
                                                    f"{w}: {step.where}", previous))
     check_backends(suite, pm, w)
+    if suite.execution.executor != "ray":  # a cluster's devices are checked when run joins it
+        check_devices(suite)
+        for warning in bf16_warnings(suite):
+            print(f"compressbench: warning: {warning}", file=sys.stderr)
     return prepared, notes
+
+
+def training_settings(suite: Suite) -> list[tuple[str, dict]]:
+    """(where, overrides) of every training section: the suite's, the teacher's, each step's."""
+    out = [("", {}), ("teacher.", suite.teacher.training)]
+    out += [(f"{step.where}.", step.training) for m in suite.methods for step in m.steps]
+    return out
+
+
+def check_devices(suite: Suite) -> None:
+    """Every ``training.device`` the suite names (suite-wide, teacher, methods) exists on this
+    machine, before anything trains."""
+    from compressbench.training import resolve_device
+
+    for where, over in training_settings(suite):
+        name = over.get("device", suite.training.device if not where else None)
+        if name:
+            try:
+                resolve_device(name)
+            except ConfigError as exc:
+                raise ConfigError(f"{suite.path}: {where}{exc}") from None
+
+
+def bf16_warnings(suite: Suite) -> list[str]:
+    """A warning for bf16 training on a CPU that has no bf16 hardware (it is emulated there)."""
+    from compressbench.training import cpu_has_native_bf16, resolve_device
+
+    out = []
+    for where, over in training_settings(suite):
+        precision = over.get("precision", suite.training.precision if not where else None)
+        device = over.get("device", suite.training.device)
+        if precision != "bf16" or resolve_device(device).type != "cpu":
+            continue
+        if cpu_has_native_bf16() is False:
+            out.append(f"{suite.path}: {where}training.precision: bf16 trains on this CPU "
+                       f"({models_cpu()}), which has no bf16 hardware (no AVX512-BF16 or AMX): "
+                       f"torch emulates it, tens of times slower than fp32. Set precision: "
+                       f"fp32 here, or train on a GPU or a CPU with AMX")
+    return out
+
+
+def models_cpu() -> str:
+    from compressbench.measure import cpu_model
+
+    return cpu_model()
 
 
 def check_backends(suite: Suite, pm, where: str) -> None:

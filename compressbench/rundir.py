@@ -22,6 +22,7 @@ REFERENCES = "references"
 MODELS = "models"
 PLOTS = "plots"
 LOCK = ".lock"
+MEASURE_LOCK = ".measure.lock"  # held by the local executor's worker that is measuring
 
 
 def name_problem(name: str) -> str | None:
@@ -35,13 +36,15 @@ def name_problem(name: str) -> str | None:
 
 
 def inside(run_dir: Path, *parts: str) -> Path:
-    """``run_dir / parts``, refused when it would resolve outside ``run_dir``."""
+    """``run_dir / parts``, refused when it would resolve outside ``run_dir``. The path is
+    returned unresolved (below the resolved run directory), so a writer sees a planted link
+    itself and refuses it (:mod:`compressbench.safefs`)."""
     root = Path(run_dir).resolve()
     path = root.joinpath(*parts).resolve()
     if path != root and root not in path.parents:
         raise CompressBenchError(f"{run_dir}: refusing the path {'/'.join(parts)!r}, which "
                                  f"leads outside the run directory")
-    return path
+    return root.joinpath(*parts)
 
 
 def job_slug(job_id: str) -> str:
@@ -75,9 +78,10 @@ def lock(run_dir: Path):
     import fcntl
     import os
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    from compressbench import safefs
+
+    run_dir = safefs.make_dir(Path(run_dir))
+    fd = safefs.open_rw(run_dir / LOCK)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

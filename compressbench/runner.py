@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from compressbench import data as D
-from compressbench import executors, models, results, rundir
+from compressbench import executors, models, results, rundir, safefs
 from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.execute import Worker, Workspace, drop_if_damaged
 from compressbench.executors import make_executor
@@ -79,7 +79,7 @@ class Runner:
             return self.run_locked()
 
     def run_locked(self) -> list[dict]:
-        from compressbench.preflight import preflight
+        from compressbench.preflight import check_devices, preflight
 
         suite = self.suite
         prepared, notes = preflight(suite, self.pm, self.data_dir, self.teacher_ref)
@@ -87,13 +87,13 @@ class Runner:
             print(f"compressbench: note: {note}", file=sys.stderr)
         if self.execution.executor != "ray":  # here, not on a cluster's nodes: the devices
             check_devices(suite)                 # the suite trains on must exist here
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "suite.yaml").write_text(suite.text)
+        safefs.make_dir(self.run_dir)
+        safefs.write_atomic(self.run_dir / "suite.yaml", suite.text)
         runtimes = tuple(p for name in suite.measure.backends
                          for p in getattr(self.pm.backends.get(name), "packages", ())
                          if p not in ("torch",))
         env = environment(suite.measure.threads, tuple(dict.fromkeys(runtimes)))
-        (self.run_dir / "environment.json").write_text(json.dumps(env, indent=2))
+        safefs.write_atomic(self.run_dir / "environment.json", json.dumps(env, indent=2))
         remove_stale_temp_dirs()  # of measurements whose run was killed
         records = results.read(self.run_dir)
         done = results.finished(self.run_dir, records)
@@ -152,20 +152,6 @@ class Runner:
         return plan_steps(self.suite, self.pm, job.seed, steps, start)
 
 
-def check_devices(suite: Suite) -> None:
-    """Every ``training.device`` the suite names (suite-wide, teacher, methods) exists on this
-    machine, before anything trains."""
-    from compressbench.training import resolve_device
-
-    names = {suite.training.device, suite.teacher.training.get("device")}
-    names |= {step.training.get("device") for m in suite.methods for step in m.steps}
-    for name in sorted(n for n in names if n):
-        try:
-            resolve_device(name)
-        except ConfigError as exc:
-            raise ConfigError(f"{suite.path}: {exc}") from None
-
-
 def rebuild_references(run_dir: Path, pm, data_dir: Path) -> None:
     """Write ``references/<task>.json`` for tasks of an older run that lacks them, from the
     run's own ``suite.yaml`` and the data directory, if the data is the data the run used."""
@@ -176,7 +162,7 @@ def rebuild_references(run_dir: Path, pm, data_dir: Path) -> None:
                if r.get("status") == "ok"]
     missing = {r["task"] for r in records if results.read_references(run_dir, r["task"]) is None}
     suite_file = run_dir / "suite.yaml"
-    if not missing or not suite_file.is_file():
+    if not missing or not suite_file.is_file() or suite_file.is_symlink():
         return
     suite = load_suite(suite_file)
     for item in suite.tasks:

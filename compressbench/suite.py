@@ -198,6 +198,15 @@ class UserTask:
             raise ValueError(f"kind: {self.kind!r} is not classification or regression")
         if not 1 <= len(self.text_columns) <= 2:
             raise ValueError("text_columns: give one column, or two for sentence pairs")
+        if len(set(self.text_columns)) != len(self.text_columns):
+            raise ValueError(f"text_columns: {self.text_columns[0]!r} is given twice; a "
+                             f"sentence pair needs two different columns")
+        if self.label_column in self.text_columns:
+            raise ValueError(f"label_column: {self.label_column!r} is also a text column, so "
+                             f"the label would be part of the input; choose another column")
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            dup = next(x for i, x in enumerate(self.labels) if x in self.labels[:i])
+            raise ValueError(f"labels: {dup!r} is listed twice; each class once")
 
 
 @dataclass(frozen=True)
@@ -260,13 +269,34 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+MAX_SEED = 2**32 - 1  # numpy's limit; torch's is larger, and every library must take it
+
+
+def check_seeds(seeds: tuple[int, ...], where: str) -> None:
+    """Distinct seeds that every RNG the run seeds accepts (0 to 2**32 - 1)."""
+    bad = next((s for s in seeds if not 0 <= s <= MAX_SEED), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: {bad} is not a seed from 0 to {MAX_SEED} (numpy's and "
+                          f"torch's random generators are seeded with it); choose a smaller one")
+    dup = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    if dup is not None:
+        raise ConfigError(f"{where}: seed {dup} is listed twice (it would train the same job "
+                          f"twice); list each seed once")
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read and check a suite file's structure (names of methods and tasks are checked later,
     against the installed plugins, by :func:`check`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: suite file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raw = path.read_bytes()
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 ({exc.reason} at byte {exc.start}); save "
+                          f"the suite file as UTF-8") from None
     try:
         data = yaml.load(text, Loader=StrictLoader)  # safe_load, refusing duplicate keys
     except yaml.YAMLError as exc:
@@ -299,6 +329,7 @@ def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
     seeds = schema.convert(tuple[int, ...], data.get("seeds", [42]), f"{w}: seeds")
     if not seeds:
         raise ConfigError(f"{w}: seeds: give at least one seed")
+    check_seeds(seeds, f"{w}: seeds")
     plugins = schema.convert(tuple[str, ...], data.get("plugins", []), f"{w}: plugins")
     suite = Suite(
         path=path,
@@ -377,6 +408,7 @@ def parse_entry(item: Any, where: str, file: str) -> MethodEntry:
             raise ConfigError(f"{file}: {where}.seeds: give one or more distinct seeds, e.g. "
                               f"seeds: [42] for a deterministic method, or remove the key to "
                               f"use the suite's seeds")
+        check_seeds(seeds, f"{file}: {where}.seeds")
         item = {k: v for k, v in item.items() if k != "seeds"}
     if "chain" in item:
         steps = item["chain"]

@@ -82,14 +82,24 @@ class Task:
 
 def read_tsv(path: Path, header: bool = True) -> tuple[list[str], list[list[str]]]:
     """GLUE TSV: tab-separated, no quoting. Every row must have as many fields as the first."""
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    with open(path, encoding="utf-8-sig", newline="") as f:  # MRPC has a BOM
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    import io
+
+    text = read_text(path, "utf-8").removeprefix("\ufeff")  # MRPC has a BOM
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # a long sentence is no error
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t",
+                               quoting=csv.QUOTE_NONE))
+    except csv.Error as exc:
+        raise DataError(f"{path}: cannot be read as a TSV file ({exc})") from None
     if not rows:
         raise DataError(f"{path}: file is empty")
     names = rows[0] if header else [str(i) for i in range(len(rows[0]))]
     body = rows[1:] if header else rows
+    dup = first_duplicate(names) if header else None
+    if dup is not None:
+        raise DataError(f"{path}:1: column {dup!r} appears twice in the header; which one holds "
+                        f"the data is ambiguous: rename or remove one")
+
     for lineno, row in enumerate(body, start=2 if header else 1):
         if len(row) != len(names):
             raise DataError(f"{path}:{lineno}: expected {len(names)} tab-separated fields, "
@@ -104,7 +114,10 @@ def column(path: Path, names: list[str], wanted: str) -> int:
     return names.index(wanted)
 
 
-def parse_label(raw: str, labels: tuple[str, ...], where: str) -> int | float:
+def parse_label(raw: str, labels: tuple[str, ...], where: str,
+                ids: bool = False) -> int | float:
+    """A class id from a label name (or, where the task stores ids, ``ids``, as GLUE's files
+    do: exactly ``0``, ``1``, ...), or a finite float for regression (``labels`` empty)."""
     if not labels:
         try:
             value = float(raw)
@@ -116,9 +129,17 @@ def parse_label(raw: str, labels: tuple[str, ...], where: str) -> int | float:
         return value
     if raw in labels:
         return labels.index(raw)
-    if raw.isdigit() and int(raw) < len(labels):
-        return int(raw)
-    raise DataError(f"{where}: label {raw!r} is not one of {', '.join(labels)}")
+    if ids:
+        numbers = [str(i) for i in range(len(labels))]
+        if raw in numbers:
+            return numbers.index(raw)
+        raise DataError(f"{where}: label {raw!r} is not one of {', '.join(labels)} (or "
+                        f"their ids {', '.join(numbers)})")
+    hint = did_you_mean(raw, labels)
+    if raw.strip().isdigit():
+        hint += (" Labels are names, not positions: write the class name, or list the labels "
+                 "as they appear in the file (e.g. labels: ['0', '1'])")
+    raise DataError(f"{where}: label {raw!r} is not one of {', '.join(labels)}.{hint}")
 
 
 def find_dir(data_dir: Path, *candidates: str) -> Path:
@@ -140,10 +161,20 @@ def glue_loader(name: str, spec: GlueSpec) -> Callable[[str, Path | None], list[
         path = find_dir(data_dir, f"glue/{spec.folder}", spec.folder) / f"{split}.tsv"
         names, rows = read_tsv(path, spec.header)
         a, b, y = (column(path, names, f) if f is not None else None for f in spec.fields)
+        if not rows:
+            raise DataError(f"{path}: no examples (the file has only a header)")
         start = 2 if spec.header else 1
-        return [Example(row[a], row[b] if b is not None else None,
-                        parse_label(row[y], spec.labels, f"{path}:{i + start}"))
-                for i, row in enumerate(rows)]
+        out = []
+        for i, row in enumerate(rows):
+            where = f"{path}:{i + start}"
+            for col in (a, b):
+                if col is not None and not row[col].strip():
+                    raise DataError(f"{where}: column '{names[col]}' is empty; every example "
+                                    f"needs a sentence (fix or remove the line)")
+            out.append(Example(row[a], row[b] if b is not None else None,
+                               parse_label(row[y], spec.labels,
+                                           f"{where}, column '{names[y]}'", ids=True)))
+        return out
     return load
 
 
@@ -195,30 +226,30 @@ def read_conll(path: Path, tags: tuple[str, ...] = CONLL_TAGS) -> list[Example]:
     sentences, ``-DOCSTART-`` lines skipped. The last column is the tag; files in IOB1 (the
     original ``eng.train``/``eng.testa``/``eng.testb``) are converted to IOB2, so both layouts of
     the corpus give the same examples."""
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
     raw: list[tuple[list[str], list[str]]] = []
     words: list[str] = []
     labels: list[str] = []
     valid = set(tags) | {t.replace("B-", "I-") for t in tags}
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts or parts[0] == "-DOCSTART-":
-                if words:
-                    raw.append((words, labels))
-                    words, labels = [], []
-                continue
-            if len(parts) < 2:
-                raise DataError(f"{path}:{lineno}: expected 'token ... tag' columns, "
-                                f"found {line.strip()!r}")
-            if parts[-1] not in valid:
-                raise DataError(f"{path}:{lineno}: tag {parts[-1]!r} is not one of "
-                                f"{', '.join(tags)} (IOB1 or IOB2 expected)")
-            words.append(parts[0])
-            labels.append(parts[-1])
+    text = read_text(path, "utf-8").removeprefix("\ufeff")
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if words:
+                raw.append((words, labels))
+                words, labels = [], []
+            continue
+        if len(parts) < 2:
+            raise DataError(f"{path}:{lineno}: expected 'token ... tag' columns, "
+                            f"found {line.strip()!r}")
+        if parts[-1] not in valid:
+            raise DataError(f"{path}:{lineno}: tag {parts[-1]!r} is not one of "
+                            f"{', '.join(tags)} (IOB1 or IOB2 expected)")
+        words.append(parts[0])
+        labels.append(parts[-1])
     if words:
         raw.append((words, labels))
+    if not raw:
+        raise DataError(f"{path}: no sentences (empty, or only -DOCSTART- lines)")
     return [Example(w, None, [tags.index(t) for t in iob1_to_iob2(lab)]) for w, lab in raw]
 
 
@@ -341,6 +372,24 @@ def cell_label(row: dict, column: str, where: str) -> str:
     return str(value)
 
 
+def warn_single_classes(path: Path, label_column: str, found: list[str]) -> None:
+    """Labels inferred from the data: a class seen on one row only is most likely a stray
+    value (a typo, a shifted column) that would become a class of its own. Warn with the row."""
+    import sys
+    from collections import Counter
+
+    counts = Counter(found)
+    if len(found) < 10:  # too few rows to call any class stray
+        return
+    for value, n in counts.items():
+        if n == 1:
+            row = found.index(value) + 1
+            print(f"compressbench: warning: {path}: row {row}, column '{label_column}': the label "
+                  f"{value!r} appears once in the training data and becomes a class of its "
+                  f"own.{did_you_mean(value, [v for v in counts if counts[v] > 1])} List the "
+                  f"task's `labels:` to make a stray label an error", file=sys.stderr)
+
+
 def file_task(name: str, kind: str, files: dict[str, Path], text_columns: Sequence[str],
               label_column: str, labels: Sequence[str] | None,
               metrics: Sequence[str] | None, encoding: str = "utf-8") -> Task:
@@ -360,17 +409,19 @@ def file_task(name: str, kind: str, files: dict[str, Path], text_columns: Sequen
             out.append(Example(cell_text(r, a, where),
                                cell_text(r, b, where) if b else None,
                                parse_label(cell_label(r, label_column, where), label_names,
-                                           where)))
+                                           f"{where}, column '{label_column}'")))
         return out
 
     if kind == "classification" and not labels:
         rows = read_table(files["train"], encoding)
         if rows:
             column(files["train"], list(rows[0]), label_column)
-        seen = {cell_label(r, label_column, f"{files['train']}: row {i + 1}")
-                for i, r in enumerate(rows)}
+        found = [cell_label(r, label_column, f"{files['train']}: row {i + 1}")
+                 for i, r in enumerate(rows)]
+        seen = set(found)
         if not seen:
             raise DataError(f"{files['train']}: no rows")
+        warn_single_classes(files["train"], label_column, found)
         labels = sorted(seen, key=lambda v: (not v.lstrip('-').isdigit(),
                                              int(v) if v.lstrip('-').isdigit() else 0, v))
     label_names = tuple(labels or ()) if kind == "classification" else ()

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +51,28 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError("training.device: mps, but this torch sees no Apple GPU (MPS); set "
                           "device: auto or cpu")
     return torch.device(name)
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None, machine: str | None = None) -> bool | None:
+    """Whether this CPU computes bf16 matrix products in hardware (x86: AVX512-BF16 or AMX;
+    Arm: the BF16 extension); None where it cannot be told. Without it torch emulates bf16,
+    tens of times slower than fp32 (0.9 GFLOPS against 75 on an AVX2-only AMD EPYC)."""
+    import platform
+
+    try:
+        text = cpuinfo if cpuinfo is not None else \
+            Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")) and ":" in line:
+            flags |= set(line.split(":", 1)[1].split())
+    if not flags:
+        return None
+    if (machine or platform.machine()).lower() in ("x86_64", "amd64", "i686", "i386"):
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return "bf16" in flags
 
 
 def autocast(device: torch.device, precision: str):

@@ -260,8 +260,8 @@ def load_mlm_teacher(ref: str) -> nn.Module:
     quiet_transformers()
     try:
         model, info = transformers.AutoModelForMaskedLM.from_pretrained(
-            ref, output_loading_info=True)
-    except OSError as exc:
+            ref, output_loading_info=True, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
         raise ConfigError(f"distilbert.mlm_teacher: cannot load '{ref}': "
                           f"{str(exc).splitlines()[0]}") from None
     head = [k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + ".")]

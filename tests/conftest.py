@@ -128,3 +128,19 @@ def make_data_dir(root: Path) -> Path:
 
 def suite_file(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
     return write(tmp_path / name, text)
+
+
+def wait_for(ready, what: str, proc=None, safety_s: float = 600) -> None:
+    """Poll ``ready()`` until it is true: tests wait for the event they test (a pid file, a
+    process start), not for a guess at how fast this machine is. ``proc``: a process that must
+    still be running meanwhile (fail at once if it exits); ``safety_s``: only a net for a hang,
+    generous enough for a loaded 2-core machine."""
+    import time
+
+    deadline = time.monotonic() + safety_s
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {safety_s:.0f} s")
+        time.sleep(0.05)

@@ -19,7 +19,8 @@ def test_smoke_suite_via_cli(tmp_path):
            "COMPRESSBENCH_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "compressbench.cli", "run", str(REPO / "suites/smoke.yaml"),
            "--output", str(tmp_path / "run")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    # no wall-clock guess: the timeout is only a net for a hang (a loaded machine is slow)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "run/results.jsonl").open()]
     assert [r["job_id"] for r in records] == [
@@ -39,7 +40,7 @@ def test_smoke_suite_via_cli(tmp_path):
     assert "Error analysis" in html and html.count("<figure class=plot") == 4
     assert (tmp_path / "run/plots/stsb-latency.png").is_file()
     # a second run does no work at all
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0
     assert "started" not in proc.stderr
     assert len((tmp_path / "run/results.jsonl").read_text().splitlines()) == 6

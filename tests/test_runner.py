@@ -167,11 +167,13 @@ def test_interrupt_loses_nothing_and_resumes(tmp_path, tiny_teacher, data_dir):
 
 
 def test_torn_last_line_is_ignored(tmp_path, capsys):
-    results.append(tmp_path, {"job_id": "a", "key": "k", "status": "ok"})
+    results.append(tmp_path, {"job_id": "t/a/seed1", "task": "t", "label": "a", "seed": 1,
+                              "key": "k", "status": "ok"})
     with open(tmp_path / results.RESULTS, "a") as f:
-        f.write('{"job_id": "b", "ke')  # killed mid-write
-    assert results.finished(tmp_path) == {"a": "k"}
-    assert "unreadable record" in capsys.readouterr().err
+        f.write('{"job_id": "t/b/seed1", "ke')  # killed mid-write
+    assert results.finished(tmp_path) == {"t/a/seed1": "k"}
+    assert "torn last record" in capsys.readouterr().err
+    assert not (tmp_path / results.REJECTED).exists()  # torn, not malformed
 
 
 def test_measurement_in_subprocess(tmp_path, tiny_teacher, data_dir):

@@ -70,8 +70,8 @@ def test_conll_bad_tag(tmp_path, tasks):
 
 def test_malformed_and_bad_labels(tmp_path, tasks):
     write(tmp_path / "glue/RTE/train.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
-    with pytest.raises(DataError, match=r"RTE/train.tsv:2: label 'maybe' is not one of "
-                                         r"entailment, not_entailment"):
+    with pytest.raises(DataError, match=r"RTE/train.tsv:2, column 'label': label 'maybe' is "
+                                         r"not one of entailment, not_entailment"):
         tasks["rte"].load("train", tmp_path)
     write(tmp_path / "glue/RTE/dev.tsv", "index\ts1\ts2\tlabel\n")
     with pytest.raises(DataError, match=r"no column 'sentence1'"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from compressbench import rundir, safefs
 from compressbench.errors import CompressBenchError
 from compressbench.hookspecs import hookimpl
 from compressbench.report.html import HtmlReporter
@@ -61,10 +62,8 @@ def write_reports(run_dir: Path, formats: list[str], pm, grid: bool = False,
         summary.plots = make_plots(summary, run_dir)
         paths += [run_dir / f for p in summary.plots for f in p.files]
     for reporter in reporters:
-        path = run_dir / reporter.filename
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(reporter.render(summary), encoding="utf-8")
-        tmp.replace(path)
+        path = rundir.inside(run_dir, Path(reporter.filename).name)
+        safefs.write_atomic(path, reporter.render(summary))
         paths.append(path)
     return paths
 

@@ -68,10 +68,10 @@ class HtmlReporter:
             parts.append(self.task_section(summary, table, errors.get(table.task)))
         parts.append("<section id=environment><h2>Environment</h2><ul>")
         parts += [f"<li>{md_inline(line)}</li>" for line in T.env_lines(summary)]
-        suite_text = (summary.run_dir / "suite.yaml")
-        if suite_text.is_file():
+        suite_text = suite_yaml(summary.run_dir)
+        if suite_text is not None:
             parts.append(f"</ul><details><summary>suite.yaml</summary><pre>"
-                         f"{e(suite_text.read_text(encoding='utf-8'))}</pre></details>")
+                         f"{e(suite_text)}</pre></details>")
         else:
             parts.append("</ul>")
         parts.append(f"</section></main><script>{JS}</script></body></html>")
@@ -198,3 +198,18 @@ JS = """
   });
 })();
 """
+
+
+def suite_yaml(run_dir) -> str | None:
+    """The run's ``suite.yaml`` to show in the page; None when missing, unreadable or a
+    symbolic link (a planted link must not copy a file from outside into the report)."""
+    from compressbench import safefs
+    from compressbench.errors import CompressBenchError
+
+    path = run_dir / "suite.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return safefs.read_bytes(path).decode("utf-8", errors="replace")
+    except (CompressBenchError, OSError):
+        return None

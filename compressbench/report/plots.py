@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from compressbench import rundir
+from compressbench import rundir, safefs
 from compressbench.report.summary import TEACHER, Row, RunSummary, TaskTable
 
 AXES = {  # axis -> (row attribute, x label, Pareto flag)
@@ -71,14 +71,15 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
             fig.tight_layout()
             stem = f"{table.task}-{axis}"
             png = rundir.plot_file(out_dir, table.task, axis, "png")
-            png.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(png, metadata={"Software": None})
+            png_buf = io.BytesIO()
+            fig.savefig(png_buf, format="png", metadata={"Software": None})
             buf = io.StringIO()
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         finally:
             plt.close(fig)
     svg = buf.getvalue()
-    rundir.plot_file(out_dir, table.task, axis, "svg").write_text(svg, encoding="utf-8")
+    safefs.write_atomic(png, png_buf.getvalue())
+    safefs.write_atomic(rundir.plot_file(out_dir, table.task, axis, "svg"), svg)
     return Plot(table.task, axis, title, inline(svg, id_prefix(stem)),
                 [f"{PLOTS}/{stem}.png", f"{PLOTS}/{stem}.svg"], [r.label for r in rows],
                 [r.label for r in front])
