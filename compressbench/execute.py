@@ -80,8 +80,11 @@ class Worker:
         return self.ws.env
 
     def measure(self, folder: Path, features: list[dict], teacher: Path | None) -> dict:
-        """Measure the saved model here, one measurement at a time (:data:`MEASURE_LOCK`)."""
-        with MEASURE_LOCK or contextlib.nullcontext():
+        """Measure the saved model here: one measurement at a time, with every other worker of
+        the run paused (:func:`compressbench.quiet.measuring`)."""
+        from compressbench import quiet
+
+        with quiet.measuring():
             return measure_model(folder, features, self.ws.suite.measure, self.pm,
                                  self.pm.plugin_files, reference=teacher,
                                  baseline=teacher or folder, cache_dir=self.ws.cache_dir)
@@ -261,9 +264,13 @@ def validation_score(folder: Path, p: Prepared, suite: Suite) -> float:
                     D.pad_id_of(model))[p.task.main_metric]
 
 
-#: held while a model is measured; an executor running several jobs at once on one machine
-#: sets it to a lock all its workers share, so that measurements never overlap
-MEASURE_LOCK = None
+def timing_sample(p: Prepared) -> list[dict]:
+    """The examples every model of a task is timed on: the first reported split, shuffled
+    with a fixed seed (the same examples, in the same order, for all)."""
+    sample = p.feats[p.task.eval_splits[0]]
+    order = list(range(len(sample)))
+    random.Random(0).shuffle(order)
+    return [sample[i] for i in order]
 
 
 def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
@@ -288,9 +295,5 @@ def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
            "model": model_stats(model, folder)}
     del model
     if suite.measure.enabled:
-        sample = feats[task.eval_splits[0]]
-        order = list(range(len(sample)))
-        random.Random(0).shuffle(order)  # the same examples, in the same order, for all
-        chosen = [sample[i] for i in order]
-        out["measure"] = worker.measure(folder, chosen, teacher)
+        out["measure"] = worker.measure(folder, timing_sample(p), teacher)
     return out

@@ -8,8 +8,9 @@ done (``submit``, up to ``capacity()`` at a time) and takes records back as jobs
   cores shared among the jobs running, re-read at every training step); each builds
   its own plugin manager, tokenizer and data once, from the suite's plugin list and files
   (plugins registered in the runner's process by code are not seen there). Measurements never
-  overlap (one ``flock`` for all workers, released by the kernel when its holder dies) but share the machine with the other workers' training:
-  compare speeds by the paired speed-ups, which time model and teacher side by side.
+  overlap, and while one runs every other worker holds still at its next training step or
+  evaluation batch (:mod:`compressbench.quiet`: ``flock`` files the kernel releases when a
+  holder dies), so a model is timed on a machine as quiet as under ``inline``.
 
 Events from the jobs (``started``, and each ``job_event``) reach the ``on_event(kind, job,
 event, data)`` callback in the runner's process, in the order the job sent them, before its
@@ -20,9 +21,7 @@ from __future__ import annotations
 import os
 import queue
 from collections.abc import Callable
-from pathlib import Path
 
-from compressbench import rundir
 from compressbench.errors import ConfigError
 from compressbench.execute import Worker, Workspace, execute
 from compressbench.plan import Job
@@ -69,35 +68,12 @@ _EVENTS = None
 _ACTIVE = None
 
 
-class FileLock:
-    """The measurement lock of one machine's workers: an exclusive ``flock`` on a file in the
-    run directory. The kernel releases it when its holder dies, also by ``kill -9`` or when the
-    pool terminates the worker mid-measurement, so no worker waits on a dead one."""
-
-    def __init__(self, path: Path):
-        self.path, self.fd = Path(path), None
-
-    def __enter__(self):
-        import fcntl
-
-        from compressbench import safefs
-
-        self.fd = safefs.open_rw(self.path)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)  # closing the descriptor releases the lock
-        self.fd = None
-        return False
-
-
-def _init_worker(ws: Workspace, events, lock_path: str, active, fixed: int | None,
-                 parent: int) -> None:
+def _init_worker(ws: Workspace, events, active, fixed: int | None, parent: int) -> None:
     """In each worker process, once: die with the runner (``PR_SET_PDEATHSIG``: a ``kill -9``
     of ``compressbench run`` must not leave workers finishing jobs into the cache), no progress
     bars (the runner shows progress for every worker), its own plugin manager and data, the
-    shared measurement lock, and the training loop's thread count: ``fixed``, else the cores
+    run's turnstile (:mod:`compressbench.quiet`: a model is timed while every other worker
+    holds still), and the training loop's thread count: ``fixed``, else the cores
     shared among the jobs running now (``active``, a counter every worker updates), re-read at
     every step."""
     global _WORKER, _EVENTS, _ACTIVE
@@ -107,12 +83,11 @@ def _init_worker(ws: Workspace, events, lock_path: str, active, fixed: int | Non
     if os.getppid() != parent:  # the runner died before the line above took effect
         os._exit(1)
     os.environ["TQDM_DISABLE"] = "1"  # read by the training loop at each call
-    from compressbench import execute as ex
-    from compressbench import training
+    from compressbench import quiet, training
     from compressbench.logs import quiet_logs
 
     quiet_logs()
-    ex.MEASURE_LOCK = FileLock(Path(lock_path))
+    quiet.install(ws.run_dir)
     _ACTIVE = active
     cores = os.cpu_count() or 1
     training.THREADS = (lambda: fixed) if fixed else (
@@ -125,7 +100,7 @@ def _run_in_worker(job: Job) -> None:
     """The job's events, then its record, through the one queue (so they arrive in order)."""
     import torch
 
-    from compressbench import training
+    from compressbench import quiet, training
 
     def emit(j: Job, event: str, data: dict) -> None:
         _EVENTS.put(("event", j.id, event, data))
@@ -133,10 +108,15 @@ def _run_in_worker(job: Job) -> None:
     with _ACTIVE.get_lock():
         _ACTIVE.value += 1
     torch.set_num_threads(training.THREADS())  # until training re-reads it every step
+    turnstile = quiet.current()
     try:
+        turnstile.hold()  # computing from here on: a measurement waits for a pause point
         _EVENTS.put(("started", job.id, "", {}))
         record = execute(job, _WORKER, emit)
+        record.setdefault("quiet", {})["paused_s"] = round(turnstile.paused_s, 2)
     finally:
+        turnstile.release()
+        turnstile.paused_s = 0.0
         with _ACTIVE.get_lock():
             _ACTIVE.value -= 1
     _EVENTS.put(("finished", job.id, "", record))
@@ -156,7 +136,6 @@ class LocalExecutor:
         self.ws, self.workers, self.threads, self.on_event = ws, workers, threads, on_event
         self.ctx = multiprocessing.get_context("spawn")
         self.events = self.ctx.Queue()
-        self.lock_path = rundir.inside(ws.run_dir, rundir.MEASURE_LOCK)
         self.active = self.ctx.Value("i", 0)  # jobs running in the workers now
         self.running: dict[str, tuple] = {}  # job id -> (job, future)
         self.pool = None
@@ -169,8 +148,8 @@ class LocalExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(self.workers, mp_context=self.ctx, initializer=_init_worker,
-                                   initargs=(self.ws, self.events, str(self.lock_path),
-                                             self.active, self.threads, os.getpid()))
+                                   initargs=(self.ws, self.events, self.active,
+                                             self.threads, os.getpid()))
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:  # Ctrl-C or an error: stop every worker now (finished

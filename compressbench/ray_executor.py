@@ -10,7 +10,9 @@ machine), with the plan's dependencies, resources per job and retries when a wor
   A measurement is a task of its own that needs one unit of the custom resource
   ``compressbench_measure``: give it (``ray start --resources='{"compressbench_measure": 1}'``)
   to the nodes whose CPU you deploy on, one unit per node, so measurements never overlap on a
-  node. The Ray this executor starts on a machine has one.
+  node. A measurement reserves every CPU of its node (:func:`measuring_node_cpus`): it starts
+  once no job computes there, and no job starts there until it ends, so a model is timed on a
+  quiet node. The Ray this executor starts on a machine has one.
 - **Failures.** A job whose worker process or node dies is rerun up to ``retries`` times (the
   half-built model it left is in a scratch folder, never in the cache); a method's own error
   is a failed record, as with the other executors, and is not retried.
@@ -54,6 +56,16 @@ class RayWorker(Worker):
         measured, env = ray.get(self.measure_task.remote(self.ws, folder, features, teacher))
         self.last_env = env
         return measured
+
+
+def measuring_node_cpus(nodes: list[dict], threads: int) -> float:
+    """CPUs a measurement task reserves: all of a measuring node's (the smallest one's), so
+    Ray starts it only when no job computes on that node and schedules none beside it (a job
+    waiting in ``ray.get`` for its measurement has given its CPUs back meanwhile). A node to
+    itself, as the local executor's turnstile gives a measurement the machine."""
+    cpus = [n.get("Resources", {}).get("CPU", 0) for n in nodes
+            if n.get("Alive") and n.get("Resources", {}).get(MEASURE_RESOURCE)]
+    return max(float(threads), min(cpus)) if cpus else float(threads)
 
 
 def node_env(ws: Workspace) -> dict:
@@ -146,8 +158,8 @@ class RayExecutor:
             raise
         self.events = Queue(actor_options={"num_cpus": 0})
         self.measure = ray.remote(measure_job).options(
-            num_cpus=self.ws.suite.measure.threads, resources={MEASURE_RESOURCE: 1},
-            max_retries=self.retries)
+            num_cpus=measuring_node_cpus(ray.nodes(), self.ws.suite.measure.threads),
+            resources={MEASURE_RESOURCE: 1}, max_retries=self.retries)
         self.task = ray.remote(run_job).options(
             num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.retries,
             retry_exceptions=False)

@@ -76,10 +76,18 @@ class BackendResult:
     versions: dict = field(default_factory=dict)
     runtime: dict = field(default_factory=dict)  # e.g. OpenVINO's inference precision
     prepare: dict = field(default_factory=dict)  # export facts (time, fusions)
+    load: dict = field(default_factory=dict)  # the machine's load while timing (measure.load)
 
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def busy(self) -> str | None:
+        """Why this measurement counts as taken under load, or None."""
+        from compressbench.measure.load import busy_reason
+
+        return busy_reason(self.load)
 
     @classmethod
     def of(cls, name: str, d: dict) -> BackendResult:
@@ -94,7 +102,8 @@ class BackendResult:
             paired=Speedup.of(d.get("paired")), vs_eager=Speedup.of(d.get("vs_eager")),
             control=Speedup.of(d.get("control")),
             agreement=Agreement.of(d.get("agreement")), versions=d.get("versions") or {},
-            runtime=d.get("runtime") or {}, prepare=d.get("prepare") or {})
+            runtime=d.get("runtime") or {}, prepare=d.get("prepare") or {},
+            load=d.get("load") or {})
 
 
 @dataclass(frozen=True)

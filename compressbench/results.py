@@ -16,6 +16,7 @@ from compressbench.errors import CompressBenchError
 from compressbench.rundir import RESULTS
 
 REJECTED = "results.rejected.jsonl"
+CONTROLS = "controls.jsonl"  # the second latency control, re-timed at the end of a run
 
 
 def append(run_dir: Path, record: dict) -> None:
@@ -211,3 +212,29 @@ def read_json(path: Path) -> dict | None:
               file=sys.stderr)
         return None
     return body if isinstance(body, dict) else None
+
+
+def append_control(run_dir: Path, control: dict) -> None:
+    """Append one re-timed control pair (see :func:`compressbench.runner.retime_controls`)."""
+    fd = safefs.open_append(Path(run_dir) / CONTROLS)
+    try:
+        os.write(fd, (json.dumps(control, sort_keys=True) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_controls(run_dir: Path) -> list[dict]:
+    """The control pairs of a run, the last one per task (a resumed run re-times them)."""
+    path = Path(run_dir) / CONTROLS
+    if not path.is_file() or path.is_symlink():
+        return []
+    out: dict[str, dict] = {}
+    for line in path.read_bytes().splitlines():
+        try:
+            c = json.loads(line.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue  # a torn or foreign line: the control is advisory
+        if isinstance(c, dict) and isinstance(c.get("task"), str):
+            out[c["task"]] = c
+    return list(out.values())

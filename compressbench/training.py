@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compressbench import quiet
 from compressbench.data import IGNORE, collate, length_grouped_batches, sorted_batches
 from compressbench.models import forward_kwargs, logits_of
 from compressbench.suite import Training
@@ -219,6 +220,7 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
             for idx in length_grouped_batches(lengths, cfg.batch_size, seed + epoch):
                 if step >= total:
                     break
+                quiet.pause_point()  # a model being timed has the machine to itself
                 if THREADS is not None and THREADS() != torch.get_num_threads():
                     torch.set_num_threads(THREADS())
                 batch = to_device(collate([train_feats[i] for i in idx], pad_id), device)
@@ -286,6 +288,7 @@ def predict(model: nn.Module, task: Task, feats: list[dict], batch_size: int = 6
     device = device_of(model)  # the training device during training, else the CPU
     preds: list = [None] * len(feats)
     for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
+        quiet.pause_point()
         batch = to_device(collate([feats[i] for i in idx], pad_id), device)
         logits = logits_of(model(**forward_kwargs(model, batch))).float().cpu()
         if task.kind == "regression":
@@ -315,6 +318,7 @@ def logits_for(model: nn.Module, feats: list[dict], batch_size: int = 64,
     device = device_of(model)  # a teacher on the training device computes its logits there
     out: list = [None] * len(feats)
     for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
+        quiet.pause_point()
         batch = to_device(collate([feats[i] for i in idx], pad_id), device)
         logits = logits_of(model(**forward_kwargs(model, batch))).float().cpu()  # (B, C) ...
         for j, i in enumerate(idx):

@@ -290,3 +290,14 @@ def test_ray_stops_before_training_when_no_node_can_measure(ray_cluster, tmp_pat
         RayExecutor(ws, lambda *a: None, threads=1, address=ray_cluster.address,
                     gpus_per_job=1).__enter__()
     assert not ray.is_initialized()  # it let go of the cluster
+
+
+def test_a_ray_measurement_reserves_its_whole_node():
+    from compressbench.ray_executor import MEASURE_RESOURCE, measuring_node_cpus
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 16.0}},  # trains only
+             {"Alive": True, "Resources": {"CPU": 8.0, MEASURE_RESOURCE: 1.0}},
+             {"Alive": True, "Resources": {"CPU": 4.0, MEASURE_RESOURCE: 1.0}},
+             {"Alive": False, "Resources": {"CPU": 2.0, MEASURE_RESOURCE: 1.0}}]
+    assert measuring_node_cpus(nodes, 1) == 4.0
+    assert measuring_node_cpus(nodes[:1], 1) == 1.0  # none measures: check_cluster says so

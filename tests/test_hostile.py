@@ -274,8 +274,8 @@ def test_5_the_model_card_escapes_record_fields():
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from compressbench.executors import FileLock
-    with FileLock(Path(sys.argv[1])):
+    from compressbench.quiet import Turnstile
+    with Turnstile(Path(sys.argv[1])).measuring():
         Path(sys.argv[2]).write_text("held")
         time.sleep(600)
 """)
@@ -286,16 +286,16 @@ def test_6_the_measurement_lock_dies_with_a_killed_holder(tmp_path):
     so the next worker measures instead of waiting forever."""
     import threading
 
-    from compressbench.executors import FileLock
+    from compressbench.quiet import Turnstile
 
-    lock, held = tmp_path / ".measure.lock", tmp_path / "held"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock), str(held)])
+    held = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), str(held)])
     try:
         wait_for(held.is_file, "the holder took the lock", holder)
         got = threading.Event()
 
         def take():
-            with FileLock(lock):
+            with Turnstile(tmp_path).measuring():
                 got.set()
 
         waiter = threading.Thread(target=take, daemon=True)

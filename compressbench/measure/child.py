@@ -67,7 +67,7 @@ def prepare(req: dict, pm) -> dict:
 
 
 def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
-    from compressbench.measure import protocol
+    from compressbench.measure import load, protocol
     from compressbench.measure.backend import SavedModel
     from compressbench.measure.backends import TorchBackend
     from compressbench.measure.trackers import cpu_model
@@ -79,6 +79,7 @@ def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
     model = SavedModel.at(Path(target["folder"]))
     session, model_rss = protocol.measure_memory(
         lambda: backend.load(model, Path(target["workdir"]), s.threads))
+    before = load.snapshot()
     out = protocol.solo(session, feats, s)
     out["memory_mb"] = protocol.memory(baseline_rss, after_imports, model_rss)
     describe = getattr(session, "describe", None)
@@ -108,6 +109,7 @@ def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
         out["control"] = pairs.get("control")
         if backend.name == "torch" and out["paired"]:  # the teacher on torch *is* the
             out["vs_eager"] = out["paired"]  # common baseline
+    out["load"] = load.window(before, load.snapshot())  # the machine's load while timing
     out.update(threads=s.threads, cpu=cpu_model())
     return out
 

@@ -52,6 +52,7 @@ class BackendRow:
     max_logit_diff: float | None = None  # against PyTorch on dev examples (largest over seeds)
     agreement: float | None = None  # fraction of predictions equal to PyTorch's (lowest)
     runtime: dict = field(default_factory=dict)
+    busy: str | None = None  # why a seed's measurement counts as taken under load
 
     @property
     def ok(self) -> bool:
@@ -191,6 +192,7 @@ class RunSummary:
     errors: list = field(default_factory=list)  # analysis.TaskErrors, filled by write_reports
     plots: list = field(default_factory=list)  # plots.Plot, filled by write_reports
     examples: int = 3  # examples shown per method in the error analysis
+    controls: list[dict] = field(default_factory=list)  # re-timed control pairs (controls.jsonl)
 
     @property
     def paired(self) -> bool:
@@ -253,6 +255,7 @@ def summarise(run_dir: Path, latency_budget: float | None = None,
     summary = RunSummary(run_dir, newest.suite, newest.suite_sha256,
                          envs[-1] if envs else {}, envs, list(tables.values()), records,
                          latency_budget=latency_budget, within=within)
+    summary.controls = results.read_controls(run_dir)
     summary.overview = overview(summary.tables)
     summary.picks = [what_to_pick(t, latency_budget, within) for t in summary.tables]
     return summary
@@ -303,6 +306,7 @@ def backend_row(name: str, results: list[BackendResult | None], teacher: bool) -
         return BackendRow(name, bad.status if bad else "failed",
                           bad.reason if bad else "not measured for every seed")
     out = BackendRow(name, "ok", runtime=present[0].runtime)
+    out.busy = next((r.busy for r in present if r.busy), None)
     out.p50_ms = mean([r.latency.p50 for r in present])
     out.p90_ms = mean([r.latency.p90 for r in present])
     if all(r.cpu for r in present):

@@ -130,6 +130,9 @@ def backend_table(table: TaskTable) -> Table | None:
     head = ["method", "backend", table.main_metric, "p50 ms", "p90 ms", "CPU p50 ms",
             "speed-up (same backend)", "speed-up vs eager", "CPU speed-up vs eager",
             "ex/s (batch)", "peak RSS MB", "max |Δ logit| vs torch", "agreement vs torch"]
+    loaded = any(b.busy for r in table.rows for b in r.backends.values())
+    if loaded:  # only in runs where some measurement was taken under load
+        head.append("measured under load")
     rows = []
     for r in table.rows:
         for b in r.backends.values():
@@ -141,7 +144,8 @@ def backend_table(table: TaskTable) -> Table | None:
                          num(b.speedup, ".2f", "×"), num(b.vs_eager, ".2f", "×"),
                          num(b.cpu_vs_eager, ".2f", "×"), num(b.throughput, ".1f"),
                          num(b.peak_rss_mb, ".0f"), num(b.max_logit_diff, ".2g"),
-                         num(None if b.agreement is None else 100 * b.agreement, ".1f", "%")])
+                         num(None if b.agreement is None else 100 * b.agreement, ".1f", "%")]
+                        + ([text(f"yes: {b.busy}" if b.busy else "–")] if loaded else []))
     return Table(head, rows)
 
 
@@ -425,6 +429,8 @@ def env_lines(summary: RunSummary) -> list[str]:
              "model" + (PAIRED_NOTE if summary.paired else ""),
              f"versions: {versions}"]
     lines += control_lines(summary)
+    lines += load_lines(summary)
+    lines += second_control_lines(summary)
     versions = summary.suite_versions
     if len(versions) > 1:
         lines.append(f"**warning**: the records come from {len(versions)} versions of the suite "
@@ -462,6 +468,63 @@ def control_lines(summary: RunSummary) -> list[str]:
                      f"measuring, and speed-ups there carry at least that much error; measure "
                      f"again on an idle machine")
     return lines
+
+
+def load_lines(summary: RunSummary) -> list[str]:
+    """The machine's background load during the measurements (recorded per measurement since
+    compressbench 0.3), and which ones were taken under load."""
+    measured = [(r, b) for r in summary.records if r.ok for b in r.backends.values()
+                if b.ok and b.load]
+    if not measured:
+        return []
+
+    def span(key: str, fmt: str) -> str | None:
+        values = [b.load[key] for _, b in measured if b.load.get(key) is not None]
+        return f"{min(values):{fmt}}–{max(values):{fmt}}" if values else None
+
+    parts = [f"other processes {span('other_cores', '.2f')} cores"
+             if span("other_cores", ".2f") else None,
+             f"CPU pressure {span('cpu_pressure_pct', '.1f')}% of the time"
+             if span("cpu_pressure_pct", ".1f") else None,
+             f"load average {span('loadavg_1m', '.2f')}" if span("loadavg_1m", ".2f") else None]
+    lines = [f"load while timing ({len(measured)} measurements, each over its own timed "
+             f"window): " + "; ".join(p for p in parts if p)]
+    busy = [(r, b) for r, b in measured if b.busy]
+    if busy:
+        shown = ", ".join(f"{esc(r.job_id)} on {esc(b.backend)} ({esc(b.busy)})"
+                          for r, b in busy[:5]) + (f" and {len(busy) - 5} more"
+                                                   if len(busy) > 5 else "")
+        lines.append(f"**warning**: {len(busy)} of {len(measured)} measurements were taken "
+                     f"under load: {shown}. Speed-ups between different models move with "
+                     f"background load (by 20–40% in our tests); measure again on a quiet "
+                     f"machine before quoting them")
+    return lines
+
+
+def second_control_lines(summary: RunSummary) -> list[str]:
+    """The teacher against its own ONNX Runtime export, timed with the teacher's job and again
+    at the end of the run: two *different* models, so unlike the teacher-against-itself
+    control it moves when the machine's load changes."""
+    lines = []
+    for c in summary.controls:
+        start, end = c.get("start") or {}, c.get("end") or {}
+        if not start.get("speedup") or not end.get("speedup"):
+            continue
+        text_ = (f"{esc(c.get('task', '?'))}: {esc(c.get('pair', ''))} "
+                 f"{start['speedup']:.2f}× {fmt_ci(start.get('ci95'))} with the teacher's job, "
+                 f"{end['speedup']:.2f}× {fmt_ci(end.get('ci95'))} at the end of the run")
+        lines.append(f"latency control, different models: {text_}")
+        a, b = start.get("ci95"), end.get("ci95")
+        if a and b and (a[1] < b[0] or b[1] < a[0]):
+            lines.append(f"**warning**: that control moved by more than its intervals "
+                         f"({esc(c.get('task', '?'))}): the machine's load changed during the "
+                         f"run, so speed-ups of jobs measured at different times are not "
+                         f"comparable; measure again on a quiet machine")
+    return lines
+
+
+def fmt_ci(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
 
 
 PAIRED_NOTE = ("; speed-up = teacher p50 / model p50 with the two timed alternately on the "

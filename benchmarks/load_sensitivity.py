@@ -1,0 +1,247 @@
+"""How much background load moves the speed-ups, and whether the local executor's measurements
+are as quiet as an idle machine's (issue 26).
+
+Times the teacher's compressed versions against the eager fp32 teacher (paired, batch 1,
+1 thread, the suite's protocol) in three conditions:
+
+(a) idle: nothing else running;
+(b) synthetic load: one process on another core spinning and touching 64 MB of memory;
+(c) under the local executor during a real suite: the same models measured by their own jobs
+    while the other worker trains 3-layer students (the turnstile pauses it while a model is
+    timed), read from the records.
+
+Models: ``int8-dynamic`` (quant-dynamic, torch), ``ort-int8`` (quant-ort), ``3L-ort-int8``
+(finetune 3 layers -> quant-ort) and the control (the eager teacher against a second copy of
+itself). Each condition is repeated ``--reps`` times (for (c), one job per seed).
+
+    python benchmarks/load_sensitivity.py --data-dir ../shared/data --runs runs/load \\
+        --out reports/load-sensitivity [--reps 3]
+
+Writes ``OUT/load-sensitivity.md`` and ``.csv``. Speed-ups are wall-time p50 ratios; ranges
+are min-max over the repetitions; the load columns are what each measurement recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SUITE = """version: 1
+name: load-{name}
+teacher: {{model: embedded}}
+tasks: [sst2]
+methods:
+  - {{name: quant-dynamic, label: int8-dynamic, seeds: [{seeds}]}}
+  - {{name: quant-ort, label: ort-int8, seeds: [{seeds}]}}
+  - name: 3L-ort-int8
+    seeds: [{seeds}]
+    chain:
+      - {{name: finetune, student: {{layers: 3, init: teacher-skip}}}}
+      - {{name: quant-ort}}
+{trainers}seeds: [{seeds}]
+training: {{epochs: 1, batch_size: 16, learning_rate: 1.0e-4, max_seq_length: 64,
+           max_train_samples: {train}, max_val_samples: 64, max_eval_samples: 256}}
+measure: {{latency_samples: {samples}, warmup: 10, throughput_samples: 32,
+          backends: [torch, onnxruntime]}}
+"""
+# the training the other worker does while models are measured in (c)
+TRAINERS = """  - {name: finetune, label: trainer-3L, student: {layers: 3, init: teacher-skip},
+     training: {epochs: 3}}
+  - {name: kd, label: trainer-kd-3L, student: {layers: 3, init: teacher-skip},
+     training: {epochs: 3}}
+"""
+MODELS = [("int8-dynamic", "torch"), ("ort-int8", "onnxruntime"),
+          ("3L-ort-int8", "onnxruntime"), ("control", "torch")]
+
+CHURN = """
+import os
+while True:
+    block = bytearray(64 << 20)          # 64 MB, touched page by page
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    x = sum(range(200000))
+"""
+
+
+def run_suite_file(path: Path, run: Path, args, executor: str) -> list[dict]:
+    from compressbench.plugins import get_plugin_manager
+    from compressbench.runner import run_suite
+    from compressbench.suite import load_suite
+
+    return run_suite(load_suite(path), get_plugin_manager(), args.data_dir, run, args.cache,
+                     executor=executor, workers=2 if executor == "local" else None)
+
+
+def speedups(records: list[dict]) -> dict[str, list[tuple[float, dict]]]:
+    """model -> [(speed-up vs the eager teacher, load)] from a run's records."""
+    out: dict[str, list] = {name: [] for name, _ in MODELS}
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        backends = r["measure"]["backends"]
+        for name, backend in MODELS:
+            b = backends.get(backend) or {}
+            if name == "control" and r["label"] == "teacher" and b.get("control"):
+                out[name].append((b["control"]["speedup"], b.get("load") or {}))
+            elif r["label"] == name and b.get("vs_eager"):
+                out[name].append((b["vs_eager"]["speedup"], b.get("load") or {}))
+    return out
+
+
+def measure_direct(run: Path, args, reps: int) -> dict[str, list[tuple[float, dict]]]:
+    """(a) and (b): each model measured again by compressbench's measurement, ``reps`` times,
+    rotating the order of the models each repetition."""
+    from compressbench import results
+    from compressbench.execute import Worker, Workspace, timing_sample
+    from compressbench.measure import measure_model
+    from compressbench.models import resolve_model_ref
+    from compressbench.plugins import get_plugin_manager
+    from compressbench.suite import load_suite
+
+    suite = load_suite(run / "suite.yaml")
+    pm = get_plugin_manager()
+    ws = Workspace(suite, resolve_model_ref("embedded"), run, args.cache, args.data_dir)
+    sample = timing_sample(Worker(ws, pm).task("sst2"))
+    latest = results.latest(results.read(run))
+    folder = {r["label"]: results.model_path(run, r) for r in latest.values()
+              if r.get("status") == "ok" and r["seed"] == suite.seeds[0]}
+    teacher = folder["teacher"]
+    out: dict[str, list] = {name: [] for name, _ in MODELS}
+    for rep in range(reps):
+        order = MODELS[rep % len(MODELS):] + MODELS[:rep % len(MODELS)]
+        for name, backend in order:
+            target = teacher if name == "control" else folder[name]
+            m = measure_model(target, sample, suite.measure, pm, reference=teacher
+                              if name == "control" else None, baseline=teacher,
+                              cache_dir=args.cache, backends=[backend])["backends"][backend]
+            pair = m.get("paired") if name == "control" else m.get("vs_eager")
+            out[name].append((pair["speedup"], m.get("load") or {}))
+    return out
+
+
+def summary(values: list[tuple[float, dict]]) -> dict:
+    xs = [v for v, _ in values]
+    loads = [d.get("other_cores") for _, d in values if d.get("other_cores") is not None]
+    return {"n": len(xs), "median": statistics.median(xs) if xs else None,
+            "min": min(xs) if xs else None, "max": max(xs) if xs else None,
+            "other_cores": max(loads) if loads else None}
+
+
+def fmt(s: dict) -> str:
+    if not s["n"]:
+        return "–"
+    return (f"{s['median']:.2f}× ({s['min']:.2f}–{s['max']:.2f}), load "
+            f"{s['other_cores']:.2f} cores" if s["other_cores"] is not None else
+            f"{s['median']:.2f}× ({s['min']:.2f}–{s['max']:.2f})")
+
+
+def isa_flags() -> str:
+    """The vector and matrix ISA flags of this CPU that decide these speed-ups."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+              "avx_vnni", "asimd", "bf16", "i8mm")
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")) and ":" in line:
+            flags |= set(line.split(":", 1)[1].split())
+    return " ".join(f for f in wanted if f in flags) or "none of " + "/".join(wanted)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--runs", type=Path, default=Path("runs/load"))
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("reports/load-sensitivity"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=200, help="latency examples per model")
+    ap.add_argument("--train", type=int, default=2000, help="training examples (c)")
+    args = ap.parse_args()
+    args.cache = args.cache or args.runs / "cache"
+    args.runs.mkdir(parents=True, exist_ok=True)
+    seeds = ", ".join(str(42 + i) for i in range(args.reps))
+    timings = {}
+
+    # build the models once (inline, their own measurements unused)
+    build = args.runs / "build"
+    build.mkdir(exist_ok=True)
+    (build / "suite.in.yaml").write_text(SUITE.format(name="build", seeds=42, trainers="",
+                                                      train=args.train, samples=args.samples))
+    start = time.time()
+    run_suite_file(build / "suite.in.yaml", build / "run", args, "inline")
+    timings["build"] = time.time() - start
+
+    start = time.time()
+    idle = measure_direct(build / "run", args, args.reps)  # (a)
+    timings["a"] = time.time() - start
+    churn = subprocess.Popen([sys.executable, "-c", CHURN])  # (b)
+    try:
+        start = time.time()
+        loaded = measure_direct(build / "run", args, args.reps)
+        timings["b"] = time.time() - start
+    finally:
+        churn.kill()
+        churn.wait()
+
+    suite_c = args.runs / "suite-c"  # (c)
+    suite_c.mkdir(exist_ok=True)
+    (suite_c / "suite.in.yaml").write_text(SUITE.format(name="c", seeds=seeds,
+                                                        trainers=TRAINERS, train=args.train,
+                                                        samples=args.samples))
+    start = time.time()
+    records = run_suite_file(suite_c / "suite.in.yaml", suite_c / "run", args, "local")
+    timings["c"] = time.time() - start
+    during = speedups(records)
+    paused = sum((r.get("quiet") or {}).get("paused_s", 0) for r in records)
+
+    rows = []
+    for name, backend in MODELS:
+        a, b, c = summary(idle[name]), summary(loaded[name]), summary(during[name])
+        inside = bool(a["n"] and c["n"] and a["min"] <= c["median"] <= a["max"])
+        rows.append((name, backend, a, b, c, inside))
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "load-sensitivity.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "backend", "condition", "n", "median", "min", "max",
+                    "max_other_cores"])
+        for name, backend, a, b, c, _ in rows:
+            for cond, s in (("a-idle", a), ("b-synthetic-load", b), ("c-local-executor", c)):
+                w.writerow([name, backend, cond, s["n"], s["median"], s["min"], s["max"],
+                            s["other_cores"]])
+    import platform
+
+    from compressbench.measure import cpu_model
+    lines = ["# Speed-ups under load (issue 26)", "",
+             f"Paired speed-up against the eager fp32 teacher (wall-time p50 ratio, batch 1, "
+             f"1 thread, {args.samples} SST-2 dev sentences, all-MiniLM-L6-v2), median and "
+             f"(min–max) over {args.reps} repetitions; 'load' is the most other processes "
+             f"used during any of them, in cores. CPU: {cpu_model()}, {platform.machine()}, "
+             f"flags {isa_flags()}. "
+             f"Control: the eager teacher against a second copy of itself.", "",
+             ("| model | backend | (a) idle | (b) synthetic load on another core | "
+              "(c) local executor during a suite | (b) / (a) | (c) / (a) | "
+              "(c) inside (a)'s range |"),
+             "|---|---|---|---|---|---:|---:|---|"]
+    for name, backend, a, b, c, inside in rows:
+        ratio_b = f"{b['median'] / a['median']:.2f}" if a["n"] and b["n"] else "–"
+        ratio_c = f"{c['median'] / a['median']:.2f}" if a["n"] and c["n"] else "–"
+        lines.append(f"| {name} | {backend} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {ratio_b} | "
+                     f"{ratio_c} | {'yes' if inside else 'no'} |")
+    lines += ["", f"Wall time: build {timings['build']:.0f} s, (a) {timings['a']:.0f} s, "
+              f"(b) {timings['b']:.0f} s, (c) {timings['c']:.0f} s for {len(records)} jobs "
+              f"on 2 local workers, of which the training workers spent {paused:.0f} s "
+              f"paused while models were timed.", ""]
+    (args.out / "load-sensitivity.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
