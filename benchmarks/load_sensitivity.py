@@ -4,11 +4,14 @@ are as quiet as an idle machine's (issue 26).
 Times the teacher's compressed versions against the eager fp32 teacher (paired, batch 1,
 1 thread, the suite's protocol) in three conditions:
 
-(a) idle: nothing else running;
+(a) idle: nothing else running, measured before (b) and again after (c), so its range
+    includes the machine's drift over the benchmark;
 (b) synthetic load: one process on another core spinning and touching 64 MB of memory;
-(c) under the local executor during a real suite: the same models measured by their own jobs
-    while the other worker trains 3-layer students (the turnstile pauses it while a model is
-    timed), read from the records.
+(b2) heavy load: two such processes per core (as on a shared CI machine);
+(c) under the local executor during a real suite, from an empty cache of its own (so every
+    job really trains): the same models measured by their own jobs while the other worker
+    trains 3-layer students (the turnstile pauses it while a model is timed), read from the
+    records.
 
 Models: ``int8-dynamic`` (quant-dynamic, torch), ``ort-int8`` (quant-ort), ``3L-ort-int8``
 (finetune 3 layers -> quant-ort) and the control (the eager teacher against a second copy of
@@ -67,13 +70,15 @@ while True:
 """
 
 
-def run_suite_file(path: Path, run: Path, args, executor: str) -> list[dict]:
+def run_suite_file(path: Path, run: Path, args, executor: str,
+                   cache: Path | None = None) -> list[dict]:
     from compressbench.plugins import get_plugin_manager
     from compressbench.runner import run_suite
     from compressbench.suite import load_suite
 
-    return run_suite(load_suite(path), get_plugin_manager(), args.data_dir, run, args.cache,
-                     executor=executor, workers=2 if executor == "local" else None)
+    return run_suite(load_suite(path), get_plugin_manager(), args.data_dir, run,
+                     cache or args.cache, executor=executor,
+                     workers=2 if executor == "local" else None)
 
 
 def speedups(records: list[dict]) -> dict[str, list[tuple[float, dict]]]:
@@ -121,6 +126,18 @@ def measure_direct(run: Path, args, reps: int) -> dict[str, list[tuple[float, di
             pair = m.get("paired") if name == "control" else m.get("vs_eager")
             out[name].append((pair["speedup"], m.get("load") or {}))
     return out
+
+
+def span_s(records: list[dict]) -> float:
+    """Wall time from the first job's start to the last job's end, from the records."""
+    import datetime as dt
+
+    spans = [(dt.datetime.fromisoformat(r["started_at"]), r.get("wall_s") or 0)
+             for r in records if r.get("started_at")]
+    if not spans:
+        return 0.0
+    first = min(s for s, _ in spans)
+    return max((s - first).total_seconds() + w for s, w in spans)
 
 
 def summary(values: list[tuple[float, dict]]) -> dict:
@@ -181,38 +198,53 @@ def main() -> int:
     start = time.time()
     idle = measure_direct(build / "run", args, args.reps)  # (a)
     timings["a"] = time.time() - start
-    churn = subprocess.Popen([sys.executable, "-c", CHURN])  # (b)
-    try:
-        start = time.time()
-        loaded = measure_direct(build / "run", args, args.reps)
-        timings["b"] = time.time() - start
-    finally:
-        churn.kill()
-        churn.wait()
+    loaded_by = {}
+    import os
+    for key, n in (("b", 1), ("b2", 2 * (os.cpu_count() or 1))):  # (b), (b2)
+        churn = [subprocess.Popen([sys.executable, "-c", CHURN]) for _ in range(n)]
+        try:
+            start = time.time()
+            loaded_by[key] = measure_direct(build / "run", args, args.reps)
+            timings[key] = time.time() - start
+        finally:
+            for p in churn:
+                p.kill()
+                p.wait()
+    loaded, heavy = loaded_by["b"], loaded_by["b2"]
 
-    suite_c = args.runs / "suite-c"  # (c)
-    suite_c.mkdir(exist_ok=True)
+    import shutil
+
+    suite_c = args.runs / "suite-c"  # (c): from scratch, so its jobs really train
+    shutil.rmtree(suite_c, ignore_errors=True)
+    suite_c.mkdir()
     (suite_c / "suite.in.yaml").write_text(SUITE.format(name="c", seeds=seeds,
                                                         trainers=TRAINERS, train=args.train,
                                                         samples=args.samples))
-    start = time.time()
-    records = run_suite_file(suite_c / "suite.in.yaml", suite_c / "run", args, "local")
-    timings["c"] = time.time() - start
+    records = run_suite_file(suite_c / "suite.in.yaml", suite_c / "run", args, "local",
+                             cache=suite_c / "cache")
+    timings["c"] = span_s(records)
     during = speedups(records)
+    start = time.time()
+    again = measure_direct(build / "run", args, args.reps)  # (a), after
+    timings["a"] += time.time() - start
+    for name in idle:
+        idle[name] += again[name]
     paused = sum((r.get("quiet") or {}).get("paused_s", 0) for r in records)
 
     rows = []
     for name, backend in MODELS:
         a, b, c = summary(idle[name]), summary(loaded[name]), summary(during[name])
+        b2 = summary(heavy[name])
         inside = bool(a["n"] and c["n"] and a["min"] <= c["median"] <= a["max"])
-        rows.append((name, backend, a, b, c, inside))
+        rows.append((name, backend, a, b, b2, c, inside))
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "load-sensitivity.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "backend", "condition", "n", "median", "min", "max",
                     "max_other_cores"])
-        for name, backend, a, b, c, _ in rows:
-            for cond, s in (("a-idle", a), ("b-synthetic-load", b), ("c-local-executor", c)):
+        for name, backend, a, b, b2, c, _ in rows:
+            for cond, s in (("a-idle", a), ("b-synthetic-load", b), ("b2-heavy-load", b2),
+                            ("c-local-executor", c)):
                 w.writerow([name, backend, cond, s["n"], s["median"], s["min"], s["max"],
                             s["other_cores"]])
     import platform
@@ -221,21 +253,25 @@ def main() -> int:
     lines = ["# Speed-ups under load (issue 26)", "",
              f"Paired speed-up against the eager fp32 teacher (wall-time p50 ratio, batch 1, "
              f"1 thread, {args.samples} SST-2 dev sentences, all-MiniLM-L6-v2), median and "
-             f"(min–max) over {args.reps} repetitions; 'load' is the most other processes "
+             f"(min–max) over {args.reps} repetitions ((a): {2 * args.reps}, half before (b) "
+             f"and half after (c)); 'load' is the most other processes "
              f"used during any of them, in cores. CPU: {cpu_model()}, {platform.machine()}, "
              f"flags {isa_flags()}. "
              f"Control: the eager teacher against a second copy of itself.", "",
              ("| model | backend | (a) idle | (b) synthetic load on another core | "
-              "(c) local executor during a suite | (b) / (a) | (c) / (a) | "
-              "(c) inside (a)'s range |"),
-             "|---|---|---|---|---|---:|---:|---|"]
-    for name, backend, a, b, c, inside in rows:
-        ratio_b = f"{b['median'] / a['median']:.2f}" if a["n"] and b["n"] else "–"
-        ratio_c = f"{c['median'] / a['median']:.2f}" if a["n"] and c["n"] else "–"
-        lines.append(f"| {name} | {backend} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {ratio_b} | "
-                     f"{ratio_c} | {'yes' if inside else 'no'} |")
+              "(b2) two loads per core | (c) local executor during a suite | (b) / (a) | "
+              "(b2) / (a) | (c) / (a) | (c) inside (a)'s range |"),
+             "|---|---|---|---|---|---|---:|---:|---:|---|"]
+
+    def ratio(x: dict, a: dict) -> str:
+        return f"{x['median'] / a['median']:.2f}" if a["n"] and x["n"] else "–"
+
+    for name, backend, a, b, b2, c, inside in rows:
+        lines.append(f"| {name} | {backend} | {fmt(a)} | {fmt(b)} | {fmt(b2)} | {fmt(c)} | "
+                     f"{ratio(b, a)} | {ratio(b2, a)} | {ratio(c, a)} | "
+                     f"{'yes' if inside else 'no'} |")
     lines += ["", f"Wall time: build {timings['build']:.0f} s, (a) {timings['a']:.0f} s, "
-              f"(b) {timings['b']:.0f} s, (c) {timings['c']:.0f} s for {len(records)} jobs "
+              f"(b) {timings['b']:.0f} s, (b2) {timings['b2']:.0f} s, (c) {timings['c']:.0f} s for {len(records)} jobs "
               f"on 2 local workers, of which the training workers spent {paused:.0f} s "
               f"paused while models were timed.", ""]
     (args.out / "load-sensitivity.md").write_text("\n".join(lines))

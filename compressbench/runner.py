@@ -20,6 +20,7 @@ from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.execute import Worker, Workspace, drop_if_damaged
 from compressbench.executors import make_executor
 from compressbench.measure import cpu_model, remove_stale_temp_dirs
+from compressbench.measure.trackers import cpu_identity
 from compressbench.plan import (  # noqa: F401 - re-exported: the runner's names before the plan
     CACHE_VERSION,
     TEACHER_LABEL,
@@ -46,7 +47,8 @@ def environment(threads: int, packages: tuple[str, ...] = ()) -> dict:
     import torch
     return {
         "python": platform.python_version(), "platform": platform.platform(),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "measure_threads": threads,
+        "cpu": cpu_model(), "cpu_id": cpu_identity(), "cores": os.cpu_count(),
+        "measure_threads": threads,
         "train_threads": torch.get_num_threads(),
         "versions": {p: distribution_version(p) for p in
                      ("compressbench", "torch", "transformers", "datasets", "numpy",

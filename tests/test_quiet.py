@@ -145,3 +145,20 @@ def test_a_control_that_moved_warns(tmp_path):
     md = (run / "report.md").read_text()
     assert "that control moved by more than its intervals (sst2)" in md
     assert "(stsb)" not in md.split("that control moved")[-1].split("\n")[0]
+
+
+def test_the_environment_names_the_cpu_family_model_and_isa():
+    import platform
+
+    from compressbench.measure.trackers import ISA_FLAGS, cpu_identity
+    from compressbench.runner import environment
+
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("reads /proc/cpuinfo")
+    env = environment(1)
+    ident = env["cpu_id"]
+    assert set(ident["isa"]) <= set(ISA_FLAGS) and ident == cpu_identity()
+    flags = open("/proc/cpuinfo").read()
+    if platform.machine() == "x86_64":
+        assert ident["vendor_id"] and ident["cpu_family"] and ident["model"]
+        assert ("avx2" in ident["isa"]) == (" avx2" in flags)

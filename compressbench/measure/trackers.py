@@ -70,6 +70,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the ISA extensions that decide CPU inference speed (vector, int8 dot products, bf16, AMX)
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+             "amx_int8", "amx_bf16", "asimd", "asimddp", "bf16", "i8mm", "sve")
+
+
+def cpu_identity() -> dict:
+    """The CPU's vendor, family, model and stepping, and which of :data:`ISA_FLAGS` it has, as
+    /proc/cpuinfo says (empty where it says nothing): recorded beside every measurement, since
+    the same model name covers CPUs with and without AVX-512 or AMX."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("flags", "features"):
+            flags |= set(value.split())
+        elif key in ("vendor_id", "cpu family", "model", "stepping", "cpu implementer",
+                     "cpu part") and key not in fields:
+            fields[key.replace(" ", "_")] = value.strip()
+    return {**fields, "isa": [f for f in ISA_FLAGS if f in flags]}
+
+
 def rss_mb() -> float:
     import psutil
     return psutil.Process().memory_info().rss / 2**20

@@ -421,8 +421,9 @@ def env_lines(summary: RunSummary) -> list[str]:
              f"`{esc(summary.suite_sha256)}`"),
              (f"jobs: {n_ok} ok, {len(summary.records) - n_ok} failed; started "
              f"{first or '?'} … {last or '?'}"),
-             (f"CPU: {esc(env.get('cpu', '?'))}, {esc(env.get('cores', '?'))} cores; platform "
-             f"{esc(env.get('platform', '?'))}; Python {esc(env.get('python', '?'))}"),
+             (f"CPU: {esc(env.get('cpu', '?'))}, {esc(env.get('cores', '?'))} cores"
+              f"{cpu_id_text(env.get('cpu_id'))}; platform {esc(env.get('platform', '?'))}; "
+              f"Python {esc(env.get('python', '?'))}"),
              (f"threads: training {env.get('train_threads', '?')}, latency "
              f"{env.get('measure_threads', '?')}"),
              "latency: batch 1, real sequence lengths, tokenization not timed, one process per "
@@ -446,6 +447,16 @@ def env_lines(summary: RunSummary) -> list[str]:
     lines.append("reproduce: `compressbench run RUN_DIR/suite.yaml --output NEW_RUN_DIR`, "
                  "then `compressbench report NEW_RUN_DIR`")
     return lines
+
+
+def cpu_id_text(cpu_id) -> str:
+    """' (family 25, model 1; ISA avx2 avx512f ...)' from the environment's ``cpu_id``."""
+    if not isinstance(cpu_id, dict) or not cpu_id:
+        return ""
+    ident = ", ".join(f"{k.replace('_', ' ')} {esc(v)}" for k, v in cpu_id.items()
+                      if k in ("cpu_family", "model", "cpu_implementer", "cpu_part"))
+    isa = " ".join(esc(f) for f in cpu_id.get("isa") or []) or "none of those checked"
+    return f" ({ident + '; ' if ident else ''}ISA: {isa})"
 
 
 def control_lines(summary: RunSummary) -> list[str]:
@@ -495,9 +506,9 @@ def load_lines(summary: RunSummary) -> list[str]:
                           for r, b in busy[:5]) + (f" and {len(busy) - 5} more"
                                                    if len(busy) > 5 else "")
         lines.append(f"**warning**: {len(busy)} of {len(measured)} measurements were taken "
-                     f"under load: {shown}. Speed-ups between different models move with "
-                     f"background load (by 20–40% in our tests); measure again on a quiet "
-                     f"machine before quoting them")
+                     f"under load: {shown}. A speed-up between two different models can move "
+                     f"with background load (the teacher-against-itself control cannot show "
+                     f"it); measure again on a quiet machine before quoting them")
     return lines
 
 
