@@ -2,20 +2,22 @@
 are as quiet as an idle machine's (issue 26).
 
 Times the teacher's compressed versions against the eager fp32 teacher (paired, batch 1,
-1 thread, the suite's protocol) in three conditions:
+1 thread, the suite's protocol), always the same models: those one suite builds, in four
+conditions:
 
-(a) idle: nothing else running, measured before (b) and again after (c), so its range
-    includes the machine's drift over the benchmark;
+(c) under the local executor during that suite, from an empty cache of its own (so every job
+    really trains): each model measured by its own job while the other worker trains 3-layer
+    students (the turnstile pauses it while a model is timed), read from the records;
+(a) idle: nothing else running, every seed's model measured right after the suite (which is
+    also the alternative design, every measurement deferred to a phase after training) and
+    again after (b) and (b2), so its range includes the machine's drift over the benchmark;
 (b) synthetic load: one process on another core spinning and touching 64 MB of memory;
-(b2) heavy load: two such processes per core (as on a shared CI machine);
-(c) under the local executor during a real suite, from an empty cache of its own (so every
-    job really trains): the same models measured by their own jobs while the other worker
-    trains 3-layer students (the turnstile pauses it while a model is timed), read from the
-    records.
+(b2) heavy load: two such processes per core (as on a shared CI machine).
 
 Models: ``int8-dynamic`` (quant-dynamic, torch), ``ort-int8`` (quant-ort), ``3L-ort-int8``
 (finetune 3 layers -> quant-ort) and the control (the eager teacher against a second copy of
-itself). Each condition is repeated ``--reps`` times (for (c), one job per seed).
+itself). The suite runs ``--reps`` seeds; (b), (b2) and (c) time every seed's models once, (a)
+twice.
 
     python benchmarks/load_sensitivity.py --data-dir ../shared/data --runs runs/load \\
         --out reports/load-sensitivity [--reps 3]
@@ -97,9 +99,11 @@ def speedups(records: list[dict]) -> dict[str, list[tuple[float, dict]]]:
     return out
 
 
-def measure_direct(run: Path, args, reps: int) -> dict[str, list[tuple[float, dict]]]:
-    """(a) and (b): each model measured again by compressbench's measurement, ``reps`` times,
-    rotating the order of the models each repetition."""
+def measure_direct(run: Path, args, reps: int,
+                   every_seed: bool = False) -> dict[str, list[tuple[float, dict]]]:
+    """(a), (b) and (d): each model measured again by compressbench's measurement, ``reps``
+    times, rotating the order of the models each repetition; ``every_seed``: repetition i
+    measures the models of the run's i-th seed (the run's first seed otherwise)."""
     from compressbench import results
     from compressbench.execute import Worker, Workspace, timing_sample
     from compressbench.measure import measure_model
@@ -111,12 +115,13 @@ def measure_direct(run: Path, args, reps: int) -> dict[str, list[tuple[float, di
     pm = get_plugin_manager()
     ws = Workspace(suite, resolve_model_ref("embedded"), run, args.cache, args.data_dir)
     sample = timing_sample(Worker(ws, pm).task("sst2"))
-    latest = results.latest(results.read(run))
-    folder = {r["label"]: results.model_path(run, r) for r in latest.values()
-              if r.get("status") == "ok" and r["seed"] == suite.seeds[0]}
-    teacher = folder["teacher"]
+    latest = [r for r in results.latest(results.read(run)).values() if r.get("status") == "ok"]
     out: dict[str, list] = {name: [] for name, _ in MODELS}
     for rep in range(reps):
+        seed = suite.seeds[rep % len(suite.seeds)] if every_seed else suite.seeds[0]
+        folder = {r["label"]: results.model_path(run, r) for r in latest
+                  if r["seed"] == seed or r["label"] == "teacher"}
+        teacher = folder["teacher"]
         order = MODELS[rep % len(MODELS):] + MODELS[:rep % len(MODELS)]
         for name, backend in order:
             target = teacher if name == "control" else folder[name]
@@ -185,36 +190,12 @@ def main() -> int:
     args.runs.mkdir(parents=True, exist_ok=True)
     seeds = ", ".join(str(42 + i) for i in range(args.reps))
     timings = {}
-
-    # build the models once (inline, their own measurements unused)
-    build = args.runs / "build"
-    build.mkdir(exist_ok=True)
-    (build / "suite.in.yaml").write_text(SUITE.format(name="build", seeds=42, trainers="",
-                                                      train=args.train, samples=args.samples))
-    start = time.time()
-    run_suite_file(build / "suite.in.yaml", build / "run", args, "inline")
-    timings["build"] = time.time() - start
-
-    start = time.time()
-    idle = measure_direct(build / "run", args, args.reps)  # (a)
-    timings["a"] = time.time() - start
-    loaded_by = {}
     import os
-    for key, n in (("b", 1), ("b2", 2 * (os.cpu_count() or 1))):  # (b), (b2)
-        churn = [subprocess.Popen([sys.executable, "-c", CHURN]) for _ in range(n)]
-        try:
-            start = time.time()
-            loaded_by[key] = measure_direct(build / "run", args, args.reps)
-            timings[key] = time.time() - start
-        finally:
-            for p in churn:
-                p.kill()
-                p.wait()
-    loaded, heavy = loaded_by["b"], loaded_by["b2"]
-
     import shutil
 
-    suite_c = args.runs / "suite-c"  # (c): from scratch, so its jobs really train
+    # (c) first, from an empty cache of its own, so its jobs really train; every other
+    # condition then times the very models (c)'s jobs built and timed
+    suite_c = args.runs / "suite-c"
     shutil.rmtree(suite_c, ignore_errors=True)
     suite_c.mkdir()
     (suite_c / "suite.in.yaml").write_text(SUITE.format(name="c", seeds=seeds,
@@ -224,8 +205,25 @@ def main() -> int:
                              cache=suite_c / "cache")
     timings["c"] = span_s(records)
     during = speedups(records)
+    run = suite_c / "run"
+
     start = time.time()
-    again = measure_direct(build / "run", args, args.reps)  # (a), after
+    idle = measure_direct(run, args, args.reps, every_seed=True)  # (a), the deferred design
+    timings["a"] = time.time() - start
+    loaded_by = {}
+    for key, n in (("b", 1), ("b2", 2 * (os.cpu_count() or 1))):  # (b), (b2)
+        churn = [subprocess.Popen([sys.executable, "-c", CHURN]) for _ in range(n)]
+        try:
+            start = time.time()
+            loaded_by[key] = measure_direct(run, args, args.reps, every_seed=True)
+            timings[key] = time.time() - start
+        finally:
+            for p in churn:
+                p.kill()
+                p.wait()
+    loaded, heavy = loaded_by["b"], loaded_by["b2"]
+    start = time.time()
+    again = measure_direct(run, args, args.reps, every_seed=True)  # (a), at the end
     timings["a"] += time.time() - start
     for name in idle:
         idle[name] += again[name]
@@ -251,16 +249,19 @@ def main() -> int:
 
     from compressbench.measure import cpu_model
     lines = ["# Speed-ups under load (issue 26)", "",
-             f"Paired speed-up against the eager fp32 teacher (wall-time p50 ratio, batch 1, "
-             f"1 thread, {args.samples} SST-2 dev sentences, all-MiniLM-L6-v2), median and "
-             f"(min–max) over {args.reps} repetitions ((a): {2 * args.reps}, half before (b) "
-             f"and half after (c)); 'load' is the most other processes "
-             f"used during any of them, in cores. CPU: {cpu_model()}, {platform.machine()}, "
-             f"flags {isa_flags()}. "
-             f"Control: the eager teacher against a second copy of itself.", "",
-             ("| model | backend | (a) idle | (b) synthetic load on another core | "
-              "(b2) two loads per core | (c) local executor during a suite | (b) / (a) | "
-              "(b2) / (a) | (c) / (a) | (c) inside (a)'s range |"),
+             (f"Paired speed-up against the eager fp32 teacher (wall-time p50 ratio, batch 1, "
+              f"1 thread, {args.samples} SST-2 dev sentences, all-MiniLM-L6-v2) of the models "
+              f"one suite built ({args.reps} seeds, trained under the local executor from an "
+              f"empty cache), median and (min–max): (c) as their own jobs measured them "
+              f"during the suite, one per seed; (a), (b), (b2) each model measured again, "
+              f"every seed, (a) {2 * args.reps} times: right after the suite (the design "
+              f"that defers every measurement to the end) and again after (b) and (b2). "
+              f"'load' is the most other processes used during any measurement, in cores. "
+              f"CPU: {cpu_model()}, {platform.machine()}, flags {isa_flags()}. Control: the "
+              f"eager teacher against a second copy of itself."), "",
+             ("| model | backend | (a) idle, after the suite | (b) synthetic load on another "
+              "core | (b2) two loads per core | (c) local executor, during the suite | "
+              "(b) / (a) | (b2) / (a) | (c) / (a) | (c) inside (a)'s range |"),
              "|---|---|---|---|---|---|---:|---:|---:|---|"]
 
     def ratio(x: dict, a: dict) -> str:
@@ -270,10 +271,10 @@ def main() -> int:
         lines.append(f"| {name} | {backend} | {fmt(a)} | {fmt(b)} | {fmt(b2)} | {fmt(c)} | "
                      f"{ratio(b, a)} | {ratio(b2, a)} | {ratio(c, a)} | "
                      f"{'yes' if inside else 'no'} |")
-    lines += ["", f"Wall time: build {timings['build']:.0f} s, (a) {timings['a']:.0f} s, "
-              f"(b) {timings['b']:.0f} s, (b2) {timings['b2']:.0f} s, (c) {timings['c']:.0f} s for {len(records)} jobs "
-              f"on 2 local workers, of which the training workers spent {paused:.0f} s "
-              f"paused while models were timed.", ""]
+    lines += ["", (f"Wall time: (c) {timings['c']:.0f} s for {len(records)} jobs on 2 local "
+                   f"workers, of which the training workers spent {paused:.0f} s paused while "
+                   f"models were timed; (a) {timings['a']:.0f} s, (b) {timings['b']:.0f} s, "
+                   f"(b2) {timings['b2']:.0f} s."), ""]
     (args.out / "load-sensitivity.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

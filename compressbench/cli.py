@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"local data, as for run (default ${DATA_ENV}, else the Hub)")
     val.add_argument("--no-data", action="store_true",
                      help="skip reading the data files (quick check of the suite alone)")
+    val.add_argument("--within", type=float, default=1.0, metavar="POINTS",
+                     help="note tasks where the suite's seeds and examples cannot detect a "
+                          "difference of POINTS between two methods (default 1)")
+    val.add_argument("--previous", type=Path, default=None, metavar="RUN_DIR",
+                     help="a previous run of this suite whose seed spread to plan with "
+                          "(default runs/<suite name> where it exists)")
 
     plug = sub.add_parser("plugins", help="list loaded plugins and what each registered")
     plug.add_argument("--json", action="store_true", help="machine-readable output")
@@ -216,7 +222,7 @@ def cmd_run(args) -> int:
     start = time.time()
     try:
         records = run_suite(suite, pm, data_dir, run_dir, args.cache_dir, args.executor,
-                            args.workers, args.threads, args.ray_address)
+                            args.workers, args.threads, args.ray_address, args.within)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
               f"again to resume", file=sys.stderr)
@@ -272,6 +278,10 @@ def cmd_validate(args) -> int:
     if suite.execution.executor == "ray":
         notes.append("execution: ray: the cluster (its CPUs, GPUs and measuring nodes) is "
                      "checked when `run` joins it")
+    from compressbench import power
+
+    notes += power.notes(suite, power.reported_sizes(prepared),
+                         args.previous or Path("runs") / suite.name, args.within)
     for note in notes + (["--no-data: the data files were not read"] if args.no_data else []):
         print(f"note: {note}")
     n_jobs = len(suite.tasks) * (1 + sum(len(m.seeds_in(suite)) for m in suite.methods))

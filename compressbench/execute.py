@@ -9,6 +9,7 @@ from it once (:class:`Worker`) and then runs jobs with :func:`execute`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -206,9 +207,13 @@ def build(job: Job, plan: list[Planned], worker: Worker, teacher: Path | None,
                 start = time.perf_counter()
                 set_seed(job.seed)  # new heads and random students are initialised from it
                 model = method.build(ctx, params)
+                uses = getattr(method, "uses_teacher", None)
                 info = {"method": step.method, "params": schema.as_dict(params),
                         "runs": ctx.train_results,
-                        "build_s": round(time.perf_counter() - start, 2)}
+                        "build_s": round(time.perf_counter() - start, 2),
+                        "student": ctx.student,
+                        "settings": dataclasses.asdict(cfg),  # the step's training, resolved
+                        "teacher_signal": bool(uses(params)) if callable(uses) else None}
                 models.save_model(model, folder, p.task.kind, worker.tokenizer)
                 safefs.write_atomic(folder / "train.json", json.dumps(info, indent=2))
                 cache.seal(folder)

@@ -87,8 +87,8 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
         raise
     teacher = next((r for r in records if r["task"] == task and r["label"] == "teacher"
                     and r.get("status") == "ok"), None)
-    (out / "README.md").write_text(model_card(record, teacher, saved_format(out)),
-                                   encoding="utf-8")
+    (out / "README.md").write_text(model_card(record, teacher, saved_format(out),
+                                              verdict_of(run_dir, record)), encoding="utf-8")
     (out / "compressbench-record.json").write_text(json.dumps(record, indent=2, default=str))
     return out
 
@@ -206,7 +206,34 @@ def card_json(value: object) -> str:
             .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
+def verdict_of(run_dir: Path, record: dict, within: float = 1.0) -> str | None:
+    """The report's comparison of the record's method with the teacher and with its
+    no-distillation student, in the report's words (None where the run kept no predictions)."""
+    from compressbench.report import summarise
+    from compressbench.report.tables import comparison_text, verdict
+
+    try:
+        table = next(t for t in summarise(run_dir, within=within).tables
+                     if t.task == record["task"])
+    except (StopIteration, CompressBenchError):
+        return None
+    row = table.row(record.get("label", ""))
+    if row is None or row.vs_teacher is None:
+        return None
+    c = row.vs_teacher
+    seeds = f"the mean over its {len(row.seeds)} seeds" if len(row.seeds) > 1 else "this model"
+    text = (f"Against the teacher on {card_text(table.main_metric)} ({seeds}; 95% interval "
+            f"of the difference in points, from the run's report): "
+            f"**{card_text(verdict(c, within))}**, {card_text(comparison_text(c, within))}.")
+    if row.vs_baseline is not None:
+        b = row.vs_baseline
+        text += (f" Against the same student trained without the teacher "
+                 f"({card_text(b.other)}): **{card_text(verdict(b))}**, "
+                 f"{card_text(comparison_text(b))}.")
+    return text
+
+
+def model_card(record: dict, teacher: dict | None, fmt: str, verdict: str | None = None) -> str:
     from compressbench.record import Record
 
     r = Record.of(record)
@@ -243,6 +270,8 @@ def model_card(record: dict, teacher: dict | None, fmt: str) -> str:
             tv = tv if isinstance(tv, int | float) else None
             lines.append(f"| {card_text(name)} | {value:.4f} | "
                          f"{'–' if tv is None else f'{tv:.4f}'} |")
+    if verdict:
+        lines += ["", verdict]
     lines += ["", "## Size", "", "| measure | this model | teacher |", "|---|---:|---:|"]
 
     def both(f, fmt_):

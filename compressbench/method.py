@@ -39,11 +39,27 @@ class Method:
     def build(self, ctx: Context, params: Any) -> nn.Module:
         raise NotImplementedError
 
+    def uses_teacher(self, params: Any) -> bool:
+        """Whether this step learns from the teacher (its outputs, states or the examples it
+        labels) with ``params``. A step that does not, and describes its student
+        (:meth:`Context.describe_student`), is the no-distillation baseline of every method that
+        trains the same student with the same training settings and does; the report compares
+        the two. Override it where params can switch the teacher off (a weight of 0)."""
+        return True
+
     def check(self, params: Any, facts: Any) -> None:
         """Optional: raise :class:`compressbench.ConfigError` (prefixed with ``facts.where``)
         when this method cannot run on ``facts.task`` with ``params``; called by ``validate`` and
         before a run trains anything, once per task and grid setting. Must be cheap and must
         not train (``facts``: :class:`compressbench.preflight.Facts`)."""
+
+
+PRETRAINED = "pretrained teacher"
+#: (record key, transformers config attribute) of a student's shape
+STUDENT_SHAPE = (("layers", "num_hidden_layers"), ("hidden_size", "hidden_size"),
+                 ("heads", "num_attention_heads"), ("intermediate_size", "intermediate_size"),
+                 ("layers", "n_layers"), ("hidden_size", "dim"), ("heads", "n_heads"),
+                 ("intermediate_size", "hidden_dim"))
 
 
 @dataclass
@@ -64,6 +80,7 @@ class Context:
     teacher_outputs_dir: Path | None = None  # shared cache of the teacher's logits
     data_dir: Path | None = None  # the suite's data directory (e.g. for a POS lexicon)
     train_results: list[dict] = field(default_factory=list)
+    student: dict | None = None  # what describe_student recorded (the job's record keeps it)
 
     @property
     def pad_id(self) -> int:
@@ -88,11 +105,31 @@ class Context:
 
     def pretrained(self) -> nn.Module:
         """The teacher's pretrained encoder with a fresh task head (not fine-tuned)."""
-        return models.load_pretrained(self.pretrained_ref, self.task.kind, self.task.num_labels)
+        model = models.load_pretrained(self.pretrained_ref, self.task.kind, self.task.num_labels)
+        model.compressbench_source = PRETRAINED  # what describe_student names as the source
+        return model
 
     def make_student(self, spec: models.StudentSpec, source: nn.Module | None = None) -> nn.Module:
-        """A student built from ``source`` (default: the pretrained teacher) per ``spec``."""
-        return models.make_student(source if source is not None else self.pretrained(), spec)
+        """A student built from ``source`` (default: the pretrained teacher) per ``spec``, and
+        described for the record (:meth:`describe_student`)."""
+        source = source if source is not None else self.pretrained()
+        student = models.make_student(source, spec)
+        self.describe_student(student, init=spec.init,
+                              source=getattr(source, "compressbench_source", "given model"))
+        return student
+
+    def describe_student(self, model: nn.Module, **facts: Any) -> dict:
+        """Record what the student is: its class, its shape (from a transformers config:
+        layers, hidden size, heads, FFN size) and ``facts`` (JSON values: how it was
+        initialised and from what, a shape the class does not expose). The report compares a
+        distillation method only with a no-distillation row whose description is equal, so
+        name everything that makes two students differ. :meth:`make_student` calls it; a
+        method that builds its student otherwise calls it itself."""
+        config = getattr(model, "config", None)
+        shape = {key: getattr(config, attr) for key, attr in STUDENT_SHAPE
+                 if config is not None and isinstance(getattr(config, attr, None), int)}
+        self.student = {"class": type(model).__name__, **shape, **facts}
+        return self.student
 
     def supervised_loss(self) -> training.LossFn:
         return training.supervised_loss(self.task.kind)

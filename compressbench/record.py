@@ -175,6 +175,36 @@ class Record:
     def backend(self, name: str) -> BackendResult | None:
         return self.backends.get(name)
 
+    def _step_info(self, key: str):
+        log = self.raw.get("training")
+        if len(self.steps) != 1 or not isinstance(log, list) or len(log) != 1 or \
+                not isinstance(log[0], dict):
+            return None
+        return log[0].get(key)
+
+    @property
+    def student(self) -> dict | None:
+        """What a single-step job's student is (``Context.describe_student``); None for the
+        teacher, chains, methods that transform the teacher, and records made before students
+        were described."""
+        value = self._step_info("student")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def teacher_signal(self) -> bool | None:
+        """Whether the single step learnt from the teacher (``Method.uses_teacher``)."""
+        value = self._step_info("teacher_signal")
+        return value if isinstance(value, bool) else None
+
+    @property
+    def step_training(self) -> dict:
+        """The single step's training settings as resolved (suite, method defaults and the
+        entry's overrides), else, in older records, the entry's overrides."""
+        value = self._step_info("settings")
+        if not isinstance(value, dict):
+            value = self.steps[0].get("training") if len(self.steps) == 1 else None
+        return value if isinstance(value, dict) else {}
+
     @classmethod
     def of(cls, d: dict[str, Any]) -> Record:
         return cls(

@@ -60,10 +60,12 @@ class Runner:
     def __init__(self, suite: Suite, pm: PluginManager, data_dir: Path | None = None,
                  run_dir: Path | None = None, cache_dir: Path | None = None,
                  executor: str | None = None, workers: int | None = None,
-                 threads: int | None = None, address: str | None = None):
+                 threads: int | None = None, address: str | None = None,
+                 within: float = 1.0):
         from dataclasses import replace
 
         self.suite, self.pm = suite, pm
+        self.within = within  # points: the margin the power note checks
         self.data_dir = data_dir
         self.run_dir = Path(run_dir or Path("runs") / suite.name)
         self.cache_dir = Path(cache_dir or default_cache_dir())
@@ -85,7 +87,10 @@ class Runner:
 
         suite = self.suite
         prepared, notes = preflight(suite, self.pm, self.data_dir, self.teacher_ref)
-        for note in notes:
+        from compressbench import power
+
+        for note in notes + power.notes(suite, power.reported_sizes(prepared), self.run_dir,
+                                        self.within):
             print(f"compressbench: note: {note}", file=sys.stderr)
         if self.execution.executor != "ray":  # here, not on a cluster's nodes: the devices
             check_devices(suite)                 # the suite trains on must exist here
@@ -235,13 +240,15 @@ def rebuild_references(run_dir: Path, pm, data_dir: Path) -> None:
 def run_suite(suite: Suite, pm: PluginManager, data_dir: Path | None = None,
               run_dir: Path | None = None, cache_dir: Path | None = None,
               executor: str | None = None, workers: int | None = None,
-              threads: int | None = None, address: str | None = None) -> list[dict]:
+              threads: int | None = None, address: str | None = None,
+              within: float = 1.0) -> list[dict]:
     """Run every job of ``suite`` not already finished in ``run_dir``; returns all records.
     ``executor``: ``inline`` (this process), ``local`` (``workers`` processes with
     ``threads`` threads each) or ``ray`` (Ray tasks of ``threads`` CPUs on the cluster at
     ``address``, default a Ray started here); each unset argument takes the suite's
-    ``execution`` setting."""
+    ``execution`` setting. ``within``: the margin, in points, that a note checks the suite
+    can detect (:mod:`compressbench.power`)."""
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ConfigError(f"--data-dir {data_dir}: no such directory")
     return Runner(suite, pm, data_dir, run_dir, cache_dir, executor, workers, threads,
-                  address).run()
+                  address, within).run()

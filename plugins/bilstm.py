@@ -256,6 +256,11 @@ class BiLSTM(Method):
                 return  # validate --no-data: the data directory is not looked at
             lexicon_path(params.lexicon, facts.data_dir, facts.where)
 
+    def uses_teacher(self, params: Params) -> bool:
+        """``alpha: 1`` (hard labels only) with ``n_aug: 0`` (no examples the teacher labels)
+        is the BiLSTM trained on labels alone, the baseline of the distilled one."""
+        return params.alpha < 1 or params.n_aug > 0
+
     def build(self, ctx, params: Params):
         task = ctx.task
         teacher = ctx.teacher()
@@ -273,7 +278,15 @@ class BiLSTM(Method):
         student = built_by(BiLSTMStudent(**shape), BiLSTMStudent, **shape)
         if table is not None:
             student.embedding.weight.data.copy_(table[:len(ctx.tokenizer)])
+        ctx.describe_student(student, **{k: v for k, v in shape.items() if k != "pad_id"},
+                             init="fine-tuned teacher's embeddings" if table is not None
+                             else "random")
         del teacher
+        if not self.uses_teacher(params):  # labels only: the BiLSTM's own baseline
+            ctx.train(student, lambda model, batch: task_loss(
+                task.kind, logits_of(model(**forward_kwargs(model, batch))), batch["labels"]),
+                description=f"{task.name} bilstm (labels only)")
+            return student
         transfer = ctx.with_teacher_logits("train")
         if params.n_aug > 0:
             lexicon = (Lexicon.read(lexicon_path(params.lexicon, ctx.data_dir))

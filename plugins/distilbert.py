@@ -322,6 +322,11 @@ class DistilBERT(Method):
             raise ConfigError(f"{facts.where}.corpus: {params.corpus}: no such file (raw text, "
                               f"one passage per line)")
 
+    def uses_teacher(self, params: Params) -> bool:
+        """In task mode with ``alpha_ce`` and ``alpha_cos`` 0 it is DistilBERT's student
+        fine-tuned on labels alone: the baseline of the distilled one."""
+        return params.mode == "pretrain" or params.alpha_ce > 0 or params.alpha_cos > 0
+
     def build(self, ctx, params: Params):
         if params.mode == "pretrain":
             return self.pretrain(ctx, params)
@@ -332,8 +337,11 @@ class DistilBERT(Method):
         if params.alpha_cos > 0 and hidden_width(student) != hidden_width(teacher):
             raise ConfigError("distilbert: the cosine loss needs the teacher's hidden size; "
                               "set alpha_cos: 0 for a narrower student")
-        ctx.emit("student", {"class": type(student).__name__,
-                             "layers_from_teacher": getattr(student, "layer_sources", None)})
+        layers_from = getattr(student, "layer_sources", None)
+        ctx.describe_student(student, init=spec.init,
+                             source=getattr(source, "compressbench_source", "given model"),
+                             layers_from=list(layers_from) if layers_from else None)
+        ctx.emit("student", {"class": type(student).__name__, "layers_from_teacher": layers_from})
         ctx.train(student, triple_loss(teacher, ctx.task.kind, params),
                   description=f"{ctx.task.name} distilbert")
         return student

@@ -21,6 +21,9 @@ class Finetune(Method):
     Params = Params
     description = "supervised fine-tuning on the task labels (teacher, or a student baseline)"
 
+    def uses_teacher(self, params: Params) -> bool:
+        return False  # labels only: the baseline the distillation methods are compared with
+
     def build(self, ctx, params: Params):
         model = ctx.pretrained() if params.student is None else ctx.make_student(params.student)
         ctx.train(model, ctx.supervised_loss(), description=f"{ctx.task.name} finetune")

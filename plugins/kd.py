@@ -50,6 +50,9 @@ class KD(Method):
     Params = Params
     description = "Hinton et al. 2015: soft targets at temperature T plus hard labels"
 
+    def uses_teacher(self, params: Params) -> bool:
+        return params.alpha > 0
+
     def build(self, ctx, params: Params):
         source = ctx.pretrained()
         spec = half_student(params.student, source.config.num_hidden_layers)

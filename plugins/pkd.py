@@ -117,6 +117,9 @@ class PKD(Method):
                               f"from the teacher's {hidden}; the patient loss compares hidden "
                               f"states, so {self.name} needs the teacher's width")
 
+    def uses_teacher(self, params: Params) -> bool:
+        return params.alpha > 0 or params.beta > 0
+
     def build(self, ctx, params: Params):
         teacher = ctx.teacher()
         n = teacher.config.num_hidden_layers

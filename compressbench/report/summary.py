@@ -90,6 +90,9 @@ class Row:
     flags: list[str] = field(default_factory=list)  # uncertainty.FLAG_TEXT keys
     vs_teacher: Comparison | None = None
     vs_baseline: Comparison | None = None  # against the finetune row of the same size
+    student: dict | None = None  # what the student is (single-step rows that describe it)
+    teacher_signal: bool | None = None  # the step learnt from the teacher
+    step_training: dict = field(default_factory=dict)  # the step's training overrides
     control: float | None = None  # teacher only: its paired speed-up against itself
     control_ci: tuple[float, float] | None = None
 
@@ -97,10 +100,10 @@ class Row:
     def flagged(self) -> bool:
         return bool(self.flags)
 
-    @property
-    def same_as_teacher(self) -> bool:
-        """Not distinguishable from the teacher on the main metric."""
-        return self.vs_teacher is not None and not self.vs_teacher.distinguishable
+    def within_teacher(self, margin: float) -> bool:
+        """The whole 95% interval of the difference from the teacher lies above ``-margin``
+        points (not merely "not distinguishable")."""
+        return self.vs_teacher is not None and self.vs_teacher.within(margin / 100)
 
     @property
     def mean_score(self) -> float:
@@ -123,6 +126,9 @@ class TaskTable:
     majority_text: str = ""
     resamples: int = 0  # bootstrap resamples behind the intervals (0: no predictions kept)
     uncertainty_note: str = ""  # why intervals are missing, where they are
+    within: float = 1.0  # the margin, in points (x 100), of "within N points of the teacher"
+    split: str = ""  # the reported split the intervals are over
+    no_baseline: dict[str, str] = field(default_factory=dict)  # label -> why it has no baseline
 
     @property
     def teacher(self) -> Row | None:
@@ -232,7 +238,8 @@ def summarise(run_dir: Path, latency_budget: float | None = None,
     tables: dict[str, TaskTable] = {}
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
-        table = tables.setdefault(r.task, TaskTable(r.task, r.task_kind, r.main_metric, []))
+        table = tables.setdefault(r.task, TaskTable(r.task, r.task_kind, r.main_metric, [],
+                                                    within=within))
         if not r.ok:
             table.failed.append((r.job_id, r.error or "unknown error"))
             continue
@@ -273,7 +280,9 @@ def make_row(label: str, recs: list[Record], metric_names: list[str]) -> Row:
               parameters=model.parameters,
               nonzero=model.nonzero_parameters,
               size_mb=mean([r.model.size_bytes for r in recs]) / 1e6,
-              sparse_mb=(model.sparse_size_bytes or 0) / 1e6 or None)
+              sparse_mb=(model.sparse_size_bytes or 0) / 1e6 or None,
+              student=first.student, teacher_signal=first.teacher_signal,
+              step_training=first.step_training)
     if any(r.setting is not None for r in recs):
         settings = [format_setting(r.setting or {}) for r in recs]
         row.setting = settings[0] if len(set(settings)) == 1 else "; ".join(
@@ -366,15 +375,18 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
         table.uncertainty_note = "this run kept no reference labels: no intervals"
         return
     split, metric = U.split_and_metric(table.main_metric, list(refs["splits"]))
+    table.split = split
     kind = refs["kind"]
     gold = refs["splits"][split]["label"]
     if kind == "token":
         names = refs["labels"]
         gold = [[names[t] for t in s] for s in gold]
     idx = U.resamples(len(gold), f"{table.task}/{split}")
+    whole = np.arange(len(gold))[None, :]
     boot: dict[str, np.ndarray] = {}
+    seeds: dict[str, list[float]] = {}  # each seed's score recomputed from its predictions
     for row in table.rows:
-        per_seed = []
+        per_seed, scores = [], []
         for r in recs[row.label]:
             preds = (results.read_predictions(run_dir, r.job_id) or {}).get(split)
             if preds is None or len(preds) != len(gold):
@@ -385,9 +397,12 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
             if U.is_constant(kind, preds) and U.CONSTANT not in row.flags:
                 row.flags.append(U.CONSTANT)
             per_seed.append(U.metric_on(kind, metric, gold, preds, idx))
+            scores.append(float(U.metric_on(kind, metric, gold, preds, whole)[0]))
         if per_seed:
-            boot[row.label] = np.mean(per_seed, axis=0)
-            row.ci = U.interval(boot[row.label])
+            boot[row.label] = np.mean(per_seed, axis=0)  # the example level, paired
+            seeds[row.label] = scores
+            row.ci = U.bounded(U.interval(U.method_draws(np.array(per_seed), scores,
+                                                         f"{table.task}/{row.label}")), metric)
     table.resamples = len(idx) if boot else 0
     if not boot:
         table.uncertainty_note = "this run kept no predictions: no intervals"
@@ -404,22 +419,41 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
             continue
         if teacher is not None and teacher.label in boot:
             row.vs_teacher = U.compare(TEACHER, boot[row.label], boot[teacher.label],
-                                       row.score, teacher.score)
+                                       seeds[row.label], seeds[teacher.label],
+                                       f"{table.task}/{row.label}", row.score, teacher.score)
         base = baseline_of(table, row)
         if base is not None and base.label in boot:
             row.vs_baseline = U.compare(base.label, boot[row.label], boot[base.label],
-                                        row.score, base.score)
+                                        seeds[row.label], seeds[base.label],
+                                        f"{table.task}/{row.label}", row.score, base.score)
 
 
 def baseline_of(table: TaskTable, row: Row) -> Row | None:
-    """The no-distillation student of the same architecture: the ``finetune`` row whose
-    parameter count is within 3% of this one's (a single-step row only)."""
-    if row.label == TEACHER or row.steps == "finetune" or "→" in row.steps or not row.parameters:
-        return None
-    same = [r for r in table.rows if r.steps == "finetune" and r.label != TEACHER
-            and r.parameters
-            and abs(r.parameters - row.parameters) <= 0.03 * r.parameters]
-    return min(same, key=lambda r: abs(r.parameters - row.parameters)) if same else None
+    """The no-distillation row that differs from ``row`` only by the teacher: a single step
+    that did not learn from the teacher, with an equal student description (class, shape,
+    initialisation rule and source) and equal training overrides; the first in suite order.
+    None, with the reason in ``table.no_baseline``, for a distilled row without one."""
+    if row.label != TEACHER and row.teacher_signal is None and len(row.steps.split("→")) == 1:
+        table.no_baseline.setdefault("", "the records do not describe their students (made "
+                                         "before compressbench recorded them: run the suite "
+                                         "again for the comparisons with the no-distillation "
+                                         "student)")
+    if row.label == TEACHER or row.teacher_signal is not True:
+        return None  # the teacher, a baseline itself, a chain or a transform of the teacher
+    if row.student is None:
+        return None  # a transform of the teacher (or a method that describes no student)
+    for other in table.rows:
+        if other is not row and other.teacher_signal is False and \
+                other.student == row.student and other.step_training == row.step_training:
+            return other
+    table.no_baseline[row.label] = (f"no row trains the same student ({student_text(row)}) "
+                                    f"with the same training settings on labels alone")
+    return None
+
+
+def student_text(row: Row) -> str:
+    s = row.student or {}
+    return ", ".join(f"{k} {v}" for k, v in s.items() if v is not None)
 
 
 def pareto(points: list[tuple[float, float]]) -> list[bool]:
@@ -566,7 +600,7 @@ def is_close(row: Row, teacher: Row, within: float) -> bool:
     if row is teacher:
         return True
     if row.vs_teacher is not None:
-        return row.vs_teacher.ci[0] >= -within / 100
+        return row.within_teacher(within)
     return row.mean_score >= teacher.mean_score - within / 100
 
 

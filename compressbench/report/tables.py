@@ -54,15 +54,44 @@ def ci_cell(row) -> Cell:
     return Cell(f"[{row.ci[0]:.4f}, {row.ci[1]:.4f}]", row.ci[0], True)
 
 
-def comparison_text(c) -> str:
-    """▲/▼ for a difference distinguishable from zero (its 95% interval excludes 0), ≈ for
-    one that is not; with the difference in points (× 100) and p."""
+def p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def points(value: float) -> str:
+    return f"{100 * value:+.1f}".replace("-", "−")
+
+
+def verdict(c, margin: float | None = None) -> str:
+    """What a comparison says, in the words every output uses: ``within N point(s)`` (of the
+    teacher: the whole interval above -margin), else ``better`` / ``worse`` (the interval
+    excludes 0), else ``not distinguishable``."""
+    if margin is not None and c.within(margin / 100):
+        return f"within {margin:g} point{'s' if margin != 1 else ''}"
+    if c.distinguishable:
+        return "better" if c.diff > 0 else "worse"
+    return "not distinguishable"
+
+
+def comparison_text(c, margin: float | None = None) -> str:
+    """▲/▼ where the 95% interval of the difference excludes 0, ≈ where it does not; the
+    difference and its interval in points (× 100), p, the verdict (``within`` a margin, or
+    for ≈ the smallest difference the run could have detected), and ``model-level`` where a
+    side has one seed (a claim about those trained models, not about the methods)."""
     if c is None:
         return ""
     mark = {1: "▲", -1: "▼", 0: "≈"}[c.sign]
-    p = "p<0.001" if c.p < 0.001 else f"p={c.p:.3f}"
-    seeds = f", seeds p={c.seed_p:.3f}" if c.seed_p is not None else ""
-    return f"{mark} {100 * c.diff:+.1f} ({p}{seeds})"
+    text = f"{mark} {points(c.diff)} [{points(c.ci[0])}, {points(c.ci[1])}] ({p_text(c.p)})"
+    said = verdict(c, margin)
+    if said.startswith("within"):
+        text += f", {said}"
+    elif not c.distinguishable:
+        text += ", not distinguishable"
+        if c.detectable:
+            text += f": could not detect less than {100 * c.detectable:.1f}"
+    if c.level == "model":
+        text += " · model-level"
+    return text
 
 
 def baseline_text(row) -> str:
@@ -71,8 +100,6 @@ def baseline_text(row) -> str:
 
 
 def retained_cell(row) -> Cell:
-    if row.same_as_teacher:
-        return Cell("≈ teacher", row.retained, True)
     return num(row.retained, ".1f")
 
 
@@ -110,7 +137,8 @@ def task_table(table: TaskTable) -> Table:
         rows.append([text(r.label), text(r.steps)] + ([text(r.setting or "")] if grid else []) +
                     [num(len(r.seeds), "d")] +
                     [values_cell(r.metrics.get(k, [])) for k in table.metric_names] +
-                    ([ci_cell(r), text(comparison_text(r.vs_teacher))] if uncertain else []) +
+                    ([ci_cell(r), text(comparison_text(r.vs_teacher, table.within))]
+                     if uncertain else []) +
                     ([text(baseline_text(r))] if baseline else []) +
                     [retained_cell(r), num(r.parameters, ",d"), num(r.nonzero, ",d"),
                      num(r.size_mb, ".1f")] + ([num(r.sparse_mb, ".1f")] if sparse else []) +
@@ -190,16 +218,27 @@ def esc(value: object) -> str:
 def uncertainty_note(table: TaskTable) -> str:
     if not table.resamples:
         return f"No intervals: {table.uncertainty_note}." if table.uncertainty_note else ""
-    note = (f"95% CI: percentile interval of the main metric over {table.resamples} bootstrap "
-            f"resamples of the reported split's examples (sentences for entity F1, pairs for "
-            f"correlations), the same resamples for every model, averaged over seeds. vs "
-            f"teacher, vs no-distillation student: the difference of the means in points "
-            f"(× 100) with the paired bootstrap's two-sided p; ▲ or ▼ when its 95% interval "
-            f"excludes 0 (and, with 2+ seeds on both sides, Welch's t-test over the seeds "
-            f"agrees, p < 0.05), ≈ when the two cannot be told apart on this split. The "
-            f"no-distillation student is the `finetune` row with the same number of parameters "
-            f"(within 3%). Retained % reads \"≈ teacher\" where the model cannot be told apart "
-            f"from the teacher.")
+    note = (f"95% CI: for one seed, the percentile interval of the main metric over "
+            f"{table.resamples} bootstrap resamples of the reported split's examples (sentences "
+            f"for entity F1, pairs for correlations), the same resamples for every model; for "
+            f"several seeds, a two-level bootstrap of the mean over seeds: those example "
+            f"resamples plus the seeds' spread (s/√S times Student's t with S−1 degrees of "
+            f"freedom), so it covers where the method's mean would land with other seeds. vs "
+            f"teacher, vs no-distillation student: the difference of the means in points (× 100), "
+            f"its 95% interval from the same two levels (paired examples; seeds by Welch) and "
+            f"p. ▲ or ▼: the interval excludes 0. \"within {table.within:g} point\": the whole "
+            f"interval lies above −{table.within:g} (the rule of what to pick; not being "
+            f"distinguishable is not enough). ≈ … not distinguishable: with the smallest "
+            f"difference this run could have detected (80% power, 5% level, from its examples "
+            f"and seeds). model-level: one side has a single seed, so the comparison is about "
+            f"those trained models, not the methods. The no-distillation student is the row "
+            f"that trains the same student (class, shape, initialisation) with the same "
+            f"settings on labels alone; rows that describe no student (transforms of the "
+            f"teacher, chains) are compared with the teacher only.")
+    missing = sorted(table.no_baseline.items())
+    if missing:
+        note += " No no-distillation student: " + "; ".join(
+            f"{esc(label)}: {esc(why)}" if label else esc(why) for label, why in missing) + "."
     if table.majority is not None:
         note += (f" Majority-class baseline ({esc(table.majority_text)}): "
                  f"{table.main_metric} {table.majority:.4f}.")
@@ -305,9 +344,10 @@ def picks_table(summary: RunSummary) -> Table:
 
 def picks_note(summary: RunSummary) -> str:
     note = (f"Within {summary.within:g} point: a model qualifies when the lower end of the "
-            f"95% interval of its difference from the teacher (paired bootstrap over the "
-            f"reported split, means over seeds) is at most {summary.within:g} point (× 100) "
-            f"below zero: the data rule out a larger loss, not only the point estimate. Where "
+            f"95% interval of its difference from the teacher (the two-level bootstrap over the "
+            f"reported split's examples and the seeds, as in the tables) is at most "
+            f"{summary.within:g} point (× 100) below zero: the data rule out a larger loss, "
+            f"not only the point estimate. Where "
             f"a run kept no predictions, the point estimate decides (the note says so). "
             f"Flagged models (constant predictions, a NaN metric) are never picked, and no "
             f"model is picked for a task whose teacher is at chance level. Fastest: the highest "
@@ -527,10 +567,15 @@ def second_control_lines(summary: RunSummary) -> list[str]:
         lines.append(f"latency control, different models: {text_}")
         a, b = start.get("ci95"), end.get("ci95")
         if a and b and (a[1] < b[0] or b[1] < a[0]):
+            seen = [x for x in (start.get("load"), end.get("load")) if x]
+            quiet = seen and all((x.get("other_cores") or 0) < 0.25 for x in seen)
+            why = ("although the load this run could see stayed low (a cause outside the "
+                   "machine's view, such as a neighbour on the same host, or the CPU's clock)"
+                   if quiet else "the machine's load changed during the run")
             lines.append(f"**warning**: that control moved by more than its intervals "
-                         f"({esc(c.get('task', '?'))}): the machine's load changed during the "
-                         f"run, so speed-ups of jobs measured at different times are not "
-                         f"comparable; measure again on a quiet machine")
+                         f"({esc(c.get('task', '?'))}), {why}: speed-ups of jobs measured at "
+                         f"different times differ by that much; measure again before quoting "
+                         f"a difference of that size")
     return lines
 
 

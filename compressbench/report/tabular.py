@@ -44,30 +44,33 @@ class CsvReporter:
                                  " ".join(map(str, r.seeds)), t.main_metric, r.mean_score,
                                  blank(r.score_std)] + metric_cells +
                                 [blank(getattr(r, f)) for f in ROW_FIELDS] +
-                                [r.home or ""] + uncertainty_cells(r))
+                                [r.home or ""] + uncertainty_cells(r, t.within))
         return buf.getvalue()
 
 
-UNCERTAINTY_HEAD = ["score_ci_low", "score_ci_high", "seed_ci_low", "seed_ci_high",
-                    "vs_teacher_diff", "vs_teacher_ci_low", "vs_teacher_ci_high", "vs_teacher_p",
-                    "vs_teacher_seed_p", "vs_teacher_distinguishable", "baseline",
-                    "vs_baseline_diff", "vs_baseline_ci_low", "vs_baseline_ci_high",
-                    "vs_baseline_p", "vs_baseline_seed_p", "vs_baseline_distinguishable",
-                    "flags"]
+COMPARISON_HEAD = ["diff", "ci_low", "ci_high", "p", "level", "distinguishable", "verdict",
+                   "detectable"]
+UNCERTAINTY_HEAD = (["score_ci_low", "score_ci_high", "seed_ci_low", "seed_ci_high"] +
+                    [f"vs_teacher_{h}" for h in COMPARISON_HEAD] + ["baseline"] +
+                    [f"vs_baseline_{h}" for h in COMPARISON_HEAD] + ["flags"])
 
 
-def uncertainty_cells(r) -> list:
-    """The row's intervals, comparisons and flags (empty where the run kept no predictions)."""
+def uncertainty_cells(r, within: float) -> list:
+    """The row's intervals, comparisons and flags (empty where the run kept no predictions);
+    ``verdict`` in the words of the markdown and HTML (``within 1 point``, ``worse``, ...)."""
+    from compressbench.report.tables import verdict
+
     def pair(ci):
         return [blank(ci[0]), blank(ci[1])] if ci else ["", ""]
 
-    def comparison(c, name: bool):
+    def comparison(c, name: bool, margin: float | None):
         if c is None:
-            return [""] * (7 if name else 6)
-        return ([c.other] if name else []) + [c.diff, *pair(c.ci), c.p, blank(c.seed_p),
-                                               c.distinguishable]
-    return (pair(r.ci) + pair(r.seed_ci) + comparison(r.vs_teacher, False) +
-            comparison(r.vs_baseline, True) + [" ".join(r.flags)])
+            return [""] * (len(COMPARISON_HEAD) + name)
+        return ([c.other] if name else []) + [c.diff, *pair(c.ci), c.p, c.level,
+                                               c.distinguishable, verdict(c, margin),
+                                               blank(c.detectable)]
+    return (pair(r.ci) + pair(r.seed_ci) + comparison(r.vs_teacher, False, within) +
+            comparison(r.vs_baseline, True, None) + [" ".join(r.flags)])
 
 
 class BackendCsvReporter:
@@ -94,6 +97,19 @@ def blank(value):
     return "" if value is None else value
 
 
+def with_verdicts(table, within: float) -> dict:
+    """The table as data, each comparison with its ``verdict`` in the report's words."""
+    from compressbench.report.tables import verdict
+
+    out = asdict(table)
+    for row, data in zip(table.rows, out["rows"]):
+        for key, margin in (("vs_teacher", within), ("vs_baseline", None)):
+            c = getattr(row, key)
+            if c is not None:
+                data[key]["verdict"] = verdict(c, margin)
+    return out
+
+
 class JsonReporter:
     name = "json"
     filename = "report.json"
@@ -106,7 +122,7 @@ class JsonReporter:
             "suite_versions": [{"sha256": sha, "jobs": n} for sha, n in summary.suite_versions],
             "environment": summary.env, "environments": len(summary.envs),
             "latency_budget_ms": summary.latency_budget, "within_points": summary.within,
-            "tables": [asdict(t) for t in summary.tables],
+            "tables": [with_verdicts(t, summary.within) for t in summary.tables],
             "overview": asdict(summary.overview) if summary.overview else None,
             "picks": [{"task": p.task, "main_metric": p.main_metric,
                        "teacher_score": p.teacher_score,
