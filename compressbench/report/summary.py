@@ -89,10 +89,10 @@ class Row:
     seed_ci: tuple[float, float] | None = None  # t interval of the mean over seeds (2+ seeds)
     flags: list[str] = field(default_factory=list)  # uncertainty.FLAG_TEXT keys
     vs_teacher: Comparison | None = None
-    vs_baseline: Comparison | None = None  # against the finetune row of the same size
+    vs_baseline: Comparison | None = None  # against its no-distillation student (baseline_of)
     student: dict | None = None  # what the student is (single-step rows that describe it)
     teacher_signal: bool | None = None  # the step learnt from the teacher
-    step_training: dict = field(default_factory=dict)  # the step's training overrides
+    step_training: dict = field(default_factory=dict)  # the step's resolved training settings
     control: float | None = None  # teacher only: its paired speed-up against itself
     control_ci: tuple[float, float] | None = None
 
@@ -414,6 +414,11 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
                               U.interval(boot[teacher.label] - table.majority), 0.0)
         if not chance.distinguishable or chance.diff <= 0:
             teacher.flags.append(U.CHANCE)
+    if any(r.label != TEACHER and r.teacher_signal is None and "→" not in r.steps
+           for r in table.rows):
+        table.no_baseline[""] = ("the records do not describe their students (made before "
+                                 "compressbench recorded them: run the suite again for the "
+                                 "comparisons with the no-distillation student)")
     for row in table.rows:
         if row.label not in boot or row is teacher:
             continue
@@ -431,13 +436,8 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
 def baseline_of(table: TaskTable, row: Row) -> Row | None:
     """The no-distillation row that differs from ``row`` only by the teacher: a single step
     that did not learn from the teacher, with an equal student description (class, shape,
-    initialisation rule and source) and equal training overrides; the first in suite order.
-    None, with the reason in ``table.no_baseline``, for a distilled row without one."""
-    if row.label != TEACHER and row.teacher_signal is None and len(row.steps.split("→")) == 1:
-        table.no_baseline.setdefault("", "the records do not describe their students (made "
-                                         "before compressbench recorded them: run the suite "
-                                         "again for the comparisons with the no-distillation "
-                                         "student)")
+    initialisation rule and source) and equal resolved training settings; the first in suite
+    order. None, with the reason in ``table.no_baseline``, for a distilled row without one."""
     if row.label == TEACHER or row.teacher_signal is not True:
         return None  # the teacher, a baseline itself, a chain or a transform of the teacher
     if row.student is None:

@@ -82,9 +82,8 @@ def comparison_text(c, margin: float | None = None) -> str:
         return ""
     mark = {1: "▲", -1: "▼", 0: "≈"}[c.sign]
     text = f"{mark} {points(c.diff)} [{points(c.ci[0])}, {points(c.ci[1])}] ({p_text(c.p)})"
-    said = verdict(c, margin)
-    if said.startswith("within"):
-        text += f", {said}"
+    if margin is not None and c.within(margin / 100):
+        text += f", {verdict(c, margin)}"
     elif not c.distinguishable:
         text += ", not distinguishable"
         if c.detectable:
