@@ -11,12 +11,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test bench clean
 
-$(STAMP): pyproject.toml examples/compressbench-drop-layers/pyproject.toml
+EXAMPLES := examples/compressbench-drop-layers examples/compressbench-multilabel \
+            examples/compressbench-isolated
+
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXAMPLES))
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: a CPU wheel; unpinned, pip may pull GBs of CUDA packages
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test,torchao,onnx,openvino,ray]"
-	$(BIN)/pip install -q -e examples/compressbench-drop-layers
+	$(BIN)/pip install -q $(addprefix -e ,$(EXAMPLES))
 	touch $@
 
 setup: $(STAMP)
@@ -25,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/compressbench run $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 test: $(STAMP)
-	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest -q tests examples/compressbench-drop-layers/tests
+	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest -q tests $(addsuffix /tests,$(EXAMPLES))
 
 bench: $(STAMP)
 	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest benchmarks --benchmark-only -s

@@ -5,25 +5,31 @@ Times the teacher's compressed versions against the eager fp32 teacher (paired, 
 1 thread, the suite's protocol), always the same models: those one suite builds, in four
 conditions:
 
-(c) under the local executor during that suite, from an empty cache of its own (so every job
-    really trains): each model measured by its own job while the other worker trains 3-layer
-    students (the turnstile pauses it while a model is timed), read from the records;
-(a) idle: nothing else running, every seed's model measured right after the suite (which is
-    also the alternative design, every measurement deferred to a phase after training) and
-    again after (b) and (b2), so its range includes the machine's drift over the benchmark;
+(c) under the local executor during a suite: each model measured by its own job while the
+    other worker trains (the turnstile pauses it while a model is timed), read from the
+    records. Round 1 is the suite that builds the models, from an empty cache of its own (so
+    every job really trains: 3-layer students train beside the measurements); rounds 2..R
+    run the suite again on that cache with one long training job listed first, so one worker
+    trains a new student while the other measures the cached models;
+(a) idle: nothing else running, every seed's model measured as its job measures it (which is
+    also the alternative design, every measurement deferred to a phase after training), once
+    after each round of (c): (a) and (c) alternate, so the machine's own drift over the
+    benchmark (other tenants of the host, clocks) reaches both, and a difference between
+    them is the executor's;
 (b) synthetic load: one process on another core spinning and touching 64 MB of memory;
 (b2) heavy load: two such processes per core (as on a shared CI machine).
 
 Models: ``int8-dynamic`` (quant-dynamic, torch), ``ort-int8`` (quant-ort), ``3L-ort-int8``
 (finetune 3 layers -> quant-ort) and the control (the eager teacher against a second copy of
-itself). The suite runs ``--reps`` seeds; (b), (b2) and (c) time every seed's models once, (a)
-twice.
+itself). The suite runs ``--reps`` seeds; every round times every seed's models once.
 
-    python benchmarks/load_sensitivity.py --data-dir ../shared/data --runs runs/load \\
-        --out reports/load-sensitivity [--reps 3]
+    python benchmarks/load_sensitivity.py --data-dir ../shared/data --runs runs/load \
+        --out reports/load-sensitivity [--reps 3] [--rounds 3]
 
-Writes ``OUT/load-sensitivity.md`` and ``.csv``. Speed-ups are wall-time p50 ratios; ranges
-are min-max over the repetitions; the load columns are what each measurement recorded.
+Writes ``OUT/load-sensitivity.md``, ``.csv`` (summaries) and ``-raw.csv`` (every measurement
+with its load). Speed-ups are wall-time p50 ratios; ranges are min-max over seeds and rounds;
+the load columns are what each measurement recorded; p is a Mann-Whitney U test of (c) against
+(a).
 """
 from __future__ import annotations
 
@@ -40,24 +46,30 @@ name: load-{name}
 teacher: {{model: embedded}}
 tasks: [sst2]
 methods:
-  - {{name: quant-dynamic, label: int8-dynamic, seeds: [{seeds}]}}
+{before}  - {{name: quant-dynamic, label: int8-dynamic, seeds: [{seeds}]}}
   - {{name: quant-ort, label: ort-int8, seeds: [{seeds}]}}
   - name: 3L-ort-int8
     seeds: [{seeds}]
     chain:
       - {{name: finetune, student: {{layers: 3, init: teacher-skip}}}}
       - {{name: quant-ort}}
-{trainers}seeds: [{seeds}]
+{after}seeds: [{seeds}]
 training: {{epochs: 1, batch_size: 16, learning_rate: 1.0e-4, max_seq_length: 64,
            max_train_samples: {train}, max_val_samples: 64, max_eval_samples: 256}}
 measure: {{latency_samples: {samples}, warmup: 10, throughput_samples: 32,
           backends: [torch, onnxruntime]}}
 """
-# the training the other worker does while models are measured in (c)
+# the training the other worker does while models are measured in (c): in the first round,
+# after the measured models (whose 3-layer students train too); in later rounds, where the
+# measured models come from the cache, one long job listed first, so one worker trains while
+# the other measures
 TRAINERS = """  - {name: finetune, label: trainer-3L, student: {layers: 3, init: teacher-skip},
      training: {epochs: 3}}
   - {name: kd, label: trainer-kd-3L, student: {layers: 3, init: teacher-skip},
      training: {epochs: 3}}
+"""
+ROUND_TRAINER = """  - {{name: kd, label: trainer-round-{round}, seeds: [{seed}],
+     student: {{layers: 3, init: teacher-skip}}, training: {{epochs: {epochs}}}}}
 """
 MODELS = [("int8-dynamic", "torch"), ("ort-int8", "onnxruntime"),
           ("3L-ort-int8", "onnxruntime"), ("control", "torch")]
@@ -101,9 +113,11 @@ def speedups(records: list[dict]) -> dict[str, list[tuple[float, dict]]]:
 
 def measure_direct(run: Path, args, reps: int,
                    every_seed: bool = False) -> dict[str, list[tuple[float, dict]]]:
-    """(a), (b) and (d): each model measured again by compressbench's measurement, ``reps``
-    times, rotating the order of the models each repetition; ``every_seed``: repetition i
-    measures the models of the run's i-th seed (the run's first seed otherwise)."""
+    """(a), (b) and (b2): each model measured again by compressbench's measurement exactly as
+    its job measured it (the teacher on the same backend and the eager teacher alongside;
+    the teacher against a copy of itself for the control), ``reps`` times, rotating the order
+    of the models each repetition; ``every_seed``: repetition i measures the models of the
+    run's i-th seed (the run's first seed otherwise)."""
     from compressbench import results
     from compressbench.execute import Worker, Workspace, timing_sample
     from compressbench.measure import measure_model
@@ -124,13 +138,27 @@ def measure_direct(run: Path, args, reps: int,
         teacher = folder["teacher"]
         order = MODELS[rep % len(MODELS):] + MODELS[:rep % len(MODELS)]
         for name, backend in order:
-            target = teacher if name == "control" else folder[name]
-            m = measure_model(target, sample, suite.measure, pm, reference=teacher
-                              if name == "control" else None, baseline=teacher,
+            control = name == "control"
+            m = measure_model(teacher if control else folder[name], sample, suite.measure, pm,
+                              reference=None if control else teacher, baseline=teacher,
                               cache_dir=args.cache, backends=[backend])["backends"][backend]
-            pair = m.get("paired") if name == "control" else m.get("vs_eager")
+            pair = m.get("control") if control else m.get("vs_eager")
             out[name].append((pair["speedup"], m.get("load") or {}))
     return out
+
+
+def add(into: dict, more: dict) -> None:
+    for name, values in more.items():
+        into.setdefault(name, []).extend(values)
+
+
+def rank_p(a: list[tuple[float, dict]], c: list[tuple[float, dict]]) -> float | None:
+    """Two-sided Mann-Whitney U p-value: do (c)'s speed-ups come from (a)'s distribution?"""
+    if len(a) < 2 or len(c) < 2:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu([v for v, _ in a], [v for v, _ in c]).pvalue)
 
 
 def span_s(records: list[dict]) -> float:
@@ -182,37 +210,61 @@ def main() -> int:
     ap.add_argument("--runs", type=Path, default=Path("runs/load"))
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("reports/load-sensitivity"))
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3, help="seeds, each timed once per round")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating rounds of (a) and (c); (c) from round 2 reuses the models")
+    ap.add_argument("--epochs", type=int, default=8,
+                    help="epochs of the job that trains beside the measurements, round 2 on")
     ap.add_argument("--samples", type=int, default=200, help="latency examples per model")
     ap.add_argument("--train", type=int, default=2000, help="training examples (c)")
     args = ap.parse_args()
     args.cache = args.cache or args.runs / "cache"
     args.runs.mkdir(parents=True, exist_ok=True)
     seeds = ", ".join(str(42 + i) for i in range(args.reps))
-    timings = {}
+    timings = {"a": 0.0, "c": 0.0}
     import os
     import shutil
 
-    # (c) first, from an empty cache of its own, so its jobs really train; every other
-    # condition then times the very models (c)'s jobs built and timed
-    suite_c = args.runs / "suite-c"
-    shutil.rmtree(suite_c, ignore_errors=True)
-    suite_c.mkdir()
-    (suite_c / "suite.in.yaml").write_text(SUITE.format(name="c", seeds=seeds,
-                                                        trainers=TRAINERS, train=args.train,
-                                                        samples=args.samples))
-    records = run_suite_file(suite_c / "suite.in.yaml", suite_c / "run", args, "local",
-                             cache=suite_c / "cache")
-    timings["c"] = span_s(records)
-    during = speedups(records)
-    run = suite_c / "run"
+    def suite_run(name: str, before: str, after: str, cache: Path) -> list[dict]:
+        folder = args.runs / f"suite-{name}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        (folder / "suite.in.yaml").write_text(SUITE.format(
+            name=name, seeds=seeds, before=before, after=after, train=args.train,
+            samples=args.samples))
+        return run_suite_file(folder / "suite.in.yaml", folder / "run", args, "local",
+                              cache=cache)
 
+    # (c), round 1, from an empty cache of its own, so its jobs really train; every other
+    # condition then times the very models these jobs built and timed
+    cache_c = args.runs / "suite-c" / "cache"
+    shutil.rmtree(args.runs / "suite-c", ignore_errors=True)
+    records = suite_run("c", "", TRAINERS, cache_c)
+    run = args.runs / "suite-c" / "run"
+    timings["c"] += span_s(records)
+    during = speedups(records)
+    jobs, paused = len(records), sum((r.get("quiet") or {}).get("paused_s", 0) for r in records)
+    idle: dict[str, list] = {}
+    for round_ in range(2, args.rounds + 1):
+        # (a) and (c) alternate, so the machine's drift over the benchmark reaches both
+        start = time.time()
+        add(idle, measure_direct(run, args, args.reps, every_seed=True))
+        timings["a"] += time.time() - start
+        trainer = ROUND_TRAINER.format(round=round_, seed=100 + round_, epochs=args.epochs)
+        more = suite_run(f"c{round_}", trainer, "", cache_c)
+        timings["c"] += span_s(more)
+        add(during, speedups(more))
+        jobs += len(more)
+        paused += sum((r.get("quiet") or {}).get("paused_s", 0) for r in more)
     start = time.time()
-    idle = measure_direct(run, args, args.reps, every_seed=True)  # (a), the deferred design
-    timings["a"] = time.time() - start
+    add(idle, measure_direct(run, args, args.reps, every_seed=True))  # (a), last round
+    timings["a"] += time.time() - start
     loaded_by = {}
     for key, n in (("b", 1), ("b2", 2 * (os.cpu_count() or 1))):  # (b), (b2)
-        churn = [subprocess.Popen([sys.executable, "-c", CHURN]) for _ in range(n)]
+        from compressbench.measure import die_with_parent  # no load left if this dies
+
+        churn = [subprocess.Popen([sys.executable, "-c", CHURN], preexec_fn=die_with_parent)
+                 for _ in range(n)]
         try:
             start = time.time()
             loaded_by[key] = measure_direct(run, args, args.reps, every_seed=True)
@@ -222,25 +274,28 @@ def main() -> int:
                 p.kill()
                 p.wait()
     loaded, heavy = loaded_by["b"], loaded_by["b2"]
-    start = time.time()
-    again = measure_direct(run, args, args.reps, every_seed=True)  # (a), at the end
-    timings["a"] += time.time() - start
-    for name in idle:
-        idle[name] += again[name]
-    paused = sum((r.get("quiet") or {}).get("paused_s", 0) for r in records)
 
     rows = []
     for name, backend in MODELS:
         a, b, c = summary(idle[name]), summary(loaded[name]), summary(during[name])
         b2 = summary(heavy[name])
         inside = bool(a["n"] and c["n"] and a["min"] <= c["median"] <= a["max"])
-        rows.append((name, backend, a, b, b2, c, inside))
+        rows.append((name, backend, a, b, b2, c, inside, rank_p(idle[name], during[name])))
     args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "load-sensitivity-raw.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "condition", "speedup", "other_cores", "cpu_pressure_pct"])
+        for cond, values in (("a-idle", idle), ("b-synthetic-load", loaded),
+                             ("b2-heavy-load", heavy), ("c-local-executor", during)):
+            for name, _ in MODELS:
+                for v, load in values.get(name, []):
+                    w.writerow([name, cond, v, load.get("other_cores"),
+                                load.get("cpu_pressure_pct")])
     with open(args.out / "load-sensitivity.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "backend", "condition", "n", "median", "min", "max",
                     "max_other_cores"])
-        for name, backend, a, b, b2, c, _ in rows:
+        for name, backend, a, b, b2, c, *_ in rows:
             for cond, s in (("a-idle", a), ("b-synthetic-load", b), ("b2-heavy-load", b2),
                             ("c-local-executor", c)):
                 w.writerow([name, backend, cond, s["n"], s["median"], s["min"], s["max"],
@@ -252,26 +307,31 @@ def main() -> int:
              (f"Paired speed-up against the eager fp32 teacher (wall-time p50 ratio, batch 1, "
               f"1 thread, {args.samples} SST-2 dev sentences, all-MiniLM-L6-v2) of the models "
               f"one suite built ({args.reps} seeds, trained under the local executor from an "
-              f"empty cache), median and (min–max): (c) as their own jobs measured them "
-              f"during the suite, one per seed; (a), (b), (b2) each model measured again, "
-              f"every seed, (a) {2 * args.reps} times: right after the suite (the design "
-              f"that defers every measurement to the end) and again after (b) and (b2). "
-              f"'load' is the most other processes used during any measurement, in cores. "
-              f"CPU: {cpu_model()}, {platform.machine()}, flags {isa_flags()}. Control: the "
-              f"eager teacher against a second copy of itself."), "",
-             ("| model | backend | (a) idle, after the suite | (b) synthetic load on another "
-              "core | (b2) two loads per core | (c) local executor, during the suite | "
-              "(b) / (a) | (b2) / (a) | (c) / (a) | (c) inside (a)'s range |"),
-             "|---|---|---|---|---|---|---:|---:|---:|---|"]
+              f"empty cache), median and (min–max) over every seed and round. The benchmark "
+              f"alternates {args.rounds} rounds of (c) and (a), so the machine's drift over "
+              f"the benchmark reaches both: (c) as the jobs of a suite under the local executor "
+              f"measured them (round 1 is the suite that trained them; in later rounds the "
+              f"models come from its cache and one worker trains a student for "
+              f"{args.epochs} epochs while the other measures); (a) each model measured again "
+              f"on the idle machine, as its job measures it (the design that defers every "
+              f"measurement to a phase after training); (b), (b2) the same at the end, under "
+              f"a synthetic load. 'load' is the most other processes used during any "
+              f"measurement, in cores. p: Mann-Whitney U test of (c) against (a). CPU: "
+              f"{cpu_model()}, {platform.machine()}, flags {isa_flags()}. Control: the eager "
+              f"teacher against a second copy of itself."), "",
+             ("| model | backend | (a) idle | (b) synthetic load on another "
+              "core | (b2) two loads per core | (c) local executor, during a suite | "
+              "(b) / (a) | (b2) / (a) | (c) / (a) | (c) inside (a)'s range | p |"),
+             "|---|---|---|---|---|---|---:|---:|---:|---|---:|"]
 
     def ratio(x: dict, a: dict) -> str:
         return f"{x['median'] / a['median']:.2f}" if a["n"] and x["n"] else "–"
 
-    for name, backend, a, b, b2, c, inside in rows:
+    for name, backend, a, b, b2, c, inside, p in rows:
         lines.append(f"| {name} | {backend} | {fmt(a)} | {fmt(b)} | {fmt(b2)} | {fmt(c)} | "
                      f"{ratio(b, a)} | {ratio(b2, a)} | {ratio(c, a)} | "
-                     f"{'yes' if inside else 'no'} |")
-    lines += ["", (f"Wall time: (c) {timings['c']:.0f} s for {len(records)} jobs on 2 local "
+                     f"{'yes' if inside else 'no'} | {'–' if p is None else f'{p:.2f}'} |")
+    lines += ["", (f"Wall time: (c) {timings['c']:.0f} s for {jobs} jobs on 2 local "
                    f"workers, of which the training workers spent {paused:.0f} s paused while "
                    f"models were timed; (a) {timings['a']:.0f} s, (b) {timings['b']:.0f} s, "
                    f"(b2) {timings['b2']:.0f} s."), ""]

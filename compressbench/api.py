@@ -22,6 +22,16 @@ used, so ``from compressbench import api`` is cheap.
 - **Writing a plugin**: ``hookimpl``, ``Method``, ``Context`` (what ``build`` gets: data,
   features, the teacher, the student factory, ``train``, ``device``, ``emit``), ``Task``,
   ``Example``, ``ConfigError``, ``CompressBenchError``.
+- **Task kinds**: ``TaskKind`` (subclass it for a new kind, register it with
+  ``register_task_kinds``) and ``task_kind(name)`` (the kind a name stands for). A task's
+  ``task.kind`` is its kind: ask it (``kind.task_loss``, ``kind.soft_loss``,
+  ``kind.per_token``, ``kind.hard_label``, ...), never compare its name. ``ClassStats``: one
+  row of the report's per-class error analysis.
+- **Executors**: ``Executor`` (subclass it, register it with ``register_executors``),
+  ``Settings`` (what ``start`` gets), ``Worker`` and ``execute`` (run one job in a process:
+  ``execute(job, Worker(ws, threads=..., turnstile=...), emit)``), ``failed_record`` (the
+  record of a job whose process died), ``Turnstile`` (quiet measurements when jobs run
+  side by side on one machine: give each job's worker one).
 - **Models**: ``StudentSpec``, ``make_student``, ``half_student``, ``layer_map``, ``float32``,
   ``load_model``, ``resolve_model_ref``, ``auto_class``, ``quiet_transformers``; saving a model
   a config cannot describe: ``rebuild_step``, ``built_by``, ``rebuild_with``.
@@ -50,6 +60,11 @@ from compressbench.hookspecs import hookimpl
 _NAMES = {
     "compressbench.method": ("Method", "Context"),
     "compressbench.tasks": ("Task", "Example"),
+    "compressbench.kinds": ("TaskKind", "task_kind"),
+    "compressbench.kinds.analysis": ("ClassStats",),
+    "compressbench.executors": ("Executor", "Settings", "failed_record"),
+    "compressbench.execute": ("Worker", "execute"),
+    "compressbench.quiet": ("Turnstile",),
     "compressbench.models": ("StudentSpec", "make_student", "half_student", "layer_map", "float32",
                              "load_model", "resolve_model_ref", "auto_class",
                              "quiet_transformers", "rebuild_step", "built_by", "rebuild_with",

@@ -107,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="model cache (default $COMPRESSBENCH_CACHE or ~/.cache/compressbench)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md/html")
-    run.add_argument("--executor", choices=("inline", "local", "ray"), default=None,
+    run.add_argument("--executor", default=None, metavar="NAME",
                      help="who runs the jobs: this process (inline, the default), --workers "
-                          "processes on this machine (local), or Ray tasks (ray); default: "
-                          "the suite's execution.executor")
+                          "processes on this machine (local), Ray tasks (ray), or a plugin's "
+                          "executor (`compressbench plugins` lists them); default: the "
+                          "suite's execution.executor")
     run.add_argument("--workers", type=positive_int, default=None, metavar="N",
                      help="local: worker processes (default: the cores); ray: jobs at once "
                           "(default: as many as the cluster fits)")
@@ -275,9 +276,6 @@ def cmd_validate(args) -> int:
     teacher = resolve_model_ref(suite.teacher.model, suite.path.parent)
     prepared, notes = preflight(suite, pm, data_dir, teacher, prepare=not args.no_data,
                                 skip_hub=True)
-    if suite.execution.executor == "ray":
-        notes.append("execution: ray: the cluster (its CPUs, GPUs and measuring nodes) is "
-                     "checked when `run` joins it")
     from compressbench import power
 
     notes += power.notes(suite, power.reported_sizes(prepared),

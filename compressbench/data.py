@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
+from compressbench.kinds.token import IGNORE
 from compressbench.suite import Training
 from compressbench.tasks import Example, Task
-
-IGNORE = -100  # label id ignored by the loss (sub-word continuations, special tokens)
 
 
 @dataclass(frozen=True)
@@ -72,36 +71,9 @@ def prepare(task: Task, data_dir: Path | None, cfg: Training) -> TaskData:
 # --------------------------------------------------------------------------- tokenization
 
 def encode(task: Task, tokenizer, examples: list[Example], max_length: int) -> list[dict]:
-    """One dict of python lists per example. Token tasks also keep ``word_starts``: the index of
-    each word's first sub-word (or -1 when truncated away), to score at the word level."""
-    if task.kind == "token":
-        return [encode_words(tokenizer, ex, max_length) for ex in examples]
-    a = [ex.text_a for ex in examples]
-    b = [ex.text_b for ex in examples] if examples and examples[0].text_b is not None else None
-    enc = tokenizer(a, b, truncation=True, max_length=max_length)
-    feats = []
-    for i, ex in enumerate(examples):
-        f = {k: enc[k][i] for k in ("input_ids", "token_type_ids") if k in enc}
-        f["labels"] = float(ex.label) if task.kind == "regression" else int(ex.label)
-        feats.append(f)
-    return feats
-
-
-def encode_words(tokenizer, ex: Example, max_length: int) -> dict:
-    enc = tokenizer(ex.text_a, is_split_into_words=True, truncation=True, max_length=max_length)
-    word_ids = enc.word_ids()
-    labels, starts, prev = [], [-1] * len(ex.text_a), None
-    for pos, w in enumerate(word_ids):
-        if w is None or w == prev:
-            labels.append(IGNORE)
-        else:
-            labels.append(ex.label[w])
-            starts[w] = pos
-        prev = w
-    f = {k: enc[k] for k in ("input_ids", "token_type_ids") if k in enc}
-    f["labels"] = labels
-    f["word_starts"] = starts
-    return f
+    """One dict of python lists per example, as the task's kind encodes them (token tasks also
+    keep ``word_starts``, to score at the word level)."""
+    return task.kind.encode(tokenizer, examples, max_length)
 
 
 def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
@@ -119,8 +91,8 @@ def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
         for i, f in enumerate(features):
             tt[i, :len(f["token_type_ids"])] = torch.tensor(f["token_type_ids"])
         batch["token_type_ids"] = tt
-    if "labels" in features[0]:
-        first = features[0]["labels"]
+    first = features[0].get("labels")
+    if first is not None and not isinstance(first, torch.Tensor):  # tensors: stacked below
         if isinstance(first, list):
             lab = torch.full((len(features), width), IGNORE, dtype=torch.long)  # (B, T)
             for i, f in enumerate(features):
@@ -129,7 +101,8 @@ def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
             dtype = torch.float if isinstance(first, float) else torch.long
             lab = torch.tensor([f["labels"] for f in features], dtype=dtype)  # (B,)
         batch["labels"] = lab
-    for key, first in features[0].items():  # per-example tensors, e.g. teacher logits
+    for key, first in features[0].items():  # per-example tensors: teacher logits, a kind's
+        # tensor labels (multi-hot (C,) -> (B, C))
         if not isinstance(first, torch.Tensor):
             continue
         if first.dim() == 0 or first.dim() == 1:

@@ -39,3 +39,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' Did you mean: x?' when a close match exists, else ''."""
     close = difflib.get_close_matches(str(word), sorted(choices), n=3, cutoff=0.6)
     return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+class Unsupported(CompressBenchError):
+    """This backend cannot run this model; the message says why (recorded, not an error)."""

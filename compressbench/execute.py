@@ -65,10 +65,15 @@ class Worker:
     """A process's state for running jobs: the plugin manager, the tokenizer and each task's
     data, made once and reused across jobs."""
 
-    def __init__(self, ws: Workspace, pm=None, prepared: dict | None = None):
+    def __init__(self, ws: Workspace, pm=None, prepared: dict | None = None,
+                 threads: Callable[[], int] | None = None, turnstile=None):
+        """``threads``: the torch threads a job trains with, re-read every step (None:
+        torch's own); ``turnstile``: a :class:`compressbench.quiet.Turnstile` when other
+        workers of the run compute on this machine (None: nothing else does)."""
         from compressbench.plugins import get_plugin_manager
 
         self.ws = ws
+        self.threads, self.turnstile = threads, turnstile
         self.pm = pm or get_plugin_manager(ws.plugin_files, ws.blocked)
         self.tokenizer = models.load_tokenizer(ws.teacher_ref)
         self.tasks: dict[str, Prepared] = {}
@@ -80,12 +85,19 @@ class Worker:
         machine says otherwise)."""
         return self.ws.env
 
+    @property
+    def pause(self) -> Callable[[], None] | None:
+        """Called between training steps and evaluation batches (None: nothing to wait for)."""
+        return self.turnstile.pause_point if self.turnstile is not None else None
+
     def measure(self, folder: Path, features: list[dict], teacher: Path | None) -> dict:
         """Measure the saved model here: one measurement at a time, with every other worker of
-        the run paused (:func:`compressbench.quiet.measuring`)."""
-        from compressbench import quiet
+        the run paused (:meth:`compressbench.quiet.Turnstile.measuring`)."""
+        import contextlib
 
-        with quiet.measuring():
+        quiet = self.turnstile.measuring() if self.turnstile is not None \
+            else contextlib.nullcontext()
+        with quiet:
             return measure_model(folder, features, self.ws.suite.measure, self.pm,
                                  self.pm.plugin_files, reference=teacher,
                                  baseline=teacher or folder, cache_dir=self.ws.cache_dir)
@@ -112,12 +124,12 @@ def execute(job: Job, worker: Worker, emit: Emit) -> dict:
               "suite_sha256": suite.sha256, "task": task.name, "label": job.label,
               "seed": job.seed, "teacher": suite.teacher.model,
               "steps": steps_of(job.steps), "main_metric": task.main_metric,
-              "task_kind": task.kind,
+              "task_kind": task.kind.name,
               "data": {"train": len(data.train), "val": len(data.val),
                        "val_source": data.val_source, "fingerprint": data.fingerprint,
                        **{f"eval_{s}": len(e) for s, e in data.evals.items()}},
               "env": worker.env,
-              "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     teacher = None if job.teacher_key is None else ws.cache_dir / "models" / job.teacher_key
     try:
         if teacher is not None and not models.is_saved(teacher):
@@ -131,7 +143,8 @@ def execute(job: Job, worker: Worker, emit: Emit) -> dict:
             for variant, plan in zip(job.variants, plans):
                 built.append(build(job, plan, worker, teacher, emit))
                 grid.append({"setting": variant.setting,
-                             "val_score": validation_score(built[-1][0], p, suite)})
+                             "val_score": validation_score(built[-1][0], p, suite,
+                                                           worker.pause)})
             chosen = max(range(len(grid)), key=lambda i: (grid[i]["val_score"], -i))
             grid[chosen]["chosen"] = True
             folder, training_log = built[chosen]
@@ -200,7 +213,7 @@ def build(job: Job, plan: list[Planned], worker: Worker, teacher: Path | None,
                     pretrained_ref=ws.teacher_ref, cache_dir=tmp, emit=on_event,
                     teacher_outputs_dir=None if teacher is None
                     else ws.cache_dir / "teacher-outputs" / teacher.name,
-                    data_dir=ws.data_dir,
+                    data_dir=ws.data_dir, threads=worker.threads, pause=worker.pause,
                     load_teacher=lambda: models.load_model(teacher),
                     load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
                     else (lambda: models.load_model(teacher)))
@@ -260,13 +273,14 @@ def keep_model(run_dir: Path, job: Job, folder: Path) -> str:
     return target.relative_to(Path(run_dir).resolve()).as_posix()
 
 
-def validation_score(folder: Path, p: Prepared, suite: Suite) -> float:
+def validation_score(folder: Path, p: Prepared, suite: Suite,
+                     pause: Callable[[], None] | None = None) -> float:
     """The main metric of a saved model on the held-out validation split."""
     from compressbench.training import evaluate
 
     model = models.load_model(folder)
     return evaluate(model, p.task, p.data.val, p.feats["val"], suite.training.eval_batch_size,
-                    D.pad_id_of(model))[p.task.main_metric]
+                    D.pad_id_of(model), pause)[p.task.main_metric]
 
 
 def timing_sample(p: Prepared) -> list[dict]:
@@ -290,7 +304,7 @@ def assess(job: Job, folder: Path, p: Prepared, worker: Worker,
     multi = len(task.eval_splits) > 1
     for split in task.eval_splits:
         preds = predict(model, task, feats[split], suite.training.eval_batch_size,
-                        D.pad_id_of(model))
+                        D.pad_id_of(model), worker.pause)
         predictions[split] = preds
         for name, value in task.score(data.evals[split], preds).items():
             metrics[f"{name}_{split}" if multi else name] = value

@@ -17,6 +17,20 @@ hookspec = pluggy.HookspecMarker("compressbench")
 
 
 @hookspec
+def register_task_kinds(register: Callable[[Any], None]) -> None:
+    """Register task kinds: what a task's labels are (a class, a score, a tag per word, ...)
+    and everything that follows from it (head, losses, prediction, scoring, agreement between
+    runtimes, ONNX axes, bootstrap statistic, error analysis, data checks).
+
+    Called once per plugin manager, the first time a kind is looked up by name.
+
+    :param register: call ``register(kind)`` with a :class:`compressbench.kinds.TaskKind`
+        (``compressbench.api.TaskKind``) for each kind; ``kind.name`` is the name tasks,
+        records and saved models use.
+    """
+
+
+@hookspec
 def register_tasks(register: Callable[[Any], None]) -> None:
     """Register tasks (datasets with a metric) that suites can name in ``tasks:``.
 
@@ -54,6 +68,21 @@ def register_backends(register: Callable[[Any], None]) -> None:
     :param register: call ``register(backend)`` with an object following the protocol of
         :mod:`compressbench.measure.backend` (``name``, ``missing()``, ``prepare(...)``,
         ``load(...)``); ``backend.name`` is the name used in YAML, results and reports.
+    """
+
+
+@hookspec
+def register_executors(register: Callable[[Any], None]) -> None:
+    """Register executors: who runs a suite's jobs (``execution: {executor: NAME}``,
+    ``--executor NAME``).
+
+    Called once per plugin manager, the first time an executor is looked up.
+
+    :param register: call ``register(executor)`` with a
+        :class:`compressbench.executors.Executor` (``compressbench.api.Executor``): ``name``,
+        its ``Options`` dataclass (its own keys under ``execution:``), ``missing()`` and
+        ``start(settings, ws, worker, on_event)``, which returns the session the runner
+        submits jobs to.
     """
 
 

@@ -7,19 +7,10 @@ every loss here takes such a mask to average over them only.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from compressbench.data import IGNORE
+from compressbench import kinds
+from compressbench.kinds import masked_mean
 from compressbench.models import forward_kwargs, logits_of
-from compressbench.training import task_loss
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``values`` (B,) or (B, T) over the positions where ``mask`` is true."""
-    if mask is None:
-        return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -28,45 +19,38 @@ def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return (((a - b) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def label_mask(kind: str, labels: torch.Tensor) -> torch.Tensor | None:
-    """Token tasks: the positions that carry a label (word-initial sub-words); else None."""
-    return labels != IGNORE if kind == "token" else None  # (B, T) bool
+def label_mask(kind, labels: torch.Tensor) -> torch.Tensor | None:
+    """The positions that carry a label, (B, T) bool, for per-token kinds (word-initial
+    sub-words); else None. ``kind``: the task's kind (or its name)."""
+    return kinds.get(kind).label_mask(labels)
 
 
-def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str,
+def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind,
               mask: torch.Tensor | None = None) -> torch.Tensor:
-    """T^2 * KL(teacher || student) at temperature T (Hinton et al. 2015 §2), averaged over
-    examples (or masked tokens); for regression the squared error to the teacher's
-    prediction (no temperature)."""
-    if kind == "regression":
-        return F.mse_loss(student.view(-1), teacher.view(-1))  # (B, 1) vs (B, 1)
-    t = temperature
-    log_p_s = F.log_softmax(student / t, dim=-1)  # (B, C) or (B, T, C)
-    log_p_t = F.log_softmax(teacher / t, dim=-1)  # (B, C) or (B, T, C)
-    kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="none").sum(-1)  # (B,) / (B, T)
-    return t * t * masked_mean(kl, mask)
+    """The kind's soft-target loss: T^2 * KL(teacher || student) at temperature T (Hinton et
+    al. 2015 §2), averaged over examples (or masked tokens); for regression the squared error
+    to the teacher's prediction (no temperature)."""
+    return kinds.get(kind).soft_loss(student, teacher, temperature, mask)
 
 
 def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
-                       kind: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+                       kind, mask: torch.Tensor | None = None) -> torch.Tensor:
     """-sum softmax(z_t/T) log softmax(z_s/T) (TinyBERT's prediction-layer loss, no T^2);
     for regression the squared error to the teacher's prediction."""
-    if kind == "regression":
-        return F.mse_loss(student.view(-1), teacher.view(-1))  # (B, 1) vs (B, 1)
-    p_t = F.softmax(teacher / temperature, dim=-1)  # (B, C) or (B, T, C)
-    log_p_s = F.log_softmax(student / temperature, dim=-1)  # (B, C) or (B, T, C)
-    return masked_mean(-(p_t * log_p_s).sum(-1), mask)  # (B,) / (B, T) -> scalar
+    return kinds.get(kind).soft_cross_entropy(student, teacher, temperature, mask)
 
 
-def kd_loss(kind: str, temperature: float, alpha: float):
+def kd_loss(kind, temperature: float, alpha: float):
     """Hinton et al.'s loss over a batch that carries ``teacher_logits``
     (:meth:`~compressbench.method.Context.with_teacher_logits`):
     ``alpha * T^2 * KL + (1 - alpha) * task loss``, with the two terms reported."""
+    kind = kinds.get(kind)
+
     def loss_fn(model, batch):
         logits = logits_of(model(**forward_kwargs(model, batch)))  # (B, C) or (B, T, C)
-        mask = label_mask(kind, batch["labels"])
-        soft = soft_loss(logits, batch["teacher_logits"], temperature, kind, mask)
-        hard = task_loss(kind, logits, batch["labels"])
+        mask = kind.label_mask(batch["labels"])
+        soft = kind.soft_loss(logits, batch["teacher_logits"], temperature, mask)
+        hard = kind.task_loss(logits, batch["labels"])
         return alpha * soft + (1 - alpha) * hard, {"soft": soft.item(), "hard": hard.item()}
     return loss_fn
 

@@ -79,6 +79,10 @@ class Context:
     load_input: Callable[[], nn.Module]  # the previous chain step's model, else the teacher
     teacher_outputs_dir: Path | None = None  # shared cache of the teacher's logits
     data_dir: Path | None = None  # the suite's data directory (e.g. for a POS lexicon)
+    #: set by the executor: the torch thread count, re-read every step (None: torch's own),
+    #: and the pause point before every step and evaluation batch (the quiet turnstile)
+    threads: Callable[[], int] | None = None
+    pause: Callable[[], None] | None = None
     train_results: list[dict] = field(default_factory=list)
     student: dict | None = None  # what describe_student recorded (the job's record keeps it)
 
@@ -151,7 +155,7 @@ class Context:
             print(f"compressbench: warning: cached teacher logits {path} are damaged "
                   f"({problem}); computing them again", file=sys.stderr)
         logits = training.logits_for(self.teacher(), feats, self.training.eval_batch_size,
-                                     self.pad_id)
+                                     self.pad_id, self.pause)
         if path is not None:
             buf = io.BytesIO()
             torch.save(logits, buf)
@@ -189,6 +193,7 @@ class Context:
             model, loss_fn, self.task, feats if feats is not None else self.features["train"],
             self.features["val"], self.data.val, cfg, self.seed, emit=self.emit,
             pad_id=self.pad_id, description=description or f"{self.task.name}", extra=extra,
-            validate=validate, on_step=on_step, select_from_step=select_from_step)
+            validate=validate, on_step=on_step, select_from_step=select_from_step,
+            threads=self.threads, pause=self.pause)
         self.train_results.append(result.as_dict())
         return result

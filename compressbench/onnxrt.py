@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compressbench import errors
+from compressbench import errors, kinds
 from compressbench.errors import CompressBenchError
 
 OPSET = 17
@@ -44,7 +44,7 @@ def require(module: str = "onnxruntime"):
 
 def quantized_reason(model: nn.Module) -> str | None:
     """Why ``model`` cannot be exported to ONNX because of how it is quantized, if it is."""
-    from compressbench.models import is_quantized, tensor_subclass_modules
+    from compressbench.models.stats import is_quantized, tensor_subclass_modules
 
     if is_quantized(model):
         return ("PyTorch-quantized modules (torch.ao dynamic int8) do not export to ONNX; "
@@ -58,7 +58,7 @@ def quantized_reason(model: nn.Module) -> str | None:
 
 def input_names(model: nn.Module) -> list[str]:
     """The inputs ``model.forward`` takes, as the measuring and training code passes them."""
-    from compressbench.models import forward_kwargs
+    from compressbench.models.io import forward_kwargs
     return list(forward_kwargs(model, dict.fromkeys(INPUTS)))
 
 
@@ -87,10 +87,10 @@ def eager_attention(model: nn.Module) -> None:
         config._attn_implementation = "eager"
 
 
-def export_onnx(model: nn.Module, path: Path, kind: str) -> Path:
+def export_onnx(model: nn.Module, path: Path, kind) -> Path:
     """Write ``model`` (fp32, eval) to ``path`` as ONNX; raises
     :class:`compressbench.measure.Unsupported` with the reason when it cannot be exported."""
-    from compressbench.measure.backend import Unsupported
+    from compressbench.errors import Unsupported
 
     reason = quantized_reason(model)
     if reason:
@@ -106,7 +106,7 @@ def export_onnx(model: nn.Module, path: Path, kind: str) -> Path:
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                "token_type_ids": torch.zeros_like(ids)}
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["logits"] = {0: "batch", 1: "sequence"} if kind == "token" else {0: "batch"}
+    axes["logits"] = kinds.get(kind).onnx_logits_axes()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():

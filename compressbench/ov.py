@@ -102,9 +102,9 @@ class OpenVINOModel(nn.Module):
             if op.get_type_name() != "Constant":
                 continue
             shape = list(op.get_output_shape(0))
-            kind = op.get_element_type()
-            if len(shape) >= 1 and int(np.prod(shape)) > 1 and (kind.is_real()
-                                                                 or kind in integers):
+            etype = op.get_element_type()
+            if len(shape) >= 1 and int(np.prod(shape)) > 1 and (etype.is_real()
+                                                                 or etype in integers):
                 yield op.get_data()
 
     def save_files(self, folder: Path) -> dict:

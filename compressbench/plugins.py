@@ -23,8 +23,8 @@ from compressbench.errors import ConfigError, PluginError, did_you_mean
 GROUP = "compressbench"
 DISABLE_ENV = "COMPRESSBENCH_DISABLE_PLUGINS"  # comma-separated plugin names
 TRACE_ENV = "COMPRESSBENCH_TRACE"  # set to 1 to print every hook call to stderr
-# methods each kind of registered object must have (checked at registration)
-REQUIRED = {"backends": ("missing", "prepare", "load")}
+# methods each what of registered object must have (checked at registration)
+REQUIRED = {"backends": ("missing", "prepare", "load"), "executors": ("missing", "start")}
 
 
 class PluginManager(pluggy.PluginManager):
@@ -37,12 +37,12 @@ class PluginManager(pluggy.PluginManager):
         self.blocked_names: tuple[str, ...] = ()
         self._registries: dict[str, Registry] = {}
 
-    def registry(self, kind: str) -> Registry:
-        """The registry for ``kind`` in ('tasks', 'methods', 'reporters', 'backends'), filled on
-        first use."""
-        if kind not in self._registries:
-            self._registries[kind] = Registry.collect(self, kind)
-        return self._registries[kind]
+    def registry(self, what: str) -> Registry:
+        """The registry for ``what`` in ('task_kinds', 'tasks', 'methods', 'reporters',
+        'backends', 'executors'), filled on first use."""
+        if what not in self._registries:
+            self._registries[what] = Registry.collect(self, what)
+        return self._registries[what]
 
     @property
     def tasks(self) -> Registry:
@@ -60,6 +60,14 @@ class PluginManager(pluggy.PluginManager):
     def backends(self) -> Registry:
         return self.registry("backends")
 
+    @property
+    def task_kinds(self) -> Registry:
+        return self.registry("task_kinds")
+
+    @property
+    def executors(self) -> Registry:
+        return self.registry("executors")
+
     def register(self, plugin: Any, name: str | None = None) -> str | None:
         self._registries.clear()  # a new plugin may register new things
         return super().register(plugin, name)
@@ -67,21 +75,25 @@ class PluginManager(pluggy.PluginManager):
 
 @dataclass
 class Registry:
-    """Name -> object for one kind of thing, with the plugin that registered each."""
+    """Name -> object for one what of thing, with the plugin that registered each."""
 
-    kind: str
+    what: str  # 'tasks', 'methods', 'task_kinds', ...
     items: dict[str, Any] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def singular(self) -> str:
+        return self.what[:-1].replace("_", " ")
+
     @classmethod
-    def collect(cls, pm: PluginManager, kind: str) -> Registry:
-        reg = cls(kind)
-        hook = getattr(pm.hook, f"register_{kind}")
+    def collect(cls, pm: PluginManager, what: str) -> Registry:
+        reg = cls(what)
+        hook = getattr(pm.hook, f"register_{what}")
         trace = pm.trace.root.get("hook")
         # Each implementation is called on its own so the registry knows who registered what
         # (pluggy's hook call would merge them); tracing is reported the same way.
         for impl in hook.get_hookimpls():
-            trace(f"register_{kind} [{impl.plugin_name}]")
+            trace(f"register_{what} [{impl.plugin_name}]")
             def register(obj: Any, _owner: str = impl.plugin_name) -> None:
                 reg.add(obj, _owner)
 
@@ -91,33 +103,36 @@ class Registry:
                 raise
             except Exception as exc:  # a plugin's bug, reported with its name
                 raise PluginError(
-                    f"plugin '{impl.plugin_name}' failed in register_{kind}: "
+                    f"plugin '{impl.plugin_name}' failed in register_{what}: "
                     f"{type(exc).__name__}: {exc}") from exc
         return reg
 
     def add(self, obj: Any, owner: str) -> None:
         name = getattr(obj, "name", None)
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin '{owner}' registered a {self.kind[:-1]} without a string "
+            raise PluginError(f"plugin '{owner}' registered a {self.singular} without a string "
                               f"`name` attribute: {obj!r}")
         if name in self.items:
-            raise PluginError(f"{self.kind[:-1]} '{name}' is registered twice: by plugin "
+            raise PluginError(f"{self.singular} '{name}' is registered twice: by plugin "
                               f"'{self.owners[name]}' and by plugin '{owner}'. Block one with "
                               f"-p no:{owner} (or {DISABLE_ENV}={owner}).")
-        lacking = [a for a in REQUIRED.get(self.kind, ()) if not callable(getattr(obj, a, None))]
+        lacking = [a for a in REQUIRED.get(self.what, ()) if not callable(getattr(obj, a, None))]
         if lacking:
-            raise PluginError(f"plugin '{owner}' registered {self.kind[:-1]} '{name}' without "
-                              f"{', '.join(lacking)} (see the {self.kind[:-1]} protocol in "
+            raise PluginError(f"plugin '{owner}' registered {self.singular} '{name}' without "
+                              f"{', '.join(lacking)} (see the {self.singular} protocol in "
                               f"docs/plugins.md)")
         self.items[name] = obj
         self.owners[name] = owner
+        registered = getattr(obj, "registered", None)
+        if callable(registered):  # e.g. a task kind, which records find again by name
+            registered()
 
     def get(self, name: str, where: str = "") -> Any:
         """The object registered as ``name``; a ConfigError with suggestions if there is none."""
         if name not in self.items:
             prefix = f"{where}: " if where else ""
             raise ConfigError(
-                f"{prefix}unknown {self.kind[:-1]} '{name}'.{did_you_mean(name, self.items)} "
+                f"{prefix}unknown {self.singular} '{name}'.{did_you_mean(name, self.items)} "
                 f"Installed: {', '.join(sorted(self.items)) or '(none)'}")
         return self.items[name]
 
@@ -200,10 +215,10 @@ def describe(pm: PluginManager) -> list[dict]:
     """One dict per plugin: name, version, source, hooks implemented, names registered."""
     dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
     registered: dict[str, list[str]] = {}
-    for kind in ("tasks", "methods", "reporters", "backends"):
-        reg = pm.registry(kind)
+    for what in ("task_kinds", "tasks", "methods", "reporters", "backends", "executors"):
+        reg = pm.registry(what)
         for item, owner in reg.owners.items():
-            registered.setdefault(owner, []).append(f"{kind[:-1]}:{item}")
+            registered.setdefault(owner, []).append(f"{what[:-1]}:{item}")
     rows = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: p[0]):
         if plugin is None:

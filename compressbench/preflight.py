@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from compressbench import data as D
-from compressbench import metrics as M
 from compressbench import models
-from compressbench.errors import ConfigError, HubUnavailable, did_you_mean
+from compressbench.errors import ConfigError, HubUnavailable
 from compressbench.suite import Suite, check, grid_settings, method_params, with_setting
 from compressbench.tasks import Task
 
@@ -75,13 +74,13 @@ def student_specs(params: Any, where: str):
 
 
 def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
-              prepare: bool = True,
-              skip_hub: bool = False) -> tuple[dict[str, D.TaskData], list[str]]:
+              prepare: bool = True, skip_hub: bool = False,
+              execution=None) -> tuple[dict[str, D.TaskData], list[str]]:
     """Check the whole suite; returns each task's prepared data and notes on what was skipped.
     Raises :class:`ConfigError` / :class:`DataError` naming the file, key and fix.
     ``skip_hub`` (``validate``): a task whose data must come from the Hugging Face Hub, which
     cannot be reached, gets a note instead of an error (``run`` needs the data)."""
-    from compressbench.runner import resolve_task
+    from compressbench.plan import resolve_task
 
     w = str(suite.path)
     check(suite, pm)
@@ -109,17 +108,7 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                 if not skip_hub:
                     raise
                 from_hub.append((task.name, type(exc.__cause__).__name__))
-        allowed = M.CLASSIFICATION_METRICS if task.kind == "classification" else \
-            M.REGRESSION_METRICS if task.kind == "regression" else M.TOKEN_METRICS
-        unknown = [m for m in task.metrics if m not in allowed]
-        if unknown:
-            raise ConfigError(f"{w}: tasks[{i}].metrics: {unknown[0]!r} is not a {task.kind} "
-                              f"metric.{did_you_mean(unknown[0], allowed)} Allowed: "
-                              f"{', '.join(allowed)}")
-        if task.kind == "classification" and "f1" in task.metrics and len(task.labels) != 2:
-            raise ConfigError(f"{w}: tasks[{i}].metrics: 'f1' is the F1 of class 1 of a binary "
-                              f"task, and {task.name} has {len(task.labels)} labels "
-                              f"({', '.join(task.labels)}); use macro_f1")
+        task.kind.check_task(task, f"{w}: tasks[{i}]")
     if from_hub:
         notes.append(f"tasks {', '.join(n for n, _ in from_hub)}: their data comes from the "
                      f"Hugging Face Hub, which cannot be reached here ({from_hub[0][1]}): the "
@@ -152,7 +141,11 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                                                    data_dir, suite.path,
                                                    f"{w}: {step.where}", previous))
     check_backends(suite, pm, w)
-    if suite.execution.executor != "ray":  # a cluster's devices are checked when run joins it
+    from compressbench import executors
+
+    executor, settings = executors.resolve(execution or suite.execution, pm, f"{w}: execution")
+    notes += executor.notes(settings)
+    if executor.on_this_machine:  # a cluster's devices are checked when run joins it
         check_devices(suite)
         for warning in bf16_warnings(suite):
             print(f"compressbench: warning: {warning}", file=sys.stderr)

@@ -12,8 +12,9 @@ even by ``kill -9``, so a killed worker never blocks the others):
   flight to end), times the model, and lets go of both. Nothing else of the run computes while
   a model is timed, and no worker can starve the measurement (the gate stops new steps).
 
-Workers call :func:`pause_point` between steps (the training loop and evaluation do); a worker
-of an executor that installed no turnstile (``inline``, a single process) pays nothing.
+A worker is given its turnstile (:class:`compressbench.execute.Worker`); the training loop and
+evaluation call its ``pause_point`` between steps. A worker without one (``inline``, a single
+process) pays nothing.
 """
 from __future__ import annotations
 
@@ -87,29 +88,3 @@ class Turnstile:
         for fd in self.fds.values():
             os.close(fd)  # releases whatever this process held
         self.fds, self.holding = {}, False
-
-
-_CURRENT: Turnstile | None = None
-
-
-def install(run_dir: Path) -> Turnstile:
-    """In a worker process, once: join the run's turnstile."""
-    global _CURRENT
-    _CURRENT = Turnstile(Path(run_dir))
-    return _CURRENT
-
-
-def current() -> Turnstile | None:
-    return _CURRENT
-
-
-def pause_point() -> None:
-    """Called between training steps and evaluation batches; free where nothing installed a
-    turnstile."""
-    if _CURRENT is not None:
-        _CURRENT.pause_point()
-
-
-def measuring():
-    """Context for timing a model: quiet under a turnstile, a plain block otherwise."""
-    return _CURRENT.measuring() if _CURRENT is not None else contextlib.nullcontext()

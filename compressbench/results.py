@@ -185,7 +185,7 @@ def write_references(run_dir: Path, task, evals: dict) -> Path:
     """The gold labels and texts of a task's reported splits, next to the predictions, so a
     report can analyse errors without the data directory. ``evals``: split -> examples."""
     path = rundir.references_file(run_dir, task.name)
-    body = {"task": task.name, "kind": task.kind, "labels": list(task.labels),
+    body = {"task": task.name, "kind": task.kind.name, "labels": list(task.labels),
             "splits": {split: {"a": [ex.text_a for ex in exs], "b": [ex.text_b for ex in exs],
                                "label": [ex.label for ex in exs]}
                        for split, exs in evals.items()}}

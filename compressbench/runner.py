@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 
 from compressbench import data as D
-from compressbench import executors, models, quiet, results, rundir, safefs
+from compressbench import executors, models, results, rundir, safefs
 from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.execute import Worker, Workspace, drop_if_damaged
-from compressbench.executors import make_executor
 from compressbench.measure import cpu_model, remove_stale_temp_dirs
 from compressbench.measure.trackers import cpu_identity
 from compressbench.plan import (  # noqa: F401 - re-exported: the runner's names before the plan
@@ -70,30 +69,32 @@ class Runner:
         self.run_dir = Path(run_dir or Path("runs") / suite.name)
         self.cache_dir = Path(cache_dir or default_cache_dir())
         self.teacher_ref = models.resolve_model_ref(suite.teacher.model, suite.path.parent)
-        if executor is not None:
-            executors.check(executor)
-        given = {"executor": executor, "workers": workers, "threads": threads,
-                 "address": address}  # the command line's options win over the suite's
+        given = {"executor": executor, "workers": workers, "threads": threads}
+        # the command line's options win over the suite's
         self.execution = replace(suite.execution,
                                  **{k: v for k, v in given.items() if v is not None})
-        executors.check(self.execution.executor)
+        if address is not None:
+            self.execution = replace(self.execution,
+                                     options={**self.execution.options, "address": address})
+        self.executor, self.settings = executors.resolve(
+            self.execution, pm, f"{suite.path}: execution",
+            "--executor" if executor is not None else None)
 
     def run(self) -> list[dict]:
         with rundir.lock(self.run_dir):
             return self.run_locked()
 
     def run_locked(self) -> list[dict]:
-        from compressbench.preflight import check_devices, preflight
+        from compressbench.preflight import preflight
 
         suite = self.suite
-        prepared, notes = preflight(suite, self.pm, self.data_dir, self.teacher_ref)
+        prepared, notes = preflight(suite, self.pm, self.data_dir, self.teacher_ref,
+                                    execution=self.execution)
         from compressbench import power
 
         for note in notes + power.notes(suite, power.reported_sizes(prepared), self.run_dir,
                                         self.within):
             print(f"compressbench: note: {note}", file=sys.stderr)
-        if self.execution.executor != "ray":  # here, not on a cluster's nodes: the devices
-            check_devices(suite)                 # the suite trains on must exist here
         safefs.make_dir(self.run_dir)
         safefs.write_atomic(self.run_dir / "suite.yaml", suite.text)
         runtimes = tuple(p for name in suite.measure.backends
@@ -123,20 +124,20 @@ class Runner:
                        tuple(str(f) for f in self.pm.plugin_files),
                        tuple(self.pm.blocked_names), env)
         worker = None
-        if self.execution.executor == "inline":
+        if self.executor.in_process:  # it runs jobs here, on the data prepared already
             worker = Worker(ws, self.pm, {name: data for name, data in prepared.items()})
-        executor = make_executor(self.execution, ws, worker, self.forward)
+        executor = self.executor.start(self.settings, ws, worker, self.forward)
         todo = [j for j in jobs if done.get(j.id) != j.key]
         self.run_jobs(todo, executor)
-        if todo and self.execution.executor != "ray":  # Ray measures on its measuring nodes
+        if todo and self.executor.on_this_machine:  # a cluster measures on its own nodes
             retime_controls(ws, worker or Worker(ws, self.pm, dict(prepared)))
         records = results.read(self.run_dir)
         self.pm.hook.run_finished(run_dir=self.run_dir, records=records)
         return records
 
-    def forward(self, kind: str, job: Job, event: str, data: dict) -> None:
+    def forward(self, tag: str, job: Job, event: str, data: dict) -> None:
         """A job's event, from whichever process runs it, to the hooks."""
-        if kind == "started":
+        if tag == "started":
             self.pm.hook.job_started(job=job)
         else:
             self.pm.hook.job_event(job=job, event=event, data=data)
@@ -189,10 +190,10 @@ def retime_controls(ws: Workspace, worker: Worker) -> None:
         folder = results.model_path(ws.run_dir, record)
         print(f"compressbench: re-timing the latency control for {task} (teacher in "
               f"{CONTROL_BACKEND} vs PyTorch eager)", file=sys.stderr)
-        with quiet.measuring():
-            again = measure_model(folder, timing_sample(worker.task(task)), suite.measure,
-                                  worker.pm, worker.pm.plugin_files, baseline=folder,
-                                  cache_dir=ws.cache_dir, backends=[CONTROL_BACKEND])
+        # every job has ended: nothing else of the run computes now
+        again = measure_model(folder, timing_sample(worker.task(task)), suite.measure,
+                              worker.pm, worker.pm.plugin_files, baseline=folder,
+                              cache_dir=ws.cache_dir, backends=[CONTROL_BACKEND])
         end = again["backends"].get(CONTROL_BACKEND) or {}
         if not end.get("vs_eager"):
             continue

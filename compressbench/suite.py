@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from compressbench import schema
-from compressbench.errors import ConfigError, did_you_mean
+from compressbench.errors import CompressBenchError, ConfigError, did_you_mean
 from compressbench.rundir import name_problem
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -117,36 +117,51 @@ class Measure:
             raise ValueError(f"backends: {list(self.backends)} must name each backend once")
 
 
-EXECUTORS = ("inline", "local", "ray")
-
-
 @dataclass(frozen=True)
 class Execution:
     """Who runs the jobs, and with what (``compressbench run`` options override each key).
-    None of it changes a model or a score: it is not part of any cache key."""
+    None of it changes a model or a score: it is not part of any cache key. ``executor``
+    names a registered executor (``inline``, ``local``, ``ray`` or a plugin's); ``workers``
+    and ``threads`` mean what that executor says; every other key is one of that executor's
+    own ``Options`` (``ray``: ``address``, ``gpus_per_job``, ``retries``), checked when the
+    executor is resolved (``validate``, ``run``)."""
 
-    executor: str = "inline"  # inline (this process), local (worker processes), ray
+    executor: str = "inline"
     workers: int | None = None  # local: processes (default: the cores); ray: jobs at once
     #                             (default: as many as the cluster's CPUs and GPUs fit)
     threads: int | None = None  # torch threads per job; ray: the CPUs each job reserves (1)
-    address: str | None = None  # ray: None starts Ray on this machine; "auto" joins the
-    #                             cluster this machine is part of; or "ray://HEAD:10001"
-    gpus_per_job: float = 0.0  # ray: GPUs a job reserves (set 1 with training.device cuda)
-    retries: int = 2  # ray: reruns of a job whose worker process or node died
+    options: dict = field(default_factory=dict)  # the executor's own keys
 
     def __post_init__(self):
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor: {self.executor!r} is not one of "
-                             f"{', '.join(EXECUTORS)}")
+        if not isinstance(self.executor, str) or not self.executor:
+            raise ValueError(f"executor: {self.executor!r} must name an executor")
         for key in ("workers", "threads"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ValueError(f"{key}: {value} must be at least 1 (or null for the "
                                  f"default)")
-        if not 0 <= self.gpus_per_job or not math.isfinite(self.gpus_per_job):
-            raise ValueError(f"gpus_per_job: {self.gpus_per_job} must be 0 or more")
-        if self.retries < 0:
-            raise ValueError(f"retries: {self.retries} must be at least 0")
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> Execution:
+        """The common keys typed; the rest kept for the executor's own ``Options``."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {schema.type_name(data)}")
+        common = {k: v for k, v in data.items() if k in ("executor", "workers", "threads")}
+        built = schema.build(_Common, common, where)
+        return cls(built.executor, built.workers, built.threads,
+                   {k: v for k, v in data.items() if k not in common})
+
+
+@dataclass(frozen=True)
+class _Common:  # the keys every executor shares, for their types
+    executor: str = "inline"
+    workers: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self):
+        Execution(self.executor, self.workers, self.threads)
 
 
 @dataclass(frozen=True)
@@ -194,8 +209,15 @@ class UserTask:
     encoding: str = "utf-8"  # of the files; e.g. latin-1, utf-16
 
     def __post_init__(self):
-        if self.kind not in ("classification", "regression"):
-            raise ValueError(f"kind: {self.kind!r} is not classification or regression")
+        from compressbench import kinds
+        try:
+            kind = kinds.get(str(self.kind))
+        except CompressBenchError:
+            kind = None
+        if kind is None or not kind.user_files:
+            raise ValueError(f"kind: {self.kind!r} is not a kind a file of one example per row "
+                             f"can hold (classification or regression, or a plugin's kind "
+                             f"with user_files)")
         if not 1 <= len(self.text_columns) <= 2:
             raise ValueError("text_columns: give one column, or two for sentence pairs")
         if len(set(self.text_columns)) != len(self.text_columns):
@@ -341,7 +363,7 @@ def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
         training=schema.build(Training, data.get("training"), f"{w}: training"),
         measure=schema.build(Measure, data.get("measure"), f"{w}: measure"),
         plugins=tuple((path.parent / p).resolve() for p in plugins),
-        execution=schema.build(Execution, data.get("execution"), f"{w}: execution"),
+        execution=Execution.from_dict(data.get("execution"), f"{w}: execution"),
         version=1,
         text=text,
     )

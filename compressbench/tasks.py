@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compressbench import metrics as M
+from compressbench import kinds
 from compressbench.errors import DataError, HubUnavailable, did_you_mean
 from compressbench.glue import GLUE, GlueSpec
 from compressbench.hookspecs import hookimpl
-
-KINDS = ("classification", "regression", "token")
 
 
 @dataclass(frozen=True)
@@ -43,13 +41,16 @@ class Task:
     """
 
     name: str
-    kind: str  # one of KINDS
+    kind: kinds.TaskKind  # or its registered name (turned into the kind)
     labels: tuple[str, ...]  # class or tag names in id order; () for regression
     metrics: tuple[str, ...]  # official metrics; the first is the main one (retained %)
     load_split: Callable[[str, Path | None], list[Example]] = field(repr=False, compare=False)
     eval_splits: tuple[str, ...] = ("dev",)
     validation_split: str | None = None
     description: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", kinds.get(self.kind, f"task '{self.name}': kind"))
 
     @property
     def main_metric(self) -> str:
@@ -58,7 +59,7 @@ class Task:
 
     @property
     def num_labels(self) -> int:
-        return 1 if self.kind == "regression" else len(self.labels)
+        return self.kind.num_labels(self.labels)
 
     def load(self, split: str, data_dir: Path | None) -> list[Example]:
         examples = self.load_split(split, data_dir)
@@ -68,14 +69,7 @@ class Task:
 
     def score(self, examples: Sequence[Example], predictions: Sequence[Any]) -> dict:
         """Metrics for ``predictions`` (class ids, floats, or per-word tag ids)."""
-        gold = [ex.label for ex in examples]
-        if self.kind == "regression":
-            return M.regression(gold, predictions, self.metrics)
-        if self.kind == "token":
-            names = self.labels
-            return M.token_classification([[names[t] for t in s] for s in gold],
-                                          [[names[t] for t in s] for s in predictions])
-        return M.classification(gold, predictions, self.labels, self.metrics)
+        return self.kind.score(self, [ex.label for ex in examples], predictions)
 
 
 # --------------------------------------------------------------------------- local files
@@ -412,7 +406,8 @@ def file_task(name: str, kind: str, files: dict[str, Path], text_columns: Sequen
                                            f"{where}, column '{label_column}'")))
         return out
 
-    if kind == "classification" and not labels:
+    kind = kinds.get(kind)  # the suite checked that its files can hold this kind
+    if kind.has_classes and not labels:
         rows = read_table(files["train"], encoding)
         if rows:
             column(files["train"], list(rows[0]), label_column)
@@ -424,9 +419,9 @@ def file_task(name: str, kind: str, files: dict[str, Path], text_columns: Sequen
         warn_single_classes(files["train"], label_column, found)
         labels = sorted(seen, key=lambda v: (not v.lstrip('-').isdigit(),
                                              int(v) if v.lstrip('-').isdigit() else 0, v))
-    label_names = tuple(labels or ()) if kind == "classification" else ()
-    default = ("accuracy", "macro_f1") if kind == "classification" else ("pearson", "spearman")
-    return Task(name=name, kind=kind, labels=label_names, metrics=tuple(metrics or default),
+    label_names = tuple(labels or ()) if kind.has_classes else ()
+    return Task(name=name, kind=kind, labels=label_names,
+                metrics=tuple(metrics or kind.default_metrics),
                 load_split=load, eval_splits=("dev",),
                 validation_split="validation" if "validation" in files else None,
                 description=f"user task from {files['train']}")
@@ -449,8 +444,9 @@ def builtin_tasks() -> list[Task]:
                   labels=spec.labels, metrics=spec.metrics, load_split=glue_loader(name, spec),
                   eval_splits=spec.eval_files, description=GLUE_DESCRIPTIONS[name])
              for name, spec in GLUE.items()]
-    tasks.append(Task(name="conll2003", kind="token", labels=CONLL_TAGS, metrics=M.TOKEN_METRICS,
-                      load_split=conll_load, eval_splits=("test",), validation_split="validation",
+    tasks.append(Task(name="conll2003", kind="token", labels=CONLL_TAGS,
+                      metrics=kinds.get("token").default_metrics, load_split=conll_load,
+                      eval_splits=("test",), validation_split="validation",
                       description="CoNLL-2003 NER (entity-level F1, seqeval)"))
     return tasks
 

@@ -20,20 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from compressbench import quiet
-from compressbench.data import IGNORE, collate, length_grouped_batches, sorted_batches
+from compressbench import kinds
+from compressbench.data import collate, length_grouped_batches, sorted_batches
 from compressbench.models import forward_kwargs, logits_of
 from compressbench.suite import Training
 from compressbench.tasks import Example, Task
 
 LossFn = Callable[[nn.Module, dict], "torch.Tensor | tuple[torch.Tensor, dict]"]
 Emit = Callable[[str, dict], None]
-#: set by an executor that runs several jobs on one machine: how many torch threads the loop
-#: should use now (read before every step); None: leave torch's setting alone
-THREADS: Callable[[], int] | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,17 +102,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def task_loss(kind: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (classification, token) or mean squared error (regression)."""
-    if kind == "regression":
-        return F.mse_loss(logits.view(-1), labels.float())  # logits (B, 1), labels (B,)
-    if kind == "token":
-        # logits (B, T, C), labels (B, T) with IGNORE on sub-word continuations
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
-    return F.cross_entropy(logits, labels)  # logits (B, C), labels (B,)
+def task_loss(kind, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The task kind's loss against gold labels: cross-entropy (classification, token, over
+    labelled positions) or mean squared error (regression). ``kind``: a task kind or its
+    name."""
+    return kinds.get(kind).task_loss(logits, labels)
 
 
-def supervised_loss(kind: str) -> LossFn:
+def supervised_loss(kind) -> LossFn:
     """The plain task loss on the model's own logits (fine-tuning, no teacher)."""
     def loss_fn(model: nn.Module, batch: dict) -> torch.Tensor:
         logits = logits_of(model(**forward_kwargs(model, batch)))
@@ -169,7 +162,8 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
           emit: Emit = lambda event, data: None, pad_id: int = 0,
           description: str = "train", extra: nn.Module | None = None,
           validate: bool = True, on_step: Callable[[int, int], None] | None = None,
-          select_from_step: int = 0) -> TrainResult:
+          select_from_step: int = 0, threads: Callable[[], int] | None = None,
+          pause: Callable[[], None] | None = None) -> TrainResult:
     """Train in place; on return ``model`` holds the weights that scored best on validation.
 
     ``extra``: further trainable modules the loss uses (e.g. projections), optimised alongside.
@@ -179,6 +173,9 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
     with step 0 before the first; e.g. to apply pruning masks or a sparsity schedule.
     ``select_from_step``: epochs that end before this step are validated but not selectable
     (a gradual pruning schedule that has not reached its target yet).
+    ``threads``: the torch thread count, re-read before every step (an executor sharing the
+    cores among its jobs); ``pause``: called before every step and evaluation batch (the
+    quiet turnstile: a model being timed has the machine to itself).
 
     Device and precision come from ``cfg`` (``training.device``, ``training.precision``):
     ``model`` and ``extra`` train there and come back to the CPU; each batch is moved there
@@ -220,9 +217,10 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
             for idx in length_grouped_batches(lengths, cfg.batch_size, seed + epoch):
                 if step >= total:
                     break
-                quiet.pause_point()  # a model being timed has the machine to itself
-                if THREADS is not None and THREADS() != torch.get_num_threads():
-                    torch.set_num_threads(THREADS())
+                if pause is not None:
+                    pause()  # a model being timed has the machine to itself
+                if threads is not None and threads() != torch.get_num_threads():
+                    torch.set_num_threads(threads())
                 batch = to_device(collate([train_feats[i] for i in idx], pad_id), device)
                 with autocast(device, cfg.precision):
                     out = loss_fn(model, batch)
@@ -252,7 +250,7 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
                 result.history.append({"epoch": epoch, "step": step, **means})
                 continue
             score = evaluate(model, task, val_examples, val_feats, cfg.eval_batch_size,
-                             pad_id)[task.metrics[0]]
+                             pad_id, pause)[task.metrics[0]]
             eligible = step >= min(select_from_step, total)
             improved = eligible and (best_state is None or score > result.best_score)
             result.history.append({"epoch": epoch, "step": step, "val_score": score, **means})
@@ -282,43 +280,40 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
 
 @torch.inference_mode()
 def predict(model: nn.Module, task: Task, feats: list[dict], batch_size: int = 64,
-            pad_id: int = 0) -> list:
-    """Class ids, floats (regression) or per-word tag ids (token tasks), in input order."""
+            pad_id: int = 0, pause: Callable[[], None] | None = None) -> list:
+    """The task kind's predictions (class ids, floats, per-word tag ids, ...), in input order;
+    ``pause``: called before every batch (see :func:`train`)."""
     model.eval()
     device = device_of(model)  # the training device during training, else the CPU
     preds: list = [None] * len(feats)
     for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
-        quiet.pause_point()
+        if pause is not None:
+            pause()
         batch = to_device(collate([feats[i] for i in idx], pad_id), device)
         logits = logits_of(model(**forward_kwargs(model, batch))).float().cpu()
-        if task.kind == "regression":
-            values = logits.view(-1).tolist()  # (B,)
-        elif task.kind == "token":
-            tags = logits.argmax(-1).tolist()  # (B, T)
-            values = [[tags[j][s] if s >= 0 else 0 for s in feats[i]["word_starts"]]
-                      for j, i in enumerate(idx)]
-        else:
-            values = logits.argmax(-1).tolist()  # (B,)
+        values = task.kind.predictions(logits, feats, idx)
         for i, v in zip(idx, values):
             preds[i] = v
     return preds
 
 
 def evaluate(model: nn.Module, task: Task, examples: list[Example], feats: list[dict],
-             batch_size: int = 64, pad_id: int = 0) -> dict:
-    return task.score(examples, predict(model, task, feats, batch_size, pad_id))
+             batch_size: int = 64, pad_id: int = 0,
+             pause: Callable[[], None] | None = None) -> dict:
+    return task.score(examples, predict(model, task, feats, batch_size, pad_id, pause))
 
 
 @torch.inference_mode()
 def logits_for(model: nn.Module, feats: list[dict], batch_size: int = 64,
-               pad_id: int = 0) -> list[torch.Tensor]:
+               pad_id: int = 0, pause: Callable[[], None] | None = None) -> list[torch.Tensor]:
     """The model's logits per example, in input order: (C,) per sequence, (T, C) per token
     sequence (T: that example's length, padding cut off). Used to label a transfer set."""
     model.eval()
     device = device_of(model)  # a teacher on the training device computes its logits there
     out: list = [None] * len(feats)
     for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
-        quiet.pause_point()
+        if pause is not None:
+            pause()
         batch = to_device(collate([feats[i] for i in idx], pad_id), device)
         logits = logits_of(model(**forward_kwargs(model, batch))).float().cpu()  # (B, C) ...
         for j, i in enumerate(idx):

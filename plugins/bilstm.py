@@ -38,6 +38,7 @@ from compressbench.api import (
     logits_of,
     masked_mean,
     rebuild_step,
+    task_kind,
     task_loss,
 )
 
@@ -78,10 +79,12 @@ class BiLSTMStudent(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, mlp_size: int,
                  num_labels: int, kind: str, pair: bool, pad_id: int = 0):
         super().__init__()
-        self.kind, self.pair, self.pad_id = kind, pair, pad_id
+        # kind: the task kind's name (kept so the saved model can be rebuilt)
+        self.per_token = task_kind(kind).per_token
+        self.pair, self.pad_id = pair, pad_id
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.lstm = nn.LSTM(embedding_dim, hidden_size, batch_first=True, bidirectional=True)
-        if kind == "token":
+        if self.per_token:
             self.classifier = nn.Linear(2 * hidden_size, num_labels)
         else:
             features = 2 * hidden_size * (4 if pair else 1)
@@ -109,7 +112,7 @@ class BiLSTMStudent(nn.Module):
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         mask = (attention_mask if attention_mask is not None
                 else input_ids != self.pad_id).bool()  # (B, T)
-        if self.kind == "token":
+        if self.per_token:
             states, _ = self.run(input_ids, mask)
             return self.classifier(states)  # (B, T, C)
         if not self.pair:
@@ -190,7 +193,7 @@ def augment_words(words: list[str], rng: random.Random, p: Params, lexicon: Lexi
     return out
 
 
-def augment(examples: list[Example], kind: str, p: Params, lexicon: Lexicon | None,
+def augment(examples: list[Example], kind, p: Params, lexicon: Lexicon | None,
             mask_token: str, seed: int) -> list[Example]:
     """``p.n_aug`` new copies per example (duplicates of the original dropped); labels are
     placeholders, replaced by the teacher's."""
@@ -199,7 +202,7 @@ def augment(examples: list[Example], kind: str, p: Params, lexicon: Lexicon | No
     for ex in examples:
         seen = set()
         for _ in range(p.n_aug):
-            if kind == "token":
+            if task_kind(kind).per_token:  # a list of words with one tag each
                 words = augment_words(list(ex.text_a), rng, p, lexicon, mask_token, False)
                 new = Example(words, None, ex.label)
             else:
@@ -217,21 +220,14 @@ def augment(examples: list[Example], kind: str, p: Params, lexicon: Lexicon | No
 
 # --------------------------------------------------------------------------- the method
 
-def teacher_labels(feats: list[dict], logits: list[torch.Tensor], kind: str) -> list[dict]:
+def teacher_labels(feats: list[dict], logits: list[torch.Tensor], kind) -> list[dict]:
     """Attach the teacher's logits, and its predictions as the hard labels."""
-    out = []
-    for f, z in zip(feats, logits):
-        if kind == "regression":
-            label = float(z.view(-1)[0])
-        elif kind == "token":
-            label = [lab if lab < 0 else int(i) for lab, i in zip(f["labels"], z.argmax(-1))]
-        else:
-            label = int(z.argmax(-1))
-        out.append({**f, "labels": label, "teacher_logits": z})
-    return out
+    kind = task_kind(kind)
+    return [{**f, "labels": kind.hard_label(z, f), "teacher_logits": z}
+            for f, z in zip(feats, logits)]
 
 
-def bilstm_loss(kind: str, alpha: float):
+def bilstm_loss(kind, alpha: float):
     def loss_fn(model, batch):
         logits = logits_of(model(**forward_kwargs(model, batch)))  # (B, C) or (B, T, C)
         sq = ((logits - batch["teacher_logits"]) ** 2).mean(-1)  # (B,) or (B, T)
@@ -264,7 +260,7 @@ class BiLSTM(Method):
     def build(self, ctx, params: Params):
         task = ctx.task
         teacher = ctx.teacher()
-        pair = task.kind != "token" and bool(ctx.data.train) and \
+        pair = not task.kind.per_token and bool(ctx.data.train) and \
             ctx.data.train[0].text_b is not None
         if params.embeddings == "teacher":
             table = teacher.get_input_embeddings().weight.detach()  # (V, H_t)
@@ -273,7 +269,7 @@ class BiLSTM(Method):
             table, dim = None, params.embedding_dim
         shape = {"vocab_size": len(ctx.tokenizer), "embedding_dim": dim,
                  "hidden_size": params.hidden_size, "mlp_size": params.mlp_size,
-                 "num_labels": task.num_labels, "kind": task.kind, "pair": pair,
+                 "num_labels": task.num_labels, "kind": task.kind.name, "pair": pair,
                  "pad_id": ctx.pad_id}
         student = built_by(BiLSTMStudent(**shape), BiLSTMStudent, **shape)
         if table is not None:

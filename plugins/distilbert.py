@@ -44,6 +44,7 @@ from compressbench.api import (
     quiet_transformers,
     resolve_model_ref,
     soft_loss,
+    task_kind,
     task_loss,
 )
 
@@ -106,8 +107,12 @@ def distilbert_config(bert_config, layers: int, num_labels: int, problem_type: s
         num_labels=num_labels, problem_type=problem_type)
 
 
-def bert_to_distilbert(bert: nn.Module, layers: int, init: str, kind: str) -> nn.Module:
-    """A ``DistilBertFor...`` model whose layer i is the BERT model's layer ``layer_map[i]``.
+MLM = "mlm"  # the head of distillation's general stage (masked language modelling)
+
+
+def bert_to_distilbert(bert: nn.Module, layers: int, init: str, head) -> nn.Module:
+    """A ``DistilBertFor...`` model whose layer i is the BERT model's layer ``layer_map[i]``;
+    ``head``: ``MLM``, or the task kind whose head it gets.
 
     Token-type embedding 0 is folded into the position embeddings (exact for single sentences;
     DistilBERT has no segment embeddings, so a pair's second segment loses that signal)."""
@@ -115,9 +120,12 @@ def bert_to_distilbert(bert: nn.Module, layers: int, init: str, kind: str) -> nn
     cfg = bert.config
     mapping = layer_map(cfg.num_hidden_layers, layers, init)
     config = distilbert_config(cfg, layers, cfg.num_labels, getattr(cfg, "problem_type", None))
-    cls = {"token": transformers.DistilBertForTokenClassification,
-           "mlm": transformers.DistilBertForMaskedLM}.get(
-        kind, transformers.DistilBertForSequenceClassification)
+    if head == MLM:
+        cls = transformers.DistilBertForMaskedLM
+    elif task_kind(head).per_token:
+        cls = transformers.DistilBertForTokenClassification
+    else:
+        cls = transformers.DistilBertForSequenceClassification
     student = cls(config)
     src = bert.state_dict()
     prefix = bert.base_model_prefix  # "bert"
@@ -133,7 +141,7 @@ def bert_to_distilbert(bert: nn.Module, layers: int, init: str, kind: str) -> nn
             for w in ("weight", "bias"):
                 state[f"distilbert.transformer.layer.{j}.{d_name}.{w}"] = \
                     src[f"{prefix}.encoder.layer.{i}.{b_name}.{w}"]
-    if kind == "mlm":
+    if head == MLM:
         for b_name, d_name in MLM_HEAD.items():
             for w in ("weight", "bias"):
                 state[f"{d_name}.{w}"] = src[f"{b_name}.{w}"]
@@ -144,7 +152,7 @@ def bert_to_distilbert(bert: nn.Module, layers: int, init: str, kind: str) -> nn
     return student
 
 
-def make_student(source: nn.Module, spec: StudentSpec, kind: str) -> nn.Module:
+def make_student(source: nn.Module, spec: StudentSpec, kind) -> nn.Module:
     """DistilBERT from a BERT source with teacher weights; otherwise the generic student."""
     from compressbench.api import make_student as generic
     if is_bert(source) and spec.init in ("teacher-skip", "teacher-first") and \
@@ -178,7 +186,7 @@ def hidden_width(model: nn.Module) -> int:
     return model.config.hidden_size
 
 
-def triple_loss(teacher: nn.Module, kind: str, p: Params):
+def triple_loss(teacher: nn.Module, kind, p: Params):
     """Task mode: a_ce * soft + a_task * task loss + a_cos * cosine, teacher run alongside."""
     def loss_fn(model, batch):
         with torch.no_grad():
@@ -287,14 +295,14 @@ def corpus_features(ctx, p: Params) -> list[dict]:
 
 
 class _PlainTask:  # what ``encode`` needs to tokenize raw text
-    kind = "classification"
+    kind = task_kind("classification")
 
 
-def to_task_model(mlm_student: nn.Module, kind: str, num_labels: int) -> nn.Module:
+def to_task_model(mlm_student: nn.Module, kind, num_labels: int) -> nn.Module:
     """The distilled encoder under a fresh task head of the same model family."""
     config = mlm_student.config.__class__.from_dict(mlm_student.config.to_dict())
     config.num_labels = num_labels
-    config.problem_type = "regression" if kind == "regression" else None
+    config.problem_type = task_kind(kind).problem_type
     model = auto_class(kind).from_config(config)
     prefix = model.base_model_prefix + "."
     encoder = {k: v for k, v in mlm_student.state_dict().items() if k.startswith(prefix)}
@@ -355,7 +363,7 @@ class DistilBERT(Method):
                               f"the suite's tokenizer {len(ctx.tokenizer)}; use a teacher with "
                               f"the same vocabulary")
         spec = half_student(params.student, teacher.config.num_hidden_layers)
-        student = make_student(teacher, spec, "mlm")
+        student = make_student(teacher, spec, MLM)
         feats = corpus_features(ctx, params)
         probs = token_probs(feats, vocab, ctx.tokenizer.all_special_ids, params.mlm_smoothing)
         ctx.train(student, mlm_loss(teacher, probs, params, ctx.tokenizer.mask_token_id, vocab),

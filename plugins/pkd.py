@@ -39,6 +39,7 @@ from compressbench.api import (
     label_mask,
     masked_mean,
     soft_loss,
+    task_kind,
     task_loss,
 )
 
@@ -82,7 +83,9 @@ def patient_loss(student_states: tuple, teacher_states: tuple, pairs: list[tuple
     return total / max(1, len(pairs))
 
 
-def pkd_loss(teacher: nn.Module, kind: str, p: Params, pairs: list[tuple[int, int]]):
+def pkd_loss(teacher: nn.Module, kind, p: Params, pairs: list[tuple[int, int]]):
+    kind = task_kind(kind)
+
     def loss_fn(model, batch):
         with torch.no_grad():
             t_out = teacher(**forward_kwargs(teacher, batch), output_hidden_states=True)
@@ -90,7 +93,7 @@ def pkd_loss(teacher: nn.Module, kind: str, p: Params, pairs: list[tuple[int, in
         mask = label_mask(kind, batch["labels"])
         hard = task_loss(kind, s_out.logits, batch["labels"])
         soft = soft_loss(s_out.logits, t_out.logits, p.temperature, kind, mask)
-        if kind != "regression":  # KLDivLoss(reduction='mean') also divides by C
+        if kind.kl_is_class_mean():  # KLDivLoss(reduction='mean') also divides by C
             soft = soft / s_out.logits.shape[-1]
         pt = patient_loss(s_out.hidden_states, t_out.hidden_states, pairs, mask)
         loss = (1 - p.alpha) * hard + p.alpha * soft + p.beta * pt

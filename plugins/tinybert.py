@@ -39,6 +39,7 @@ from compressbench.api import (
     masked_mse,
     pair_mask,
     soft_cross_entropy,
+    task_kind,
 )
 
 
@@ -120,10 +121,12 @@ def stage1_loss(teacher: nn.Module, mapping: list[int], proj: nn.ModuleDict, p: 
     return loss_fn
 
 
-def prediction_loss(kind: str, temperature: float, regression_target: str = "gold"):
+def prediction_loss(kind, temperature: float, regression_target: str = "gold"):
+    kind = task_kind(kind)
+
     def loss_fn(model, batch):
         logits = logits_of(model(**forward_kwargs(model, batch)))  # (B, C) or (B, T, C)
-        if kind == "regression" and regression_target == "gold":
+        if not kind.has_classes and regression_target == "gold":  # a score, not classes
             return F.mse_loss(logits.view(-1), batch["labels"].view(-1).to(logits.dtype))  # (B,)
         return soft_cross_entropy(logits, batch["teacher_logits"], temperature, kind,
                                   label_mask(kind, batch["labels"]))

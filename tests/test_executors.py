@@ -183,13 +183,21 @@ def test_unknown_executor_and_bad_worker_counts_are_clear_errors(tmp_path, tiny_
     with pytest.raises(SystemExit):
         main(["run", str(suite), "--executor", "local", "--workers", "0"])
     assert "--workers: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="--executor nope: unknown"):
+    with pytest.raises(ConfigError, match="--executor: unknown executor 'nope'.*Installed: "
+                                          ".*inline.*local.*ray"):
         run_suite(load_suite(suite), get_plugin_manager(), data_dir, tmp_path / "run",
                   tmp_path / "cache", executor="nope")
     bad = suite_file(tmp_path, suite_text(tiny_teacher).replace(
-        "version: 1\n", "version: 1\nexecution: {executor: dask}\n"), "bad.yaml")
-    with pytest.raises(ConfigError, match="execution.*'dask' is not one of inline, local, ray"):
-        load_suite(bad)
+        "version: 1\n", "version: 1\nexecution: {executor: locl}\n"), "bad.yaml")
+    with pytest.raises(ConfigError, match=r"bad.yaml: execution.executor: unknown executor "
+                                          r"'locl'. Did you mean: local\?"):
+        run_suite(load_suite(bad), get_plugin_manager(), data_dir, tmp_path / "run",
+                  tmp_path / "cache")
+    ray_only = suite_file(tmp_path, suite_text(tiny_teacher).replace(
+        "version: 1\n", "version: 1\nexecution: {executor: local, adress: auto}\n"), "r.yaml")
+    with pytest.raises(ConfigError, match="the local executor takes no options"):
+        run_suite(load_suite(ray_only), get_plugin_manager(), data_dir, tmp_path / "run",
+                  tmp_path / "cache")
 
 
 def test_the_suite_sets_the_executor_and_the_command_line_wins(tmp_path, tiny_teacher):
@@ -227,7 +235,7 @@ def ray_cluster():
                                       "'compressbench[ray]'")
     from ray.cluster_utils import Cluster
 
-    from compressbench.ray_executor import MEASURE_RESOURCE
+    from compressbench.executors.ray import MEASURE_RESOURCE
 
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "resources": {MEASURE_RESOURCE: 1},
@@ -279,7 +287,7 @@ def test_ray_stops_before_training_when_no_node_can_measure(ray_cluster, tmp_pat
 
     from compressbench.errors import ConfigError
     from compressbench.execute import Workspace
-    from compressbench.ray_executor import RayExecutor
+    from compressbench.executors.ray import RaySession as RayExecutor
 
     suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, measure=MEASURE)))
     ws = Workspace(suite, str(tiny_teacher), tmp_path / "run", tmp_path / "cache")
@@ -293,7 +301,7 @@ def test_ray_stops_before_training_when_no_node_can_measure(ray_cluster, tmp_pat
 
 
 def test_a_ray_measurement_reserves_its_whole_node():
-    from compressbench.ray_executor import MEASURE_RESOURCE, measuring_node_cpus
+    from compressbench.executors.ray import MEASURE_RESOURCE, measuring_node_cpus
 
     nodes = [{"Alive": True, "Resources": {"CPU": 16.0}},  # trains only
              {"Alive": True, "Resources": {"CPU": 8.0, MEASURE_RESOURCE: 1.0}},
@@ -301,3 +309,80 @@ def test_a_ray_measurement_reserves_its_whole_node():
              {"Alive": False, "Resources": {"CPU": 2.0, MEASURE_RESOURCE: 1.0}}]
     assert measuring_node_cpus(nodes, 1) == 4.0
     assert measuring_node_cpus(nodes[:1], 1) == 1.0  # none measures: check_cluster says so
+
+
+# ---------------------------------------------------------------- a plugin's executor
+EXECUTOR_PLUGIN = '''
+from dataclasses import dataclass
+
+import compressbench
+from compressbench import api
+
+STARTED = []
+
+
+@dataclass(frozen=True)
+class Options:
+    label: str = "none"
+
+
+class Serial:
+    def __init__(self, ws, on_event):
+        self.ws, self.on_event, self.done = ws, on_event, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def capacity(self):
+        return 1
+
+    def pending(self):
+        return len(self.done)
+
+    def submit(self, job):
+        self.on_event("started", job, "", {})
+        worker = api.Worker(self.ws)
+        self.done.append((job, api.execute(job, worker,
+                                           lambda j, e, d: self.on_event("event", j, e, d))))
+
+    def next_result(self):
+        return self.done.pop(0)
+
+
+class SerialExecutor(api.Executor):
+    name = "serial-test"
+    Options = Options
+
+    def start(self, settings, ws, worker, on_event):
+        STARTED.append(settings.options.label)
+        return Serial(ws, on_event)
+
+
+@compressbench.hookimpl
+def register_executors(register):
+    register(SerialExecutor())
+'''
+
+
+def test_a_plugin_file_registers_an_executor_with_options_of_its_own(tmp_path, tiny_teacher,
+                                                                     data_dir):
+    from compressbench.errors import ConfigError
+
+    plugin = tmp_path / "serial.py"
+    plugin.write_text(EXECUTOR_PLUGIN)
+    text = suite_text(tiny_teacher).replace(
+        "version: 1\n", f"version: 1\nplugins: [{plugin}]\n"
+                        f"execution: {{executor: serial-test, label: mine}}\n")
+    suite = load_suite(suite_file(tmp_path, text))
+    pm = get_plugin_manager(suite.plugins)
+    records = run_suite(suite, pm, data_dir, tmp_path / "run", tmp_path / "cache")
+    assert records and all(r["status"] == "ok" for r in records)
+    module = next(p for name, p in pm.list_name_plugin() if name.endswith("serial"))
+    assert module.STARTED == ["mine"]  # its own option reached it, typed
+    bad = suite_file(tmp_path, text.replace("label: mine", "labl: mine"), "bad.yaml")
+    with pytest.raises(ConfigError, match="execution: unknown key 'labl'. Did you mean: label"):
+        run_suite(load_suite(bad), get_plugin_manager(suite.plugins), data_dir,
+                  tmp_path / "run2", tmp_path / "cache")

@@ -48,7 +48,7 @@ def test_label_names_map_to_hub_order(tasks, data_dir):
 
 def test_stsb_is_regression(tasks, data_dir):
     ex = tasks["stsb"].load("train", data_dir)
-    assert tasks["stsb"].kind == "regression" and tasks["stsb"].num_labels == 1
+    assert tasks["stsb"].kind.name == "regression" and tasks["stsb"].num_labels == 1
     assert ex[0].label == pytest.approx(0.5) and ex[1].label == pytest.approx(5.0)
 
 

@@ -165,13 +165,11 @@ def test_loss_terms_reach_the_events_and_the_epoch_history(tiny_teacher, data_di
     assert last["ce"] == pytest.approx(seen[-1]) and last["half"] == pytest.approx(seen[-1] / 2)
 
 
-def test_the_loop_follows_the_thread_count_an_executor_sets(tiny_teacher, data_dir,
-                                                            monkeypatch):
-    """training.THREADS is re-read at every step: a job whose neighbour finished takes the
-    freed core mid-run (the history records the threads each epoch ended with)."""
+def test_the_loop_follows_the_thread_count_an_executor_sets(tiny_teacher, data_dir):
+    """The ``threads`` an executor passes in is re-read at every step: a job whose neighbour
+    finished takes the freed core mid-run (the history records the threads each epoch ended
+    with)."""
     import torch
-
-    from compressbench import training
 
     t = task("sst2")
     cfg = Training(epochs=2, batch_size=8, learning_rate=1e-3, max_val_samples=8)
@@ -180,7 +178,7 @@ def test_the_loop_follows_the_thread_count_an_executor_sets(tiny_teacher, data_d
     tr, va = D.encode(t, tok, d.train, 32), D.encode(t, tok, d.val, 32)
     per_epoch = (len(tr) + 7) // 8
     steps = []
-    monkeypatch.setattr(training, "THREADS", lambda: 1 if len(steps) < per_epoch else 2)
+    threads = lambda: 1 if len(steps) < per_epoch else 2  # noqa: E731
     plain = supervised_loss("classification")
 
     def counting(model, batch):
@@ -190,7 +188,7 @@ def test_the_loop_follows_the_thread_count_an_executor_sets(tiny_teacher, data_d
     before = torch.get_num_threads()
     try:
         model = models.load_pretrained(str(tiny_teacher), "classification", 2)
-        result = train(model, counting, t, tr, va, d.val, cfg, 0)
+        result = train(model, counting, t, tr, va, d.val, cfg, 0, threads=threads)
     finally:
         torch.set_num_threads(before)
     assert steps == [1] * per_epoch + [2] * per_epoch

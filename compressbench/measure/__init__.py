@@ -22,5 +22,15 @@ from compressbench.measure.launcher import (
 )
 from compressbench.measure.trackers import Summary, cpu_model, peak_rss_mb, rss_mb
 
-__all__ = ["SavedModel", "Unsupported", "TMP_PREFIX", "die_with_parent", "measure_model",
-           "remove_stale_temp_dirs", "Summary", "cpu_model", "peak_rss_mb", "rss_mb"]
+__all__ = [
+    "TMP_PREFIX",
+    "SavedModel",
+    "Summary",
+    "Unsupported",
+    "cpu_model",
+    "die_with_parent",
+    "measure_model",
+    "peak_rss_mb",
+    "remove_stale_temp_dirs",
+    "rss_mb",
+]

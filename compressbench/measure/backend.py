@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from compressbench.errors import CompressBenchError
+from compressbench import errors
 
 #: saved-model formats that exist only for one runtime (see compressbench.models)
 RUNTIME_FORMATS = {"onnx": "onnxruntime", "openvino": "openvino"}
 
 
-class Unsupported(CompressBenchError):
-    """This backend cannot run this model; the message says why (recorded, not an error)."""
+Unsupported = errors.Unsupported  # this backend cannot run this model (recorded, not an error)
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from compressbench.measure.server import PRELOAD
+    from compressbench.measure.preload import PRELOAD
     for module in PRELOAD:  # model code: imported before, never counted as a model's memory
         importlib.import_module(module)
     torch.set_num_threads(req["settings"]["threads"])

@@ -110,25 +110,12 @@ def speedup(model: Timer, reference: Timer, name: str) -> dict:
 
 
 def agreement(a: list[np.ndarray], b: list[np.ndarray], masks: list[np.ndarray],
-              kind: str) -> dict:
-    """How far ``b``'s logits are from ``a``'s: the largest absolute difference, and the
-    fraction of predictions (classes, or tags of real tokens) that agree; regression outputs
-    have no classes, so only the difference is given."""
-    diff = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
-    out = {"examples": int(sum(len(x) for x in a)), "max_abs_logit_diff": diff,
-           "prediction_agreement": None}
-    if kind == "regression":
-        return out
-    same = total = 0
-    for x, y, m in zip(a, b, masks):
-        px, py = x.argmax(-1), y.argmax(-1)
-        if kind == "token":
-            keep = m.astype(bool)
-            px, py = px[keep], py[keep]
-        same += int((px == py).sum())
-        total += int(px.size)
-    out["prediction_agreement"] = same / total if total else None
-    return out
+              kind) -> dict:
+    """How far ``b``'s logits are from ``a``'s, as the task kind measures it (the largest
+    absolute difference, and the fraction of predictions that agree; see
+    :meth:`compressbench.kinds.TaskKind.agreement`)."""
+    from compressbench import kinds
+    return kinds.get(kind).agreement(a, b, masks)
 
 
 def measure_memory(load):

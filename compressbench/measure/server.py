@@ -16,12 +16,7 @@ import os
 import sys
 import warnings
 
-#: imported once: what every measuring process needs, and the model code (so importing it is
-#: never counted as a model's memory). Not the runtimes (onnxruntime, openvino): their
-#: libraries would then be resident in every other backend's measurement too.
-PRELOAD = ("torch", "transformers.models.bert.modeling_bert",
-           "transformers.models.distilbert.modeling_distilbert", "compressbench.models",
-           "compressbench.measure.child", "compressbench.measure.backends")
+from compressbench.measure.preload import PRELOAD  # noqa: E402
 
 
 def answer(obj: dict) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressbench import results
+from compressbench import kinds, results
 from compressbench.errors import CompressBenchError
 from compressbench.glue import GLUE
 from compressbench.record import BackendResult, Record
@@ -376,11 +376,8 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
         return
     split, metric = U.split_and_metric(table.main_metric, list(refs["splits"]))
     table.split = split
-    kind = refs["kind"]
-    gold = refs["splits"][split]["label"]
-    if kind == "token":
-        names = refs["labels"]
-        gold = [[names[t] for t in s] for s in gold]
+    kind = kinds.get(refs["kind"])
+    gold = kind.decode(refs["splits"][split]["label"], refs["labels"])
     idx = U.resamples(len(gold), f"{table.task}/{split}")
     whole = np.arange(len(gold))[None, :]
     boot: dict[str, np.ndarray] = {}
@@ -392,8 +389,7 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
             if preds is None or len(preds) != len(gold):
                 per_seed = []
                 break
-            if kind == "token":
-                preds = [[refs["labels"][t] for t in s] for s in preds]
+            preds = kind.decode(preds, refs["labels"])
             if U.is_constant(kind, preds) and U.CONSTANT not in row.flags:
                 row.flags.append(U.CONSTANT)
             per_seed.append(U.metric_on(kind, metric, gold, preds, idx))

@@ -6,6 +6,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
+from compressbench import kinds
 from compressbench.report.analysis import TaskErrors
 from compressbench.report.summary import TEACHER, RunSummary, TaskTable, format_setting, mean
 
@@ -366,7 +367,7 @@ def picks_note(summary: RunSummary) -> str:
 def per_class_table(errors: TaskErrors) -> Table:
     """One row per method: P / R / F1 per class (or MAE per band), and the flips against the
     teacher."""
-    if errors.kind == "regression":
+    if errors.methods[0].bands:  # a score: errors per band of the gold score
         bands = [b.name for b in errors.methods[0].bands]
         head = ["method", "seed"] + [f"MAE gold {b}" for b in bands] + [
             "within 0.5", "teacher close → far", "far → close"]
@@ -423,8 +424,7 @@ def examples_table(errors: TaskErrors) -> Table | None:
     """The sampled examples the teacher gets right and each method gets wrong."""
     if not any(m.examples for m in errors.methods):
         return None
-    what = "entities" if errors.kind == "token" else "score" if errors.kind == "regression" \
-        else "label"
+    what = kinds.get(errors.kind).unit
     head = ["method", "text", f"gold {what}", f"teacher {what}", f"method's {what}"]
     rows = [[text(m.label), text(x["text"]), text(x["gold"]), text(x["teacher"]),
              text(x["method"])] for m in errors.methods for x in m.examples]
@@ -434,15 +434,8 @@ def examples_table(errors: TaskErrors) -> Table | None:
 def errors_intro(errors: TaskErrors, summary: RunSummary) -> str:
     if not errors.methods:
         return f"Not available: {esc(errors.note)}"
-    what = {"token": "per entity type (seqeval, CoNLL evaluation), with a confusion matrix of "
-                     "entity types per word (B-/I- merged)",
-            "regression": "mean absolute error per band of the gold score",
-            }.get(errors.kind, "per class, with a confusion matrix")
-    counted = {"regression": "examples where the teacher is within 0.5 of the gold score and "
-                             "the method off by 1 or more",
-               "token": "sentences where the teacher finds exactly the gold entities and the "
-                        "method does not"}.get(errors.kind, "examples the teacher gets right "
-                                                            "and the method gets wrong")
+    kind = kinds.get(errors.kind)
+    what, counted = kind.analysis_text, kind.flip_text
     text_ = (f"Split `{errors.split}` ({errors.n} examples), each method's first seed against "
              f"the teacher: {what}. \"Teacher right → wrong\" counts {counted} (\"wrong → "
              f"right\" the reverse); up to {summary.examples} of them are shown per method.")

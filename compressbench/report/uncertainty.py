@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compressbench import kinds
+
 B = 1000  # resamples
 LEVEL = 0.95
 
@@ -74,86 +76,10 @@ def split_and_metric(main_metric: str, splits: list[str]) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- metrics
 
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1), 0.0)
-
-
-def _counts(gold: np.ndarray, pred: np.ndarray, idx: np.ndarray, cls: int):
-    g, p = gold == cls, pred == cls
-    tp = (g & p)[idx].sum(1).astype(float)
-    fp = (~g & p)[idx].sum(1).astype(float)
-    fn = (g & ~p)[idx].sum(1).astype(float)
-    return tp, fp, fn
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson r of (b, n) arrays (0 where a row is constant, as metrics.py)."""
-    x = x - x.mean(1, keepdims=True)
-    y = y - y.mean(1, keepdims=True)
-    den = np.sqrt((x * x).sum(1) * (y * y).sum(1))
-    return _safe_div((x * y).sum(1), den)
-
-
-def _rank_rows(a: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(a, axis=1)  # average ranks for ties, as scipy's spearmanr
-
-
-def entity_counts(gold: list[list[str]], pred: list[list[str]]) -> np.ndarray:
-    """Per sentence: (true positives, false positives, false negatives) of entities, as
-    seqeval counts them (strict spans with type)."""
-    from seqeval.metrics.sequence_labeling import get_entities
-
-    out = np.zeros((len(gold), 3))
-    for i, (g, p) in enumerate(zip(gold, pred)):
-        ge, pe = set(get_entities(g)), set(get_entities(p))
-        out[i] = (len(ge & pe), len(pe - ge), len(ge - pe))
-    return out
-
-
-def metric_on(kind: str, metric: str, gold, pred, idx: np.ndarray) -> np.ndarray:
-    """``metric`` on every resample (rows of ``idx``): a (b,) array. ``gold``/``pred``: class
-    ids, floats, or (token tasks) per-sentence tag names."""
-    if kind == "token":
-        if metric in ("f1", "precision", "recall"):
-            counts = entity_counts(gold, pred)[idx].sum(1)  # (b, 3)
-            tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
-            if metric == "precision":
-                return _safe_div(tp, tp + fp)
-            if metric == "recall":
-                return _safe_div(tp, tp + fn)
-            return _safe_div(2 * tp, 2 * tp + fp + fn)
-        if metric == "accuracy":
-            per = np.array([[sum(a == b for a, b in zip(g, p)), len(g)]
-                            for g, p in zip(gold, pred)], dtype=float)[idx].sum(1)
-            return _safe_div(per[:, 0], per[:, 1])
-        raise ValueError(f"no bootstrap for token metric {metric!r}")
-    g, p = np.asarray(gold), np.asarray(pred)
-    if kind == "regression":
-        gi, pi = g.astype(float)[idx], p.astype(float)[idx]
-        if metric == "pearson":
-            return _pearson(gi, pi)
-        if metric == "spearman":
-            return _pearson(_rank_rows(gi), _rank_rows(pi))
-        raise ValueError(f"no bootstrap for regression metric {metric!r}")
-    if metric == "accuracy":
-        return (g == p)[idx].mean(1)
-    if metric == "f1":
-        tp, fp, fn = _counts(g, p, idx, 1)
-        return _safe_div(2 * tp, 2 * tp + fp + fn)
-    if metric == "mcc":
-        tp, fp, fn = _counts(g, p, idx, 1)
-        tn = idx.shape[1] - tp - fp - fn
-        den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-        return _safe_div(tp * tn - fp * fn, den)
-    if metric == "macro_f1":
-        classes = np.union1d(np.unique(g), np.unique(p))
-        per = [_safe_div(2 * tp, 2 * tp + fp + fn) for tp, fp, fn in
-               (_counts(g, p, idx, int(c)) for c in classes)]
-        return np.mean(per, axis=0)
-    raise ValueError(f"no bootstrap for classification metric {metric!r}")
+def metric_on(kind, metric: str, gold, pred, idx: np.ndarray) -> np.ndarray:
+    """``metric`` on every resample (rows of ``idx``): a (b,) array, as the task kind computes
+    it (``kind``: a :class:`~compressbench.kinds.TaskKind` or its name)."""
+    return kinds.get(kind).resample_metric(metric, gold, pred, idx)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -277,25 +203,11 @@ FLAG_TEXT = {
 }
 
 
-def is_constant(kind: str, pred) -> bool:
-    if kind == "token":
-        return len({t for s in pred for t in s}) <= 1
-    values = np.asarray(pred, dtype=float)
-    return values.size == 0 or float(np.ptp(values)) < 1e-9
+def is_constant(kind, pred) -> bool:
+    return kinds.get(kind).is_constant(pred)
 
 
-def majority_baseline(kind: str, metric: str, gold) -> tuple[float, str]:
-    """The main metric of predicting the split's most frequent class (the best constant
-    classifier on it; an upper bound for chance), or 0 for correlations; with a description."""
-    if kind == "regression":
-        return 0.0, "a constant prediction has correlation 0"
-    if kind == "token":
-        outside = [["O"] * len(s) for s in gold]
-        idx = np.arange(len(gold))[None, :]
-        return float(metric_on(kind, metric, gold, outside, idx)[0]), "every token tagged O"
-    g = np.asarray(gold)
-    values, counts = np.unique(g, return_counts=True)
-    top = values[np.argmax(counts)]
-    idx = np.arange(len(g))[None, :]
-    score = float(metric_on(kind, metric, g, np.full_like(g, top), idx)[0])
-    return score, f"always class {top} ({counts.max() / len(g):.1%} of the split)"
+def majority_baseline(kind, metric: str, gold) -> tuple[float, str]:
+    """The main metric of the best constant prediction on the split (an upper bound for
+    chance), with a description (see :meth:`~compressbench.kinds.TaskKind.majority_baseline`)."""
+    return kinds.get(kind).majority_baseline(metric, gold)

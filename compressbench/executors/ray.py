@@ -24,11 +24,12 @@ from __future__ import annotations
 import os
 import platform
 import queue
+from dataclasses import dataclass
 from pathlib import Path
 
 from compressbench.errors import ConfigError
 from compressbench.execute import Worker, Workspace, execute
-from compressbench.executors import failed_record
+from compressbench.executors.base import Executor, OnEvent, Settings, failed_record
 from compressbench.plan import Job
 
 #: the custom resource a node must have for models to be measured on it
@@ -94,11 +95,9 @@ def run_job(ws: Workspace, job: Job, events, threads: int, measure_task) -> dict
     """A Ray task: one job, with ``threads`` torch threads; its events go to ``events``."""
     import torch
 
-    from compressbench import training
-
     worker = worker_for(ws)
     worker.measure_task, worker.last_env = measure_task, None
-    training.THREADS = lambda: threads
+    worker.threads = lambda: threads  # this task's reservation
     torch.set_num_threads(threads)
 
     def emit(j: Job, event: str, data: dict) -> None:
@@ -116,11 +115,9 @@ def measure_job(ws: Workspace, folder: Path, features: list[dict],
     return worker.measure(folder, features, teacher), node_env(ws)
 
 
-class RayExecutor:
+class RaySession:
     """Jobs as Ray tasks. ``address``: None starts Ray on this machine (with the measurement
     resource); ``"auto"`` or ``"ray://HEAD:10001"`` joins a running cluster."""
-
-    name = "ray"
 
     def __init__(self, ws: Workspace, on_event, workers: int | None = None,
                  threads: int | None = None, address: str | None = None,
@@ -243,3 +240,46 @@ class RayExecutor:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 return job, failed_record(job, f"its Ray task failed after {self.retries} "
                                                f"retries ({type(exc).__name__}: {first})")
+
+
+@dataclass(frozen=True)
+class Options:
+    """The ``ray`` executor's own keys under ``execution:``."""
+
+    address: str | None = None  # None starts Ray on this machine; "auto" joins the cluster
+    #                             this machine is part of; or "ray://HEAD:10001"
+    gpus_per_job: float = 0.0  # GPUs a job reserves (set 1 with training.device cuda)
+    retries: int = 2  # reruns of a job whose worker process or node died
+
+    def __post_init__(self):
+        import math
+
+        if not 0 <= self.gpus_per_job or not math.isfinite(self.gpus_per_job):
+            raise ValueError(f"gpus_per_job: {self.gpus_per_job} must be 0 or more")
+        if self.retries < 0:
+            raise ValueError(f"retries: {self.retries} must be at least 0")
+
+
+class Ray(Executor):
+    name = "ray"
+    description = ("Ray tasks on a cluster (workers: jobs at once; threads: CPUs a job "
+                   "reserves, default 1)")
+    Options = Options
+    on_this_machine = False  # jobs train on the cluster's nodes and are measured there
+
+    def missing(self) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            return ("needs Ray, which is not installed: pip install 'compressbench[ray]' "
+                    "(on every node)")
+        return None
+
+    def notes(self, settings: Settings) -> list[str]:
+        return ["execution: ray: the cluster (its CPUs, GPUs and measuring nodes) is checked "
+                "when `run` joins it"]
+
+    def start(self, settings: Settings, ws, worker, on_event: OnEvent) -> RaySession:
+        o = settings.options or Options()
+        return RaySession(ws, on_event, settings.workers, settings.threads, o.address,
+                          o.gpus_per_job, o.retries)

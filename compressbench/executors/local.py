@@ -1,66 +1,19 @@
-"""Executors: who runs the plan's jobs. The runner hands them the jobs whose dependencies are
-done (``submit``, up to ``capacity()`` at a time) and takes records back as jobs finish
-(``next_result``); it appends every record itself.
-
-- ``inline``: one job at a time in this process (the default);
-- ``ray``: jobs as Ray tasks on a cluster (:mod:`compressbench.ray_executor`);
-- ``local``: ``workers`` processes on this machine (a job's torch threads: ``threads``, or the
-  cores shared among the jobs running, re-read at every training step); each builds
-  its own plugin manager, tokenizer and data once, from the suite's plugin list and files
-  (plugins registered in the runner's process by code are not seen there). Measurements never
-  overlap, and while one runs every other worker holds still at its next training step or
-  evaluation batch (:mod:`compressbench.quiet`: ``flock`` files the kernel releases when a
-  holder dies), so a model is timed on a machine as quiet as under ``inline``.
-
-Events from the jobs (``started``, and each ``job_event``) reach the ``on_event(kind, job,
-event, data)`` callback in the runner's process, in the order the job sent them, before its
-record.
+"""The ``local`` executor: ``workers`` processes on this machine (a job's torch threads:
+``threads``, or the cores shared among the jobs running, re-read at every training step); each
+builds its own plugin manager, tokenizer and data once, from the suite's plugin list and files
+(plugins registered in the runner's process by code are not seen there). Measurements never
+overlap, and while one runs every other worker holds still at its next training step or
+evaluation batch (:mod:`compressbench.quiet`: ``flock`` files the kernel releases when a
+holder dies), so a model is timed on a machine as quiet as under ``inline``.
 """
 from __future__ import annotations
 
 import os
 import queue
-from collections.abc import Callable
 
-from compressbench.errors import ConfigError
 from compressbench.execute import Worker, Workspace, execute
+from compressbench.executors.base import Executor, OnEvent, Settings, failed_record
 from compressbench.plan import Job
-from compressbench.suite import EXECUTORS, Execution
-
-#: on_event(kind, job, event, data): kind "started" (event and data empty) or "event"
-OnEvent = Callable[[str, Job, str, dict], None]
-
-
-class InlineExecutor:
-    """Today's behaviour: each job runs in this process when it is submitted."""
-
-    name = "inline"
-
-    def __init__(self, worker: Worker, on_event: OnEvent):
-        self.worker, self.on_event = worker, on_event
-        self.done: list[tuple[Job, dict]] = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def capacity(self) -> int:
-        return 1
-
-    def pending(self) -> int:
-        return len(self.done)
-
-    def submit(self, job: Job) -> None:
-        self.on_event("started", job, "", {})
-        record = execute(job, self.worker,
-                         lambda j, event, data: self.on_event("event", j, event, data))
-        self.done.append((job, record))
-
-    def next_result(self) -> tuple[Job, dict]:
-        return self.done.pop(0)
-
 
 # ---------------------------------------------------------------- local worker processes
 _WORKER: Worker | None = None
@@ -83,32 +36,28 @@ def _init_worker(ws: Workspace, events, active, fixed: int | None, parent: int) 
     if os.getppid() != parent:  # the runner died before the line above took effect
         os._exit(1)
     os.environ["TQDM_DISABLE"] = "1"  # read by the training loop at each call
-    from compressbench import quiet, training
+    from compressbench import quiet
     from compressbench.logs import quiet_logs
 
     quiet_logs()
-    quiet.install(ws.run_dir)
     _ACTIVE = active
     cores = os.cpu_count() or 1
-    training.THREADS = (lambda: fixed) if fixed else (
-        lambda: max(1, cores // max(1, active.value)))
+    threads = (lambda: fixed) if fixed else (lambda: max(1, cores // max(1, active.value)))
     _EVENTS = events
-    _WORKER = Worker(ws)
+    _WORKER = Worker(ws, threads=threads, turnstile=quiet.Turnstile(ws.run_dir))
 
 
 def _run_in_worker(job: Job) -> None:
     """The job's events, then its record, through the one queue (so they arrive in order)."""
     import torch
 
-    from compressbench import quiet, training
-
     def emit(j: Job, event: str, data: dict) -> None:
         _EVENTS.put(("event", j.id, event, data))
 
     with _ACTIVE.get_lock():
         _ACTIVE.value += 1
-    torch.set_num_threads(training.THREADS())  # until training re-reads it every step
-    turnstile = quiet.current()
+    torch.set_num_threads(_WORKER.threads())  # until training re-reads it every step
+    turnstile = _WORKER.turnstile
     try:
         turnstile.hold()  # computing from here on: a measurement waits for a pause point
         _EVENTS.put(("started", job.id, "", {}))
@@ -122,13 +71,11 @@ def _run_in_worker(job: Job) -> None:
     _EVENTS.put(("finished", job.id, "", record))
 
 
-class LocalExecutor:
+class LocalSession:
     """``workers`` processes (spawned: a clean interpreter each). A job trains with
     ``threads`` torch threads, or by default with the cores shared among the jobs running at
     each training step: a job left alone (a task's teacher, which the task's other jobs wait
     for) takes every core as soon as the others finish."""
-
-    name = "local"
 
     def __init__(self, ws: Workspace, workers: int, threads: int | None, on_event: OnEvent):
         import multiprocessing
@@ -174,17 +121,17 @@ class LocalExecutor:
         """The next job to finish, with its record; its events are forwarded on the way."""
         while True:
             try:
-                kind, job_id, event, data = self.events.get(timeout=0.5)
+                tag, job_id, event, data = self.events.get(timeout=0.5)
             except queue.Empty:
                 dead = self.dead()
                 if dead is not None:
                     return dead
                 continue
             job = self.running[job_id][0]
-            if kind == "finished":
+            if tag == "finished":
                 del self.running[job_id]
                 return job, data
-            self.on_event(kind, job, event, data)
+            self.on_event(tag, job, event, data)
 
     def dead(self) -> tuple[Job, dict] | None:
         """A job whose worker died (killed, out of memory): a failed record, and a new pool
@@ -202,33 +149,11 @@ class LocalExecutor:
         return None
 
 
-def failed_record(job: Job, why: str) -> dict:
-    """The record of a job that died outside its own code (its process or its node)."""
-    return {"job_id": job.id, "key": job.key, "task": job.task, "label": job.label,
-            "seed": job.seed, "status": "failed", "error": f"{why}; run again to retry it"}
+class Local(Executor):
+    name = "local"
+    description = ("worker processes on this machine (workers: default the cores); a model "
+                   "is timed while every other worker holds still")
 
-
-def check(name: str) -> None:
-    """Before anything runs: an executor this installation can use, or a clear error."""
-    if name not in EXECUTORS:
-        raise ConfigError(f"--executor {name}: unknown; one of {', '.join(EXECUTORS)}")
-    if name == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise ConfigError("--executor ray needs Ray, which is not installed: "
-                              "pip install 'compressbench[ray]' (on every node)")
-
-
-def make_executor(ex: Execution, ws: Workspace, worker: Worker | None, on_event: OnEvent):
-    """The executor ``ex.executor`` with its settings (see :class:`~compressbench.suite.
-    Execution`); ``worker``: this process's, for ``inline``."""
-    check(ex.executor)
-    if ex.executor == "inline":
-        return InlineExecutor(worker or Worker(ws), on_event)
-    if ex.executor == "local":
-        return LocalExecutor(ws, ex.workers or os.cpu_count() or 1, ex.threads, on_event)
-    from compressbench.ray_executor import RayExecutor
-
-    return RayExecutor(ws, on_event, ex.workers, ex.threads, ex.address, ex.gpus_per_job,
-                       ex.retries)
+    def start(self, settings: Settings, ws, worker, on_event: OnEvent) -> LocalSession:
+        return LocalSession(ws, settings.workers or os.cpu_count() or 1, settings.threads,
+                            on_event)
