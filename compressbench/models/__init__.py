@@ -1,38 +1,10 @@
-"""Loading teachers, building students, and saving/loading any produced model.
+"""Models: loading teachers, building students, and saving/loading any produced model.
 
-A saved model is a folder with ``compressbench.json`` saying how to load it. Loading runs no
-code from the folder: every format below is data (JSON and tensors).
-
-- ``"hf"``: a Hugging Face ``save_pretrained`` folder with ``model.safetensors`` (any dtype);
-  ``transformers`` alone loads it. Used whenever the model's config describes every weight.
-- ``"weights"``: a declarative recipe plus ``model.pt``, a state dict read with
-  ``torch.load(weights_only=True)`` (plain and quantized tensors, tensor-subclass weights; no
-  pickled objects). The recipe says how to build the module the weights go into: the
-  architecture (``config.json`` through ``transformers``, or a factory such as the BiLSTM
-  student), Linear layers whose shape differs from the config's (heads removed unevenly), then
-  the transforms that change module types (dynamic int8 quantization, torchao). Factories and
-  transforms are named ``module:function``; only functions marked with :func:`rebuild_step` in
-  ``compressbench`` or an installed compressbench plugin (or a ``--plugin`` file the user
-  loaded) are accepted, so a folder cannot name arbitrary code.
-- ``"onnx"`` (``model.onnx``) and ``"openvino"`` (``model.xml`` + ``model.bin``): a model that
-  exists only for one runtime (``quant-ort``, ``quant-openvino``). It loads as a
-  :class:`compressbench.onnxrt.OnnxModel` / :class:`compressbench.ov.OpenVINOModel`, which
-  evaluates like a PyTorch model by running the runtime, so its accuracy is the runtime's.
-- ``"torch"`` and ``"state"`` (compressbench 0.1): a pickled module, or a state dict whose
-  ``imports`` list the folder chose. Loading them can run code from the folder, so it is refused
-  unless the caller opts in with ``unsafe_pickle=True`` (``--unsafe-load-pickle``).
-
-A model with sparse weights also gets ``sparse.safetensors``: each weight with enough zeros
-stored as a packed bitmask plus its non-zero values (``load_sparse`` rebuilds the state dict).
-It is the "compressed size" of an unstructured-pruned model; the dense copy is what runs.
-
-Plugin authors: a method whose model a config cannot describe declares how to rebuild it with
-:func:`built_by` (the architecture) and :func:`rebuild_with` (a transform), both taking a
-function decorated with :func:`rebuild_step` and JSON-serialisable keyword arguments.
-
-One module each: :mod:`.teacher`, :mod:`.students`, :mod:`.recipes` (what a saved recipe may
-name), :mod:`.formats` (save and load), :mod:`.sparse`, :mod:`.stats`, :mod:`.io`; this package
-keeps their names together.
+One module each: :mod:`.teacher` (a model reference, remote code refused, a pretrained encoder
+with a task kind's head, its tokenizer), :mod:`.students`, :mod:`.recipes` (what a saved recipe
+may name), :mod:`.formats` (the saved formats, save and load: read its docstring for what a
+saved model folder holds), :mod:`.sparse`, :mod:`.stats`, :mod:`.io`; this package keeps their
+names together, so ``compressbench.models.X`` works for each.
 """
 from compressbench.models.formats import (  # noqa: F401
     PACKED_RNN,
