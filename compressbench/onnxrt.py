@@ -170,16 +170,22 @@ def max_abs_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max((float(np.max(np.abs(x - y))) if x.size else 0.0) for x, y in zip(a, b))
 
 
-def session(path: Path, threads: int = 1, optimize_graph: bool = True):
-    """An ONNX Runtime CPU session: ``threads`` intra-op threads, one inter-op, the full graph
-    optimisation level."""
+#: ONNX Runtime's graph optimisation levels, by the name a suite writes
+GRAPH_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",
+                "basic": "ORT_ENABLE_BASIC", "disabled": "ORT_DISABLE_ALL"}
+
+
+def session(path: Path, threads: int = 1, optimize_graph: bool = True,
+            level: str = "all"):
+    """An ONNX Runtime CPU session: ``threads`` intra-op threads, one inter-op, graph
+    optimisation at ``level`` (one of :data:`GRAPH_LEVELS`; none without ``optimize_graph``)."""
     ort = require("onnxruntime")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize_graph
-                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    opts.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, GRAPH_LEVELS[level if optimize_graph else "disabled"])
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 

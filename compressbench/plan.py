@@ -159,6 +159,8 @@ def plan_task(suite: Suite, pm: PluginManager, teacher_ref: str, task: Task, dat
     entries = [(TEACHER_LABEL, seed, teacher_steps)] + [
         (m.label, s, m.steps) for m in suite.methods for s in m.seeds_in(suite)]
     measure = schema.as_dict(suite.measure)
+    if not measure.get("backend_options"):  # the keys of runs made before backends had
+        measure.pop("backend_options", None)  # settings stay the same
     sizes = {s: len(e) for s, e in data.evals.items()}
     jobs: list[Job] = []
     builder: dict[str, str] = {}  # cache key -> id of the first job that builds it

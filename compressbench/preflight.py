@@ -199,9 +199,17 @@ def models_cpu() -> str:
 
 def check_backends(suite: Suite, pm, where: str) -> None:
     """Every backend the suite measures on is registered and can run on this machine."""
+    from compressbench.measure.backend import backend_options
+
     for name in suite.measure.backends:
         backend = pm.backends.get(name, f"{where}: measure.backends")
         why = backend.missing() if suite.measure.enabled else None
         if why:
             raise ConfigError(f"{where}: measure.backends: {name}: {why} (or remove it from "
                               f"the list)")
+        backend_options(backend, suite.measure.backend_options.get(name),
+                        f"{where}: measure.backends.{name}")
+    unknown = sorted(set(suite.measure.backend_options) - set(suite.measure.backends))
+    if unknown:
+        raise ConfigError(f"{where}: measure.backend_options: {unknown[0]!r} is not in "
+                          f"measure.backends")

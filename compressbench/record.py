@@ -77,6 +77,7 @@ class BackendResult:
     runtime: dict = field(default_factory=dict)  # e.g. OpenVINO's inference precision
     prepare: dict = field(default_factory=dict)  # export facts (time, fusions)
     load: dict = field(default_factory=dict)  # the machine's load while timing (measure.load)
+    options: dict = field(default_factory=dict)  # the backend's own settings (measure.backends)
 
     @property
     def ok(self) -> bool:
@@ -103,7 +104,7 @@ class BackendResult:
             control=Speedup.of(d.get("control")),
             agreement=Agreement.of(d.get("agreement")), versions=d.get("versions") or {},
             runtime=d.get("runtime") or {}, prepare=d.get("prepare") or {},
-            load=d.get("load") or {})
+            load=d.get("load") or {}, options=d.get("options") or {})
 
 
 @dataclass(frozen=True)

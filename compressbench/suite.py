@@ -100,8 +100,10 @@ class Measure:
     throughput_samples: int = 256
     timeout_s: int = 900  # the measuring subprocess is killed after this
     # runtimes every model is measured on (see `compressbench plugins` for those installed):
-    # torch, torch-compile, onnxruntime, openvino, or a plugin's
+    # torch, torch-compile, onnxruntime, openvino, or a plugin's; an entry may carry the
+    # backend's own settings: `- onnxruntime: {graph_optimization: basic}`
     backends: tuple[str, ...] = ("torch",)
+    backend_options: dict = field(default_factory=dict)  # name -> its settings, as written
     agreement_samples: int = 256  # dev examples on which each backend is compared with torch
 
     def __post_init__(self):
@@ -115,6 +117,25 @@ class Measure:
             raise ValueError(f"agreement_samples: {self.agreement_samples} must be at least 1")
         if not self.backends or len(set(self.backends)) != len(self.backends):
             raise ValueError(f"backends: {list(self.backends)} must name each backend once")
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> Measure:
+        """``backends`` entries are names, or one-key mappings ``{name: {settings}}`` (the
+        backend's ``Options``, checked when the backends are resolved)."""
+        if not isinstance(data, dict) or not isinstance(data.get("backends"), list):
+            return schema.build(cls, data, where)
+        names, options = [], {}
+        for i, entry in enumerate(data["backends"]):
+            if isinstance(entry, dict):
+                if len(entry) != 1 or not isinstance(next(iter(entry.values())) or {}, dict):
+                    raise ConfigError(f"{where}.backends[{i}]: write a backend as its name or "
+                                      f"as {{name: {{setting: value}}}}, got {entry!r}")
+                (name, settings), = entry.items()
+                names.append(name)
+                options[str(name)] = dict(settings or {})
+            else:
+                names.append(entry)
+        return schema.build(cls, {**data, "backends": names, "backend_options": options}, where)
 
 
 @dataclass(frozen=True)
@@ -361,7 +382,7 @@ def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
         methods=tuple(parse_entry(m, f"methods[{i}]", w) for i, m in enumerate(data["methods"])),
         seeds=seeds,
         training=schema.build(Training, data.get("training"), f"{w}: training"),
-        measure=schema.build(Measure, data.get("measure"), f"{w}: measure"),
+        measure=Measure.from_dict(data.get("measure"), f"{w}: measure"),
         plugins=tuple((path.parent / p).resolve() for p in plugins),
         execution=Execution.from_dict(data.get("execution"), f"{w}: execution"),
         version=1,

@@ -407,3 +407,54 @@ def test_old_records_read_as_a_torch_measurement():
     torch_run = r.backend("torch")
     assert torch_run.ok and torch_run.latency.p50 == 2.0 and torch_run.throughput == 9.0
     assert torch_run.paired.speedup == torch_run.vs_eager.speedup == 2.5
+
+
+def test_a_backend_takes_settings_of_its_own_checked_recorded_and_used(tmp_path, tiny_teacher,
+                                                                       data_dir):
+    """``- onnxruntime: {graph_optimization: basic}``: typed, checked with the key named, part
+    of the export's cache folder and of the record, and the session it times uses it."""
+    from compressbench.measure.backend import configured
+    from compressbench.preflight import preflight
+
+    text = f"""
+version: 1
+teacher: {{model: {tiny_teacher}}}
+tasks: [sst2]
+methods: [quant-dynamic]
+measure: {{backends: [torch, {{onnxruntime: {{graph_optimization: basic}}}}]}}
+"""
+    suite = load_suite(suite_file(tmp_path, text))
+    assert suite.measure.backends == ("torch", "onnxruntime")
+    assert suite.measure.backend_options == {"onnxruntime": {"graph_optimization": "basic"}}
+    pm = get_plugin_manager()
+    preflight(suite, pm, data_dir, str(tiny_teacher), prepare=False)
+    for bad, match in (("{graph_optimisation: basic}", "unknown key 'graph_optimisation'. "
+                                                      "Did you mean: graph_optimization"),
+                       ("{graph_optimization: fast}", "'fast' is not one of all, extended")):
+        wrong = load_suite(suite_file(tmp_path, text.replace(
+            "{graph_optimization: basic}", bad), "bad.yaml"))
+        with pytest.raises(ConfigError, match=f"measure.backends.onnxruntime.*{match}"):
+            preflight(wrong, pm, data_dir, str(tiny_teacher), prepare=False)
+    torch_only = load_suite(suite_file(tmp_path, text.replace(
+        "[torch, {onnxruntime: {graph_optimization: basic}}]", "[{torch: {x: 1}}]"), "t.yaml"))
+    with pytest.raises(ConfigError, match="the torch backend takes no settings"):
+        preflight(torch_only, pm, data_dir, str(tiny_teacher), prepare=False)
+
+    backend = configured(pm.backends.get("onnxruntime"), {"graph_optimization": "basic"})
+    assert backend.options.graph_optimization == "basic"
+    assert pm.backends.get("onnxruntime").options.graph_optimization == "all"  # untouched
+    model = models.load_pretrained(str(tiny_teacher), "classification", 2).eval()
+    models.save_model(model, tmp_path / "m", "classification")
+    m = measure_model(tmp_path / "m", feats(), suite.measure, pm, cache_dir=tmp_path / "cache")
+    ort_run = m["backends"]["onnxruntime"]
+    assert ort_run["status"] == "ok" and ort_run["options"] == {"graph_optimization": "basic"}
+    assert "options" not in m["backends"]["torch"]
+    (export,) = (tmp_path / "cache/runtimes/onnxruntime").iterdir()
+    plain = measure_model(tmp_path / "m", feats(), Measure(**QUICK, backends=("onnxruntime",)),
+                          pm, cache_dir=tmp_path / "cache")
+    assert plain["backends"]["onnxruntime"]["status"] == "ok"
+    assert len(list((tmp_path / "cache/runtimes/onnxruntime").iterdir())) == 2  # its own export
+    from compressbench.measure import SavedModel
+    session = backend.load(SavedModel.at(tmp_path / "m"), export, 1)
+    assert session.sess.get_session_options().graph_optimization_level == \
+        ort.GraphOptimizationLevel.ORT_ENABLE_BASIC

@@ -16,7 +16,12 @@ enough, like a method) with:
   it is), so no process is started for it and there is no agreement check;
 - optionally ``also_runs``: runtimes whose runtime-only models it can run too (OpenVINO reads
   ONNX Runtime's graphs); any other runtime-only model is recorded as unsupported without
-  starting a process.
+  starting a process;
+- optionally ``Options`` (a dataclass: the backend's own settings, written in a suite as
+  ``measure: {backends: [{NAME: {setting: value}}]}`` and checked with the key named) and
+  ``configure(options) -> backend``: the backend with those settings (the measuring process
+  calls it before ``prepare`` and ``load``; the settings are part of the export's cache folder
+  and of the record).
 
 A session has ``inputs(batch) -> prepared`` (``batch``: int64 numpy arrays ``input_ids``,
 ``attention_mask``, ``token_type_ids`` of shape (B, T); converting them is never timed),
@@ -30,6 +35,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from compressbench import errors
+
+#: the backend every speed-up is also measured against (PyTorch eager fp32)
+REFERENCE = "torch"
 
 #: saved-model formats that exist only for one runtime (see compressbench.models)
 RUNTIME_FORMATS = {"onnx": "onnxruntime", "openvino": "openvino"}
@@ -92,6 +100,26 @@ class Backend(Protocol):
     def prepare(self, model: SavedModel, workdir: Path, sample: list[dict]) -> dict: ...
 
     def load(self, model: SavedModel, workdir: Path, threads: int) -> Session: ...
+
+
+def backend_options(backend, raw: dict | None, where: str):
+    """The backend's ``Options`` built from the suite's settings for it (None when it has
+    none and none were given); a ConfigError naming ``where`` otherwise."""
+    from compressbench import schema
+
+    options_cls = getattr(backend, "Options", None)
+    if options_cls is None:
+        if raw:
+            raise errors.ConfigError(f"{where}: the {backend.name} backend takes no settings "
+                                     f"({sorted(raw)[0]!r} given)")
+        return None
+    return schema.build(options_cls, raw or {}, where)
+
+
+def configured(backend, raw: dict | None, where: str = "measure.backends"):
+    """``backend`` with the suite's settings applied (itself when it has no ``Options``)."""
+    options = backend_options(backend, raw, where)
+    return backend if options is None else backend.configure(options)
 
 
 def versions(backend) -> dict[str, str | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,14 +102,34 @@ def sample_batches(sample: list[dict], n: int = 8) -> list[dict]:
     return [as_batch([f]) for f in sample[:n]]
 
 
+@dataclass(frozen=True)
+class OrtOptions:
+    """``- onnxruntime: {graph_optimization: basic}``."""
+
+    graph_optimization: str = "all"  # ONNX Runtime's level: all, extended, basic, disabled
+
+    def __post_init__(self):
+        from compressbench.onnxrt import GRAPH_LEVELS
+        if self.graph_optimization not in GRAPH_LEVELS:
+            raise ValueError(f"graph_optimization: {self.graph_optimization!r} is not one of "
+                             f"{', '.join(GRAPH_LEVELS)}")
+
+
 class OnnxRuntimeBackend:
     """ONNX Runtime on the CPU: the model exported with ``torch.onnx`` (opset 17), ONNX Runtime's
-    transformer fusions where they apply, full graph optimisation. A model ``quant-ort`` made
-    runs as saved."""
+    transformer fusions where they apply, full graph optimisation (``graph_optimization``). A
+    model ``quant-ort`` made runs as saved."""
 
     name = "onnxruntime"
     description = "ONNX Runtime (CPU execution provider)"
     packages = ("onnxruntime", "onnx")
+    Options = OrtOptions
+
+    def __init__(self, options: OrtOptions | None = None):
+        self.options = options or OrtOptions()
+
+    def configure(self, options: OrtOptions) -> OnnxRuntimeBackend:
+        return type(self)(options)
 
     def missing(self) -> str | None:
         return _missing("onnxruntime", "onnx") or _missing("onnx", "onnx")
@@ -132,7 +153,8 @@ class OnnxRuntimeBackend:
 
     def load(self, model: SavedModel, workdir: Path, threads: int) -> OrtSession:
         from compressbench import onnxrt
-        return OrtSession(onnxrt.session(self.graph(model, workdir), threads))
+        return OrtSession(onnxrt.session(self.graph(model, workdir), threads,
+                                         level=self.options.graph_optimization))
 
 
 class OvSession:
@@ -154,15 +176,43 @@ class OvSession:
         return {"inference_precision": str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))}
 
 
+@dataclass(frozen=True)
+class OvOptions:
+    """``- openvino: {inference_precision: f32}``."""
+
+    inference_precision: str | None = None  # None: the plugin's default (bf16/f16 where the
+    #                                         CPU has it); or f32, bf16, f16
+    performance_hint: str = "LATENCY"  # LATENCY or THROUGHPUT
+    num_streams: int = 1
+
+    def __post_init__(self):
+        if self.inference_precision not in (None, "f32", "bf16", "f16"):
+            raise ValueError(f"inference_precision: {self.inference_precision!r} is not f32, "
+                             f"bf16, f16 (or null for the plugin's default)")
+        if self.performance_hint not in ("LATENCY", "THROUGHPUT"):
+            raise ValueError(f"performance_hint: {self.performance_hint!r} is not LATENCY or "
+                             f"THROUGHPUT")
+        if self.num_streams < 1:
+            raise ValueError(f"num_streams: {self.num_streams} must be at least 1")
+
+
 class OpenVINOBackend:
     """OpenVINO on the CPU at its default inference precision (bf16 or f16 where the CPU has
-    it, else f32; the record says which), one stream, latency hint. PyTorch models go through
+    it, else f32; the record says which), one stream, latency hint (each a setting:
+    ``inference_precision``, ``num_streams``, ``performance_hint``). PyTorch models go through
     the same ONNX export as ``onnxruntime``; a model ``quant-openvino`` made runs as saved."""
 
     name = "openvino"
     description = "OpenVINO (CPU plugin)"
     packages = ("openvino", "onnx")
     also_runs = ("onnxruntime",)  # reads the ONNX graphs made for ONNX Runtime
+    Options = OvOptions
+
+    def __init__(self, options: OvOptions | None = None):
+        self.options = options or OvOptions()
+
+    def configure(self, options: OvOptions) -> OpenVINOBackend:
+        return type(self)(options)
 
     def missing(self) -> str | None:
         return _missing("openvino", "openvino")
@@ -196,8 +246,12 @@ class OpenVINOBackend:
         import openvino as ov
 
         core = ov.Core()
-        compiled = core.compile_model(str(self.graph(model, workdir)), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+        o = self.options
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": o.num_streams,
+                  "PERFORMANCE_HINT": o.performance_hint}
+        if o.inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = o.inference_precision
+        compiled = core.compile_model(str(self.graph(model, workdir)), "CPU", config)
         return OvSession(compiled)
 
 

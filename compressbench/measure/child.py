@@ -21,18 +21,26 @@ def read_features(path: str) -> list[dict]:
     return json.loads(Path(path).read_text())
 
 
-def get_backend(pm, name: str):
-    return pm.backends.get(name, "measure.backends")
+def get_backend(pm, name: str, options: dict | None = None):
+    """The backend registered as ``name``, with the suite's settings for it."""
+    from compressbench.measure.backend import configured
+    return configured(pm.backends.get(name, "measure.backends"), options,
+                      f"measure.backends.{name}")
+
+
+def reference(pm):
+    """PyTorch eager, the common baseline, found through the registry like any backend."""
+    from compressbench.measure.backend import REFERENCE
+    return pm.backends.get(REFERENCE, "measure.backends")
 
 
 def prepare(req: dict, pm) -> dict:
     """Export/convert ``req['target']`` for the backend into its workdir (atomically), with the
     agreement of its outputs with PyTorch's; the result is also written to the workdir."""
     from compressbench.measure import protocol
-    from compressbench.measure.backend import PREPARED, SavedModel, Unsupported
-    from compressbench.measure.backends import TorchBackend
+    from compressbench.measure.backend import PREPARED, REFERENCE, SavedModel, Unsupported
 
-    backend = get_backend(pm, req["backend"])
+    backend = get_backend(pm, req["backend"], req.get("options"))
     target = req["target"]
     model = SavedModel.at(Path(target["folder"]))
     workdir = Path(target["workdir"])
@@ -47,12 +55,12 @@ def prepare(req: dict, pm) -> dict:
             out: dict = {"status": "ok", "info": info or {}, "agreement": None}
         except Unsupported as exc:
             out = {"status": "unsupported", "reason": str(exc)}
-        if out["status"] == "ok" and backend.name != "torch" and not model.runtime_only:
+        if out["status"] == "ok" and backend.name != REFERENCE and not model.runtime_only:
             pool = feats[:req["agreement_samples"]]
             pool = sorted(pool, key=lambda f: len(f["input_ids"]))
             batches = [protocol.as_batch(pool[i:i + 16]) for i in range(0, len(pool), 16)]
             mine = backend.load(model, tmp, threads)
-            theirs = TorchBackend().load(model, tmp, threads)
+            theirs = reference(pm).load(model, tmp, threads)
             a = [theirs.logits(theirs(theirs.inputs(b))) for b in batches]
             b = [mine.logits(mine(mine.inputs(x))) for x in batches]
             out["agreement"] = protocol.agreement(a, b, [x["attention_mask"] for x in batches],
@@ -68,12 +76,11 @@ def prepare(req: dict, pm) -> dict:
 
 def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
     from compressbench.measure import load, protocol
-    from compressbench.measure.backend import SavedModel
-    from compressbench.measure.backends import TorchBackend
+    from compressbench.measure.backend import REFERENCE, SavedModel
     from compressbench.measure.trackers import cpu_model
 
     s = protocol.Settings(**req["settings"])
-    backend = get_backend(pm, req["backend"])
+    backend = get_backend(pm, req["backend"], req.get("options"))
     feats = read_features(req["features"])
     target = req["target"]
     model = SavedModel.at(Path(target["folder"]))
@@ -93,8 +100,8 @@ def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
         names.append("teacher")
     base = req.get("baseline")
     if base:
-        sessions.append(TorchBackend().load(SavedModel.at(Path(base["folder"])), None,
-                                            s.threads))
+        sessions.append(reference(pm).load(SavedModel.at(Path(base["folder"])), None,
+                                           s.threads))
         names.append("teacher on torch")
     control = req.get("control")
     if control:  # the teacher against a second copy of itself: the protocol's own check
@@ -107,7 +114,7 @@ def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
         out["paired"] = pairs.get("teacher")
         out["vs_eager"] = pairs.get("teacher on torch")
         out["control"] = pairs.get("control")
-        if backend.name == "torch" and out["paired"]:  # the teacher on torch *is* the
+        if backend.name == REFERENCE and out["paired"]:  # the teacher on torch *is* the
             out["vs_eager"] = out["paired"]  # common baseline
     out["load"] = load.window(before, load.snapshot())  # the machine's load while timing
     out.update(threads=s.threads, cpu=cpu_model())

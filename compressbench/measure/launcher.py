@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from compressbench.errors import CompressBenchError
-from compressbench.measure.backend import SavedModel, read_prepared, versions
+from compressbench.measure.backend import REFERENCE, SavedModel, read_prepared, versions
 from compressbench.measure.protocol import Settings
 
 TMP_PREFIX = "compressbench-measure-"
@@ -69,12 +69,13 @@ def settings_of(cfg) -> Settings:
                     throughput_samples=cfg.throughput_samples)
 
 
-def workdir(root: Path, backend, folder: Path) -> Path:
+def workdir(root: Path, backend, folder: Path, options: dict | None = None) -> Path:
     """Where ``backend``'s export of the model in ``folder`` is cached: per model (its cache
-    key is the folder name) and per version of the backend's packages."""
+    key is the folder name), per version of the backend's packages and per setting of the
+    backend (``measure.backends``)."""
     from compressbench import __version__
-    tag = hashlib.sha256(json.dumps([__version__, versions(backend)], sort_keys=True)
-                         .encode()).hexdigest()[:10]
+    parts = [__version__, versions(backend)] + ([options] if options else [])
+    tag = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
     return Path(root) / "runtimes" / backend.name / f"{Path(folder).name}-{tag}"
 
 
@@ -199,7 +200,7 @@ def run_child(request: dict, tmp: Path, timeout_s: int, threads: int, what: str)
 def ensure_prepared(backend, folder: Path, root: Path, base: dict, tmp: Path,
                     timeout_s: int) -> tuple[Path, dict]:
     """The model's export for ``backend`` (made now, in its own process, if not cached)."""
-    wd = workdir(root, backend, folder)
+    wd = workdir(root, backend, folder, base.get("options"))
     if not getattr(backend, "needs_prepare", True):  # nothing to export: no process for it
         return wd, {"status": "ok", "info": {}, "agreement": None}
     done = read_prepared(wd)
@@ -214,6 +215,8 @@ def measure_on(backend, folder: Path, reference: Path | None, baseline: Path | N
                root: Path, base: dict, tmp: Path, timeout_s: int) -> dict:
     """One backend's record for the model in ``folder`` (never raises for the model's sake)."""
     out: dict = {"versions": versions(backend)}
+    if base.get("options"):
+        out["options"] = base["options"]  # the backend's own settings (measure.backends)
     why = backend.missing()
     if why:
         return {**out, "status": "unavailable", "reason": why}
@@ -237,7 +240,7 @@ def measure_on(backend, folder: Path, reference: Path | None, baseline: Path | N
                              f"unsupported there ({rprep['reason']})")
         # the teacher in PyTorch eager; on torch itself it is the reference when there is one,
         # and the teacher is not paired with itself
-        on_torch = backend.name == "torch"
+        on_torch = backend.name == REFERENCE
         if baseline is not None and not (on_torch and ("reference" in request or
                                                        Path(baseline) == Path(folder))):
             request["baseline"] = {"folder": str(baseline), "workdir": ""}
@@ -266,7 +269,7 @@ def measure_model(folder: Path, features: list[dict], cfg, pm=None, plugin_files
     from compressbench.plugins import get_plugin_manager
 
     pm = pm or get_plugin_manager(plugin_files)
-    names = list(backends or getattr(cfg, "backends", None) or ["torch"])
+    names = list(backends or getattr(cfg, "backends", None) or [REFERENCE])
     baseline = baseline if baseline is not None else reference
     settings = settings_of(cfg)
     with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp_name:
@@ -278,8 +281,10 @@ def measure_model(folder: Path, features: list[dict], cfg, pm=None, plugin_files
         base = {"settings": asdict(settings), "features": str(inputs),
                 "agreement_samples": getattr(cfg, "agreement_samples", 256),
                 "plugin_files": [str(p) for p in (plugin_files or pm.plugin_files)]}
+        options = getattr(cfg, "backend_options", None) or {}
         records = {name: measure_on(pm.backends.get(name, "measure.backends"), Path(folder),
-                                    reference, baseline, root, {**base, "backend": name}, tmp,
-                                    cfg.timeout_s)
+                                    reference, baseline, root,
+                                    {**base, "backend": name, "options": options.get(name)},
+                                    tmp, cfg.timeout_s)
                    for name in names}
     return {"settings": asdict(settings), "start": start_method(), "backends": records}

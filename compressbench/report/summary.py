@@ -53,6 +53,14 @@ class BackendRow:
     agreement: float | None = None  # fraction of predictions equal to PyTorch's (lowest)
     runtime: dict = field(default_factory=dict)
     busy: str | None = None  # why a seed's measurement counts as taken under load
+    options: dict = field(default_factory=dict)  # the backend's own settings (the suite's)
+
+    @property
+    def title(self) -> str:
+        """The backend's name, with its settings where the suite gave any."""
+        if not self.options:
+            return self.backend
+        return f"{self.backend} ({', '.join(f'{k}={v}' for k, v in self.options.items())})"
 
     @property
     def ok(self) -> bool:
@@ -314,7 +322,7 @@ def backend_row(name: str, results: list[BackendResult | None], teacher: bool) -
     if bad is not None or len(present) < len(results):
         return BackendRow(name, bad.status if bad else "failed",
                           bad.reason if bad else "not measured for every seed")
-    out = BackendRow(name, "ok", runtime=present[0].runtime)
+    out = BackendRow(name, "ok", runtime=present[0].runtime, options=present[0].options)
     out.busy = next((r.busy for r in present if r.busy), None)
     out.p50_ms = mean([r.latency.p50 for r in present])
     out.p90_ms = mean([r.latency.p90 for r in present])

@@ -166,7 +166,7 @@ def backend_table(table: TaskTable) -> Table | None:
         for b in r.backends.values():
             if not b.ok:
                 continue
-            rows.append([text(r.label), text(b.backend),
+            rows.append([text(r.label), text(b.title),
                          Cell(f"{r.mean_score:.4f}", r.mean_score, True),
                          num(b.p50_ms, ".2f"), num(b.p90_ms, ".2f"), num(b.cpu_p50_ms, ".2f"),
                          num(b.speedup, ".2f", "×"), num(b.vs_eager, ".2f", "×"),

@@ -67,7 +67,7 @@ def test_a_suite_runs_scores_measures_and_reports_the_kind(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"""version: 1
 name: multilabel-example
-teacher: {{model: {teacher}, training: {{epochs: 6, learning_rate: 2.0e-3}}}}
+teacher: {{model: {teacher}, training: {{epochs: 2, learning_rate: 2.0e-3}}}}
 tasks: [toy-topics]
 methods:
   - {{name: kd, label: kd-1L, student: {{layers: 1}}}}
@@ -75,7 +75,7 @@ methods:
     chain:
       - {{name: kd, student: {{layers: 1}}}}
       - {{name: quant-ort}}
-training: {{epochs: 3, batch_size: 16, learning_rate: 2.0e-3, max_seq_length: 48}}
+training: {{epochs: 1, batch_size: 16, learning_rate: 2.0e-3, max_seq_length: 48}}
 measure: {{latency_samples: 8, warmup: 1, throughput_samples: 8,
           backends: [torch, onnxruntime]}}
 """)
