@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from compressbench.measure.backend import REFERENCE
 from compressbench.measure.trackers import Summary
 
 OK = "ok"
@@ -132,7 +133,7 @@ def backends_of(measure: dict | None) -> dict[str, BackendResult]:
         old = dict(measure)
         if old.get("paired"):
             old["vs_eager"] = old["paired"]
-        return {"torch": BackendResult.of("torch", {**old, "versions": {}})}
+        return {REFERENCE: BackendResult.of(REFERENCE, {**old, "versions": {}})}
     return {name: BackendResult.of(name, d) for name, d in measure["backends"].items()}
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressbench import rundir, safefs
+from compressbench.measure.backend import REFERENCE
 from compressbench.report.summary import TEACHER, Row, RunSummary, TaskTable
 
 AXES = {  # axis -> (row attribute, x label, Pareto flag)
@@ -22,7 +23,7 @@ AXES = {  # axis -> (row attribute, x label, Pareto flag)
     "size": ("size_mb", "size on disk (MB, log scale)", "pareto_size"),
 }
 PLOTS = rundir.PLOTS
-MARKERS = {"torch": "o", "onnxruntime": "s", "openvino": "^", "torch-compile": "D"}
+MARKERS = {REFERENCE: "o", "onnxruntime": "s", "openvino": "^", "torch-compile": "D"}
 
 
 @dataclass
@@ -53,7 +54,7 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
     import matplotlib.pyplot as plt
 
     attr, xlabel, flag = AXES[axis]
-    if axis == "latency" and any(r.home and r.home != "torch" for r in table.rows):
+    if axis == "latency" and any(r.home and r.home != REFERENCE for r in table.rows):
         xlabel += "; filled: PyTorch eager, or the runtime a model was made for"
     rows = [r for r in table.rows if getattr(r, attr)]
     if not rows:
@@ -136,7 +137,7 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
     if any(r.flagged for r in rows):
         handles.append(ax.scatter([], [], s=30, marker="x", color="#999", label="flagged"))
     homes = sorted({r.home for r in rows if r.home} | {b.backend for _, b in others})
-    if others or homes not in ([], ["torch"]):
+    if others or homes not in ([], [REFERENCE]):
         handles += [ax.scatter([], [], s=30, marker=MARKERS.get(name, "P"), facecolors="none",
                                edgecolors="#2ca02c", label=f"on {name}") for name in homes
                     if any(b.backend == name for _, b in others)]

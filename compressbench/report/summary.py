@@ -18,6 +18,7 @@ import numpy as np
 from compressbench import kinds, results
 from compressbench.errors import CompressBenchError
 from compressbench.glue import GLUE
+from compressbench.measure.backend import REFERENCE
 from compressbench.record import BackendResult, Record
 from compressbench.report import uncertainty as U
 from compressbench.report.uncertainty import Comparison
@@ -226,7 +227,7 @@ class RunSummary:
     def backends(self) -> list[str]:
         """Every backend any record was measured on (or tried), torch first."""
         names = {b for t in self.tables for r in t.rows for b in r.backends}
-        return sorted(names, key=lambda b: (b != "torch", b))
+        return sorted(names, key=lambda b: (b != REFERENCE, b))
 
     @property
     def started(self) -> tuple[str, str]:
@@ -299,10 +300,10 @@ def make_row(label: str, recs: list[Record], metric_names: list[str]) -> Row:
     names: list[str] = []
     for r in recs:
         names += [n for n in r.backends if n not in names]
-    names.sort(key=lambda n: (n != "torch", n))  # PyTorch eager, the baseline, first
+    names.sort(key=lambda n: (n != REFERENCE, n))  # PyTorch eager, the baseline, first
     row.backends = {n: backend_row(n, [r.backend(n) for r in recs], label == TEACHER)
                     for n in names}
-    home = next((b for n, b in sorted(row.backends.items(), key=lambda kv: kv[0] != "torch")
+    home = next((b for n, b in sorted(row.backends.items(), key=lambda kv: kv[0] != REFERENCE)
                  if b.ok), None)
     if home is not None:
         row.home = home.backend
@@ -310,7 +311,7 @@ def make_row(label: str, recs: list[Record], metric_names: list[str]) -> Row:
         row.throughput, row.peak_rss_mb = home.throughput, home.peak_rss_mb
         if home.vs_eager is not None:
             row.speedup, row.paired = home.vs_eager, True
-        elif label == TEACHER and home.backend == "torch":
+        elif label == TEACHER and home.backend == REFERENCE:
             row.speedup, row.paired = 1.0, True
     return row
 
@@ -340,7 +341,7 @@ def backend_row(name: str, results: list[BackendResult | None], teacher: bool) -
         out.vs_eager = mean([r.vs_eager.speedup for r in present])
         cpu = [r.vs_eager.cpu_speedup for r in present]
         out.cpu_vs_eager = mean(cpu) if None not in cpu else None
-    elif teacher and name == "torch":
+    elif teacher and name == REFERENCE:
         out.vs_eager = out.cpu_vs_eager = 1.0
     agreements = [r.agreement for r in present if r.agreement is not None]
     if agreements:
@@ -372,8 +373,8 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
         if any(any(isinstance(v, float) and math.isnan(v) for v in r.metrics.values())
                for r in recs[row.label]):
             row.flags.append(U.NAN)
-        control = [r.backend("torch").control for r in recs[row.label]
-                   if r.backend("torch") is not None and r.backend("torch").control]
+        control = [r.backend(REFERENCE).control for r in recs[row.label]
+                   if r.backend(REFERENCE) is not None and r.backend(REFERENCE).control]
         if control:
             row.control = mean([c.speedup for c in control])
             cis = [c.ci for c in control if c.ci]
@@ -574,7 +575,8 @@ def what_to_pick(table: TaskTable, budget: float | None, within: float) -> TaskP
     smallest = min(sized, key=lambda r: (r.size_mb, r.label != TEACHER)) if sized else None
     picks.append(Pick(f"smallest within {within:g} point of the teacher", smallest,
                       why_teacher(table, close, smallest, "smaller")))
-    runtimes = sorted({b for r in table.rows for b in r.backends}, key=lambda b: (b != "torch", b))
+    runtimes = sorted({b for r in table.rows for b in r.backends},
+                      key=lambda b: (b != REFERENCE, b))
     if len(runtimes) > 1:
         for name in runtimes:
             on = [r for r in close if name in r.backends and r.backends[name].ok

@@ -7,6 +7,7 @@ import statistics
 from dataclasses import dataclass
 
 from compressbench import kinds
+from compressbench.measure.backend import REFERENCE
 from compressbench.report.analysis import TaskErrors
 from compressbench.report.summary import TEACHER, RunSummary, TaskTable, format_setting, mean
 
@@ -121,7 +122,7 @@ def task_table(table: TaskTable) -> Table:
     sparse = any(r.sparse_mb is not None for r in table.rows)
     timed = any(r.p50_ms is not None for r in table.rows)
     homes = {r.home for r in table.rows if r.home}
-    where = timed and (len(homes) > 1 or homes != {"torch"})
+    where = timed and (len(homes) > 1 or homes != {REFERENCE})
     uncertain = table.resamples > 0
     baseline = any(r.vs_baseline is not None for r in table.rows)
     head = (["method", "steps"] + (["chosen setting"] if grid else []) + ["seeds"] +
@@ -153,7 +154,7 @@ def backend_table(table: TaskTable) -> Table | None:
     """One row per method and backend it was measured on (None when only PyTorch eager ran):
     latency, CPU time, both paired speed-ups, and how far the backend's outputs are from
     PyTorch's."""
-    if not any(b != "torch" for r in table.rows for b in r.backends):
+    if not any(b != REFERENCE for r in table.rows for b in r.backends):
         return None
     head = ["method", "backend", table.main_metric, "p50 ms", "p90 ms", "CPU p50 ms",
             "speed-up (same backend)", "speed-up vs eager", "CPU speed-up vs eager",
@@ -259,7 +260,7 @@ def table_notes(table: TaskTable) -> list[str]:
     notes = [n for n in (uncertainty_note(table), flags_note(table)) if n]
     if any(r.paired and r.label != TEACHER for r in table.rows):
         notes.append(PAIRED_ROW_NOTE)
-    if any(r.home and r.home != "torch" for r in table.rows):
+    if any(r.home and r.home != REFERENCE for r in table.rows):
         notes.append("backend: where p50, speed-up, throughput and memory were measured (PyTorch "
                      "eager where it runs the model, else the runtime the model was made for); "
                      "speed-up is against the teacher in PyTorch eager fp32.")
