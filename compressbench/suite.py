@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,19 +170,8 @@ class Execution:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: expected a mapping, got {schema.type_name(data)}")
         common = {k: v for k, v in data.items() if k in ("executor", "workers", "threads")}
-        built = schema.build(_Common, common, where)
-        return cls(built.executor, built.workers, built.threads,
-                   {k: v for k, v in data.items() if k not in common})
-
-
-@dataclass(frozen=True)
-class _Common:  # the keys every executor shares, for their types
-    executor: str = "inline"
-    workers: int | None = None
-    threads: int | None = None
-
-    def __post_init__(self):
-        Execution(self.executor, self.workers, self.threads)
+        return replace(schema.build(cls, common, where),
+                       options={k: v for k, v in data.items() if k not in common})
 
 
 @dataclass(frozen=True)
