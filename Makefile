@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 .PHONY: setup run test bench clean
 
 EXAMPLES := examples/compressbench-drop-layers examples/compressbench-multilabel \
-            examples/compressbench-isolated examples/compressbench-autocast
+            examples/compressbench-choice examples/compressbench-isolated \
+            examples/compressbench-autocast
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXAMPLES))
 	$(PYTHON) -m venv $(VENV)

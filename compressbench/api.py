@@ -37,7 +37,8 @@ used, so ``from compressbench import api`` is cheap.
   a config cannot describe: ``rebuild_step``, ``built_by``, ``rebuild_with``.
 - **Running a model**: ``forward_kwargs`` (the inputs the model accepts), ``logits_of``,
   ``task_loss``, ``supervised_loss``, ``IGNORE`` (unlabelled token positions), ``encode``,
-  ``collate``, ``length_grouped_batches``, ``to_device``, ``device_of``.
+  ``collate``, ``length_grouped_batches``, ``n_tokens`` (a feature's length: its longest
+  token row), ``to_device``, ``device_of``.
 - **Losses** (:mod:`compressbench.losses`): ``soft_loss``, ``soft_cross_entropy``,
   ``kd_loss``, ``masked_mean``, ``masked_mse``, ``label_mask``, ``pair_mask``,
   ``attention_kl``, ``relation``. A loss function may return ``(loss, {"term": value})``: the
@@ -71,6 +72,7 @@ _NAMES = {
                              "forward_kwargs", "logits_of"),
     "compressbench.training": ("task_loss", "supervised_loss", "to_device", "device_of"),
     "compressbench.data": ("IGNORE", "encode", "collate", "length_grouped_batches"),
+    "compressbench.batching": ("n_tokens",),
     "compressbench.losses": ("soft_loss", "soft_cross_entropy", "kd_loss", "masked_mean",
                              "masked_mse", "label_mask", "pair_mask", "attention_kl",
                              "relation"),

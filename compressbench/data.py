@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from compressbench.batching import mask_of, n_tokens, pad_rows
 from compressbench.kinds.token import IGNORE
 from compressbench.suite import Training
 from compressbench.tasks import Example, Task
@@ -77,20 +78,16 @@ def encode(task: Task, tokenizer, examples: list[Example], max_length: int) -> l
 
 
 def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence in the batch (dynamic padding)."""
-    width = max(len(f["input_ids"]) for f in features)
+    """Pad to the longest sequence in the batch (dynamic padding): (B, T), or (B, K, T) for
+    features with K token rows (multiple choice)."""
+    width = max(n_tokens(f) for f in features)
     batch: dict[str, torch.Tensor] = {}
-    ids = torch.full((len(features), width), pad_id, dtype=torch.long)  # (B, T)
-    mask = torch.zeros((len(features), width), dtype=torch.long)  # (B, T)
-    for i, f in enumerate(features):
-        ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
-        mask[i, :len(f["input_ids"])] = 1
-    batch["input_ids"], batch["attention_mask"] = ids, mask
+    ids = [f["input_ids"] for f in features]
+    batch["input_ids"] = torch.from_numpy(pad_rows(ids, pad_id, width))  # (B, [K,] T)
+    batch["attention_mask"] = torch.from_numpy(mask_of(ids, width))  # (B, [K,] T)
     if "token_type_ids" in features[0]:
-        tt = torch.zeros((len(features), width), dtype=torch.long)  # (B, T)
-        for i, f in enumerate(features):
-            tt[i, :len(f["token_type_ids"])] = torch.tensor(f["token_type_ids"])
-        batch["token_type_ids"] = tt
+        batch["token_type_ids"] = torch.from_numpy(
+            pad_rows([f["token_type_ids"] for f in features], 0, width))  # (B, [K,] T)
     first = features[0].get("labels")
     if first is not None and not isinstance(first, torch.Tensor):  # tensors: stacked below
         if isinstance(first, list):

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from compressbench import cache, results
+from compressbench import cache, kinds, results
 from compressbench.errors import CompressBenchError
 from compressbench.models import META, load_model, saved_format
 
@@ -81,7 +81,7 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
         if fmt == "onnx" and saved_format(out) != "onnx":
             to_onnx(model, out)
             model = load_model(out)
-        runs(model, out)  # and what does not run (a runtime's graph loads lazily)
+        runs(model, out, record.get("task_kind"))  # and what does not run (a runtime's graph loads lazily)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -93,13 +93,16 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
     return out
 
 
-def runs(model, out: Path) -> None:
-    """One forward pass on a two-token input, or a one-line error: an export must run."""
+def runs(model, out: Path, kind: str | None = None) -> None:
+    """One forward pass on a two-token input (shaped as ``kind``'s model reads it), or a
+    one-line error: an export must run."""
     import torch
 
     from compressbench.models import forward_kwargs, logits_of
 
     ids = torch.tensor([[101, 102]])
+    if kind:
+        ids = kinds.get(kind).shape_inputs(ids)  # (1, 2) or the kind's shape
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "token_type_ids": torch.zeros_like(ids)}
     try:
@@ -157,6 +160,7 @@ def to_onnx(model, out: Path) -> None:
 
     meta = read_meta(out)
     ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102], [101, 2023, 2003, 1037, 3231, 102]])
+    ids = kinds.get(meta["kind"]).shape_inputs(ids)  # (B, T) or the kind's shape
     sample = [{"input_ids": ids[i:i + 1], "attention_mask": torch.ones_like(ids[i:i + 1]),
                "token_type_ids": torch.zeros_like(ids[i:i + 1])} for i in range(2)]
     try:

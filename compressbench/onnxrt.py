@@ -102,11 +102,12 @@ def export_onnx(model: nn.Module, path: Path, kind) -> Path:
     names = input_names(model)
     if "input_ids" not in names:
         raise Unsupported(f"{type(model).__name__}.forward takes no input_ids")
-    ids = torch.randint(1000, 2000, (2, 16))
+    kind = kinds.get(kind)
+    ids = kind.shape_inputs(torch.randint(1000, 2000, (2, 16)))  # (B, T) or the kind's shape
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                "token_type_ids": torch.zeros_like(ids)}
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["logits"] = kinds.get(kind).onnx_logits_axes()
+    axes = {n: kind.onnx_input_axes() for n in names}
+    axes["logits"] = kind.onnx_logits_axes()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from compressbench import kinds
+from compressbench.batching import n_tokens
 from compressbench.data import collate, length_grouped_batches, sorted_batches
 from compressbench.models import forward_kwargs, logits_of
 from compressbench.suite import Training
@@ -192,7 +193,7 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
         extra.to(device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     set_seed(seed)
-    lengths = [len(f["input_ids"]) for f in train_feats]
+    lengths = [n_tokens(f) for f in train_feats]
     total = total_steps(len(train_feats), cfg.batch_size, cfg.epochs)
     warmup = int(total * cfg.warmup_ratio)
     optimizer = optimizer_for(model, cfg, extra)
@@ -286,7 +287,7 @@ def predict(model: nn.Module, task: Task, feats: list[dict], batch_size: int = 6
     model.eval()
     device = device_of(model)  # the training device during training, else the CPU
     preds: list = [None] * len(feats)
-    for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
+    for idx in sorted_batches([n_tokens(f) for f in feats], batch_size):
         if pause is not None:
             pause()
         batch = to_device(collate([feats[i] for i in idx], pad_id), device)
@@ -311,12 +312,12 @@ def logits_for(model: nn.Module, feats: list[dict], batch_size: int = 64,
     model.eval()
     device = device_of(model)  # a teacher on the training device computes its logits there
     out: list = [None] * len(feats)
-    for idx in sorted_batches([len(f["input_ids"]) for f in feats], batch_size):
+    for idx in sorted_batches([n_tokens(f) for f in feats], batch_size):
         if pause is not None:
             pause()
         batch = to_device(collate([feats[i] for i in idx], pad_id), device)
         logits = logits_of(model(**forward_kwargs(model, batch))).float().cpu()  # (B, C) ...
         for j, i in enumerate(idx):
             row = logits[j]
-            out[i] = row[:len(feats[i]["input_ids"])].clone() if row.dim() == 2 else row.clone()
+            out[i] = row[:n_tokens(feats[i])].clone() if row.dim() == 2 else row.clone()
     return out

@@ -40,6 +40,7 @@ from compressbench.api import (
     kd_loss,
     length_grouped_batches,
     logits_of,
+    n_tokens,
     task_loss,
 )
 
@@ -288,7 +289,7 @@ def gate_importance(model: nn.Module, ctx, targets: list[tuple[str, int]],
                for i, (name, group) in enumerate(targets)]
     model.eval()  # no dropout while measuring
     try:
-        lengths = [len(f["input_ids"]) for f in feats]
+        lengths = [n_tokens(f) for f in feats]
         for idx in length_grouped_batches(lengths, ctx.training.eval_batch_size, ctx.seed):
             batch = collate([feats[i] for i in idx], ctx.pad_id)
             logits = logits_of(model(**forward_kwargs(model, batch)))  # (B, C) or (B, T, C)

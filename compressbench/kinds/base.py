@@ -145,6 +145,15 @@ class TaskKind:
         """The dynamic axes of the exported model's ``logits`` output."""
         return {0: "batch"}
 
+    def onnx_input_axes(self) -> dict[int, str]:
+        """The dynamic axes of the exported model's inputs (``input_ids``, ...): (B, T)."""
+        return {0: "batch", 1: "sequence"}
+
+    def shape_inputs(self, ids):
+        """A (B, T) tensor of token ids as this kind's model reads them (exports and checks
+        run the model on it): unchanged, (B, T)."""
+        return ids
+
     def agreement(self, a: list[np.ndarray], b: list[np.ndarray],
                   masks: list[np.ndarray]) -> dict:
         """How far ``b``'s logits are from ``a``'s: the largest absolute difference, and the

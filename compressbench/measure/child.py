@@ -37,6 +37,7 @@ def reference(pm):
 def prepare(req: dict, pm) -> dict:
     """Export/convert ``req['target']`` for the backend into its workdir (atomically), with the
     agreement of its outputs with PyTorch's; the result is also written to the workdir."""
+    from compressbench.batching import n_tokens
     from compressbench.measure import protocol
     from compressbench.measure.backend import PREPARED, REFERENCE, SavedModel, Unsupported
 
@@ -57,7 +58,7 @@ def prepare(req: dict, pm) -> dict:
             out = {"status": "unsupported", "reason": str(exc)}
         if out["status"] == "ok" and backend.name != REFERENCE and not model.runtime_only:
             pool = feats[:req["agreement_samples"]]
-            pool = sorted(pool, key=lambda f: len(f["input_ids"]))
+            pool = sorted(pool, key=n_tokens)
             batches = [protocol.as_batch(pool[i:i + 16]) for i in range(0, len(pool), 16)]
             mine = backend.load(model, tmp, threads)
             theirs = reference(pm).load(model, tmp, threads)

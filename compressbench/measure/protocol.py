@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from compressbench.batching import filled_like, mask_of, n_tokens, pad_rows
 from compressbench.measure.trackers import Summary, Timer, peak_rss_mb, rss_mb
 
 
@@ -33,18 +34,14 @@ class Settings:
 
 
 def as_batch(features: list[dict], pad_id: int = 0) -> dict[str, np.ndarray]:
-    """Tokenized examples -> int64 arrays (B, T), padded to the longest, with the mask."""
-    length = max(len(f["input_ids"]) for f in features)
-    ids = np.full((len(features), length), pad_id, dtype=np.int64)
-    mask = np.zeros_like(ids)
-    types = np.zeros_like(ids)
-    for i, f in enumerate(features):
-        n = len(f["input_ids"])
-        ids[i, :n] = f["input_ids"]
-        mask[i, :n] = 1
-        if "token_type_ids" in f:
-            types[i, :n] = f["token_type_ids"]
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    """Tokenized examples -> int64 arrays (B, T) (or (B, K, T): K token rows per example),
+    padded to the longest, with the mask."""
+    ids = [f["input_ids"] for f in features]
+    width = max(n_tokens(f) for f in features)
+    types = [f["token_type_ids"] if "token_type_ids" in f else filled_like(f["input_ids"], 0)
+             for f in features]
+    return {"input_ids": pad_rows(ids, pad_id, width), "attention_mask": mask_of(ids, width),
+            "token_type_ids": pad_rows(types, 0, width)}
 
 
 def solo(session, features: list[dict], s: Settings) -> dict:
@@ -69,8 +66,7 @@ def solo(session, features: list[dict], s: Settings) -> dict:
             "latency_samples_ms": [round(x, 4) for x in timer.wall],
             "throughput": {"batch_size": s.throughput_batch_size, "examples": len(pool),
                            "examples_per_s": len(pool) / elapsed},
-            "mean_tokens": statistics.fmean(len(f["input_ids"])
-                                            for f in features[:s.latency_samples])}
+            "mean_tokens": statistics.fmean(n_tokens(f) for f in features[:s.latency_samples])}
 
 
 def paired(sessions: list, features: list[dict], s: Settings) -> list[Timer]:
