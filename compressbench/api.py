@@ -79,10 +79,11 @@ _NAMES = {
     "compressbench.capture": ("capture", "Captured"),
     "compressbench.measure.backend": ("Unsupported",),
     "compressbench.measure.protocol": ("as_batch",),
-    "compressbench.onnxrt": ("export_onnx",),
+    "compressbench.runtimes.onnxruntime": ("export_onnx",),
 }
 _LAZY = {name: module for module, names in _NAMES.items() for name in names}
-_MODULES = {"onnxrt": "compressbench.onnxrt", "openvino": "compressbench.ov"}
+_MODULES = {"onnxrt": "compressbench.runtimes.onnxruntime",
+            "openvino": "compressbench.runtimes.openvino"}
 
 __all__ = ["hookimpl", "ConfigError", "CompressBenchError", *_LAZY, *_MODULES]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from compressbench import cache, kinds, results
 from compressbench.errors import CompressBenchError
 from compressbench.models import META, load_model, saved_format
+from compressbench.models.io import format_owner
 
 
 def find_record(run_dir: Path, records: list[dict], task: str, method: str,
@@ -154,9 +155,9 @@ def to_onnx(model, out: Path) -> None:
     import numpy as np
     import torch
 
-    from compressbench import onnxrt
     from compressbench.measure.backend import Unsupported
     from compressbench.models import read_meta
+    from compressbench.runtimes import onnxruntime as onnxrt
 
     meta = read_meta(out)
     ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102], [101, 2023, 2003, 1037, 3231, 102]])
@@ -244,10 +245,10 @@ def model_card(record: dict, teacher: dict | None, fmt: str, verdict: str | None
     t = Record.of(teacher) if teacher else None
     model, tm = r.model, t.model if t else None
     lines = ["---"]
-    if fmt == "hf":
-        lines += ["library_name: transformers"]
-    elif fmt == "onnx":
-        lines += ["library_name: onnxruntime"]
+    runtime = None if fmt in LOADING else format_owner(fmt)
+    library = "transformers" if fmt == "hf" else getattr(runtime, "library", None)
+    if library:
+        lines += [f"library_name: {library}"]
     lines += ["tags:", "- compressbench"] + [f"- {yaml_tag(s.get('method'))}" for s in r.steps]
     lines += ["---", "", f"# {card_text(r.task)} / {card_text(r.label)}", "",
               (f"Built by compressbench from the teacher {card_text(record.get('teacher', ''))} "
@@ -287,7 +288,7 @@ def model_card(record: dict, teacher: dict | None, fmt: str, verdict: str | None
             ("sparse storage", *both("sparse_size_bytes", fmt_bytes))]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += speed_section(r, t)
-    lines += ["", "## Loading", ""] + LOADING[fmt] + [""]
+    lines += ["", "## Loading", ""] + loading(fmt) + [""]
     return "\n".join(lines)
 
 
@@ -329,6 +330,17 @@ def speed_section(r, t) -> list[str]:
     return lines
 
 
+def loading(fmt: str) -> list[str]:
+    """How to load a model saved as ``fmt``: PyTorch formats here, a runtime's own format as
+    its runtime says (its backend's ``card``)."""
+    if fmt in LOADING:
+        return LOADING[fmt]
+    runtime = format_owner(fmt)
+    return list(getattr(runtime, "card", None) or
+                [f"A model saved in the `{fmt}` format of the {getattr(runtime, 'name', '?')} "
+                 f"runtime."])
+
+
 LOADING = {
     "hf": ["A Hugging Face folder: `transformers` alone loads it.", "", "```python",
            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
@@ -342,22 +354,6 @@ LOADING = {
                 "the plugin that made it installed. Loading runs no code from this folder."),
                 "", "```python", "import compressbench",
                 "model = compressbench.load_model(PATH)", "```"],
-    "onnx": [("An ONNX graph (`model.onnx`, opset 17; inputs `input_ids`, `attention_mask` "
-              "and, for BERT, `token_type_ids`, int64 of shape (batch, sequence); output "
-              "`logits`) with its tokenizer. ONNX Runtime alone runs it:"), "", "```python",
-             "import numpy as np, onnxruntime as ort",
-             "from transformers import AutoTokenizer",
-             "tokenizer = AutoTokenizer.from_pretrained(PATH)",
-             "session = ort.InferenceSession(f'{PATH}/model.onnx')",
-             "enc = tokenizer(['a sentence'], return_tensors='np')",
-             "names = {i.name for i in session.get_inputs()}",
-             "logits = session.run(None, {k: v.astype(np.int64) for k, v in enc.items() "
-             "if k in names})[0]", "```"],
-    "openvino": [("An OpenVINO IR (`model.xml` + `model.bin`) with its tokenizer; inputs as "
-                  "for ONNX:"), "", "```python", "import openvino as ov",
-                 "compiled = ov.Core().compile_model(f'{PATH}/model.xml', 'CPU')",
-                 "logits = compiled(dict(tokenizer(['a sentence'], return_tensors='np')))[0]",
-                 "```"],
     "torch": [("A pickled `nn.Module` from compressbench 0.1: loading it can run code from "
                "the folder. Only if you trust its source:"), "", "```python",
               "import compressbench",

@@ -2,7 +2,7 @@
 
 Each takes the model it is given (the teacher, or the previous chain step's model, e.g. a
 distilled student: ``chain: [{name: pkd-skip}, {name: quant-ort}]``), exports it to ONNX the way
-the ``onnxruntime`` backend does (:mod:`compressbench.onnxrt`), and quantizes the graph for one
+the ``onnxruntime`` backend does (:mod:`compressbench.runtimes.onnxruntime`), and quantizes the graph for one
 runtime. The result exists only for that runtime (saved as ``onnx`` / ``openvino``), so it must
 be the last step of a chain; it is scored on the reported split by that runtime's own outputs,
 and measured only on that runtime (the other backends record why).

@@ -16,7 +16,7 @@ from compressbench.suite import Measure, load_suite
 from tests.conftest import suite_file
 
 ort = pytest.importorskip("onnxruntime", reason="pip install 'compressbench[onnx]'")
-onnxrt = pytest.importorskip("compressbench.onnxrt")
+onnxrt = pytest.importorskip("compressbench.runtimes.onnxruntime")
 
 QUICK = dict(latency_samples=4, warmup=1, throughput_samples=4, throughput_batch_size=2)
 
@@ -243,7 +243,7 @@ def test_quant_ort_modes_keep_a_working_int8_graph(tmp_path, tiny_teacher, mode)
 
     from compressbench_plugins.runtime_quant import OrtParams, QuantOrt
 
-    from compressbench import onnxrt as O
+    from compressbench.runtimes import onnxruntime as O
 
     model = models.load_pretrained(str(tiny_teacher), "classification", 2).eval()
     ctx = SimpleNamespace(model=lambda: model, cache_dir=tmp_path, pad_id=0,
@@ -267,7 +267,7 @@ def test_quant_openvino_keeps_a_working_int8_model(tmp_path, tiny_teacher):
 
     from compressbench_plugins.runtime_quant import OpenVINOParams, QuantOpenVINO
 
-    from compressbench.ov import OpenVINOModel
+    from compressbench.runtimes.openvino import OpenVINOModel
 
     model = models.load_pretrained(str(tiny_teacher), "classification", 2).eval()
     ctx = SimpleNamespace(model=lambda: model, cache_dir=tmp_path, pad_id=0,
@@ -458,3 +458,86 @@ measure: {{backends: [torch, {{onnxruntime: {{graph_optimization: basic}}}}]}}
     session = backend.load(SavedModel.at(tmp_path / "m"), export, 1)
     assert session.sess.get_session_options().graph_optimization_level == \
         ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+
+
+TOY_RUNTIME = '''
+import json
+from pathlib import Path
+
+import torch
+
+import compressbench
+from compressbench.measure.backend import seen
+
+
+class Scaled(torch.nn.Module):
+    """A "runtime" whose saved format is one JSON file: logits = scale * (number of tokens)."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        n = attention_mask.sum(-1, keepdim=True).float()  # (B, 1)
+        return type("Out", (), {"logits": torch.cat([n, -n], -1) * self.scale})()
+
+    def save_files(self, folder):
+        (Path(folder) / "scale.json").write_text(json.dumps(self.scale))
+        return {"format": "scaled", "runtime": "toy"}
+
+
+class Toy:
+    name, description, packages = "toy", "a toy runtime with a saved format", ()
+    saved_format, marker = "scaled", "X"
+
+    def missing(self):
+        return None
+
+    def prepare(self, model, workdir, sample):
+        return {}
+
+    def load(self, model, workdir, threads):
+        raise NotImplementedError
+
+    def registered(self):
+        seen(self)
+
+    def load_saved(self, folder, config=None):
+        self.verify_saved(folder)
+        return Scaled(json.loads((Path(folder) / "scale.json").read_text()))
+
+    def verify_saved(self, folder):
+        if not (Path(folder) / "scale.json").is_file():
+            raise compressbench.CompressBenchError(f"{folder}: scale.json is missing")
+
+
+@compressbench.hookimpl
+def register_backends(register):
+    register(Toy())
+'''
+
+
+def test_a_runtime_owns_its_saved_format_saved_loaded_and_verified_with_no_core_edit(tmp_path):
+    """A plugin runtime's format goes through save_model / load_model like the built-ins':
+    the model object writes it, the runtime that owns it loads and verifies it."""
+    from compressbench.measure.backend import SavedModel, marker
+    plugin = tmp_path / "toy_runtime.py"
+    plugin.write_text(TOY_RUNTIME)
+    pm = get_plugin_manager([plugin])
+    toy = pm.backends.get("toy")
+    module = toy.load_saved.__globals__["Scaled"](2.0)
+    folder = models.save_model(module, tmp_path / "m", "classification")
+    assert json.loads((folder / "compressbench.json").read_text())["format"] == "scaled"
+    loaded = models.load_model(folder)
+    ids = torch.tensor([[5, 6, 7, 0]])
+    out = loaded(input_ids=ids, attention_mask=torch.tensor([[1, 1, 1, 0]])).logits
+    assert out.tolist() == [[6.0, -6.0]]
+    assert SavedModel.at(folder).runtime_only == "toy"  # measured on its own runtime only
+    assert marker("toy") == "X" and marker("no-such-backend") == "P"
+    (folder / "scale.json").unlink()
+    with pytest.raises(CompressBenchError, match="scale.json is missing"):
+        models.load_model(folder)
+    (folder / "compressbench.json").write_text(json.dumps({"format": "nobody-owns-this",
+                                                           "kind": "classification"}))
+    with pytest.raises(CompressBenchError, match="unknown format 'nobody-owns-this'"):
+        models.load_model(folder)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from compressbench.cli import main
-from compressbench.errors import CompressBenchError, ConfigError, DataError
+from compressbench.errors import ConfigError, DataError
 from compressbench.glue import GLUE
 from compressbench.suite import load_suite
 from compressbench.tasks import file_task, glue_loader, read_conll

@@ -5,8 +5,9 @@ The package is split as optimum-benchmark splits it, around compressbench's pair
 
 - :mod:`~compressbench.measure.backend`: the backend protocol (a runtime loads a saved model,
   prepares inputs outside the timer, runs it) and :class:`Unsupported`;
-- :mod:`~compressbench.measure.backends`: the built-ins (``torch``, ``torch-compile``,
-  ``onnxruntime``, ``openvino``), registered through the ``register_backends`` hook;
+- the built-in backends (``torch``, ``torch-compile``, ``onnxruntime``, ``openvino``) are one
+  file each in :mod:`compressbench.runtimes`, registered through the ``register_backends``
+  hook;
 - :mod:`~compressbench.measure.protocol`: what is timed, how often, in which order;
 - :mod:`~compressbench.measure.trackers`: raw wall/CPU times and memory, :class:`Summary`;
 - :mod:`~compressbench.measure.stats`: parameters, size on disk, format and dtypes of a model;

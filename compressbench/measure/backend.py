@@ -21,7 +21,19 @@ enough, like a method) with:
   ``measure: {backends: [{NAME: {setting: value}}]}`` and checked with the key named) and
   ``configure(options) -> backend``: the backend with those settings (the measuring process
   calls it before ``prepare`` and ``load``; the settings are part of the export's cache folder
-  and of the record).
+  and of the record);
+- optionally a **saved format** of its own, for models that exist only for this runtime (what
+  ``quant-ort`` and ``quant-openvino`` make): ``saved_format`` (the name in the folder's
+  ``compressbench.json``), ``load_saved(folder, config) -> nn.Module`` (a module that evaluates
+  like a PyTorch model by running the runtime; the model object's own ``save_files(folder)``
+  writes the format), ``verify_saved(folder)`` (a one-line error when a file is missing),
+  ``card`` (model-card lines on how to run an export) and ``library`` (its ``library_name``);
+- optionally ``marker``: its matplotlib marker in the report's plots;
+- optionally ``registered()``, called when a plugin manager registers it: calling
+  :func:`seen` there lets the report find the marker, and :func:`compressbench.models.load_model`
+  find the format's owner without scanning the installed plugins.
+
+The built-in runtimes are one file each in :mod:`compressbench.runtimes`.
 
 A session has ``inputs(batch) -> prepared`` (``batch``: int64 numpy arrays ``input_ids``,
 ``attention_mask``, ``token_type_ids`` of shape (B, T); converting them is never timed),
@@ -38,10 +50,6 @@ from compressbench import errors
 
 #: the backend every speed-up is also measured against (PyTorch eager fp32)
 REFERENCE = "torch"
-
-#: saved-model formats that exist only for one runtime (see compressbench.models)
-RUNTIME_FORMATS = {"onnx": "onnxruntime", "openvino": "openvino"}
-
 
 Unsupported = errors.Unsupported  # this backend cannot run this model (recorded, not an error)
 
@@ -68,8 +76,11 @@ class SavedModel:
 
     @property
     def runtime_only(self) -> str | None:
-        """The runtime this model was made for, when it exists only for one."""
-        return RUNTIME_FORMATS.get(self.format)
+        """The runtime this model was made for, when it exists only for one (the backend that
+        owns its saved format)."""
+        from compressbench.models.io import format_owner
+        owner = format_owner(self.format)
+        return owner.name if owner is not None else None
 
     def load_torch(self):
         """The PyTorch model (raises Unsupported for a runtime-only model)."""
@@ -102,6 +113,24 @@ class Backend(Protocol):
     def load(self, model: SavedModel, workdir: Path, threads: int) -> Session: ...
 
 
+#: backends a plugin manager of this process registered, by name (see :func:`seen`)
+_SEEN: dict[str, Any] = {}
+
+
+def seen(backend) -> None:
+    """A backend's ``registered()`` calls this: the report finds its ``marker`` by name, and
+    a model saved in its ``saved_format`` finds the runtime that loads it."""
+    _SEEN.setdefault(backend.name, backend)
+    if getattr(backend, "saved_format", None):
+        from compressbench.models.io import own_format
+        own_format(backend)
+
+
+def marker(name: str) -> str:
+    """The backend's matplotlib marker in the report's plots ("P" when it names none)."""
+    return getattr(_SEEN.get(name), "marker", None) or "P"
+
+
 def backend_options(backend, raw: dict | None, where: str):
     """The backend's ``Options`` built from the suite's settings for it (None when it has
     none and none were given); a ConfigError naming ``where`` otherwise."""
@@ -120,6 +149,20 @@ def configured(backend, raw: dict | None, where: str = "measure.backends"):
     """``backend`` with the suite's settings applied (itself when it has no ``Options``)."""
     options = backend_options(backend, raw, where)
     return backend if options is None else backend.configure(options)
+
+
+def missing_module(module: str, extra: str) -> str | None:
+    """Why a backend cannot run here: ``module`` is not installed (with the fix), or None."""
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed: pip install 'compressbench[{extra}]'"
+    return None
+
+
+def sample_batches(sample: list[dict], n: int = 8) -> list[dict]:
+    """Single-example int64 batches for checking a converted graph against its source."""
+    from compressbench.measure.protocol import as_batch
+    return [as_batch([f]) for f in sample[:n]]
 
 
 def versions(backend) -> dict[str, str | None]:

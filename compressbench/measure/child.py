@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from compressbench.plugins import get_plugin_manager
 
     quiet_logs()
-    from compressbench.measure import backends as builtin
+    from compressbench import runtimes as builtin
 
     # a built-in backend needs no installed plugin imported (saves seconds per process)
     own = req["backend"] in {b.name for b in builtin.BUILTIN}

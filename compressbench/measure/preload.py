@@ -6,4 +6,4 @@ child itself)."""
 #: libraries would then be resident in every other backend's measurement too.
 PRELOAD = ("torch", "transformers.models.bert.modeling_bert",
            "transformers.models.distilbert.modeling_distilbert", "compressbench.models",
-           "compressbench.measure.child", "compressbench.measure.backends")
+           "compressbench.measure.child", "compressbench.runtimes")

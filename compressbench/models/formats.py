@@ -14,10 +14,11 @@ code from the folder: every format below is data (JSON and tensors).
   transforms are named ``module:function``; only functions marked with :func:`rebuild_step` in
   ``compressbench`` or an installed compressbench plugin (or a ``--plugin`` file the user
   loaded) are accepted, so a folder cannot name arbitrary code.
-- ``"onnx"`` (``model.onnx``) and ``"openvino"`` (``model.xml`` + ``model.bin``): a model that
-  exists only for one runtime (``quant-ort``, ``quant-openvino``). It loads as a
-  :class:`compressbench.onnxrt.OnnxModel` / :class:`compressbench.ov.OpenVINOModel`, which
-  evaluates like a PyTorch model by running the runtime, so its accuracy is the runtime's.
+- a runtime's own format, e.g. ``"onnx"`` (``model.onnx``) and ``"openvino"`` (``model.xml`` +
+  ``model.bin``): a model that exists only for one runtime (``quant-ort``, ``quant-openvino``).
+  The runtime that owns the format (its backend's ``saved_format``, see
+  :mod:`compressbench.runtimes`) loads it as a module that evaluates like a PyTorch model by
+  running the runtime, so its accuracy is the runtime's.
 - ``"torch"`` and ``"state"`` (compressbench 0.1): a pickled module, or a state dict whose
   ``imports`` list the folder chose. Loading them can run code from the folder, so it is refused
   unless the caller opts in with ``unsafe_pickle=True`` (``--unsafe-load-pickle``).
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 
 from compressbench.errors import CompressBenchError
-from compressbench.models.io import META
+from compressbench.models.io import META, format_owner
 from compressbench.models.recipes import (
     call_step,
     linear_shapes,
@@ -199,12 +200,13 @@ def load_model(folder: Path, unsafe_pickle: bool = False) -> nn.Module:
         model = load_hf_format(folder, meta)
     elif fmt == "weights":
         model = load_weights_format(folder, meta)
-    elif fmt in ("onnx", "openvino"):
-        model = load_runtime_format(folder, fmt)
     elif fmt in ("torch", "state"):
         model = load_legacy(folder, meta, unsafe_pickle)
+    elif isinstance(fmt, str) and format_owner(fmt) is not None:
+        model = load_runtime_format(folder, format_owner(fmt))
     else:
-        raise CompressBenchError(f"{folder / META}: unknown format {fmt!r}")
+        raise CompressBenchError(f"{folder / META}: unknown format {fmt!r} (no installed "
+                                 f"runtime saves models in it)")
     return model.eval()
 
 
@@ -238,17 +240,13 @@ def auto_config(folder: Path):
                                  f"({type(exc).__name__}: {first[:200]})") from None
 
 
-def load_runtime_format(folder: Path, fmt: str) -> nn.Module:
-    """A model made for one runtime, as a module that runs it (the config, when saved, gives
-    the pad token and labels)."""
+def load_runtime_format(folder: Path, runtime) -> nn.Module:
+    """A model made for one runtime, as a module that runs it, loaded by the runtime that owns
+    its format (the config, when saved, gives the pad token and labels)."""
     config = None
     if (folder / "config.json").is_file():
         config = auto_config(folder)
-    if fmt == "onnx":
-        from compressbench.onnxrt import OnnxModel
-        return OnnxModel(folder / "model.onnx", config)
-    from compressbench.ov import OpenVINOModel
-    return OpenVINOModel(folder / "model.xml", config)
+    return runtime.load_saved(folder, config)
 
 
 def load_weights_format(folder: Path, meta: dict) -> nn.Module:

@@ -1,5 +1,5 @@
 """Running a model: the inputs its forward accepts, and its logits; the name of a saved model's
-description file."""
+description file; which runtime owns a saved format."""
 from __future__ import annotations
 
 from typing import Any
@@ -27,3 +27,26 @@ def forward_kwargs(model: nn.Module, batch: dict) -> dict:
 
 def logits_of(output: Any) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
+
+
+#: saved formats that exist for one runtime only -> that runtime's backend, filled when a plugin
+#: manager registers a backend with a ``saved_format`` (see compressbench.measure.backend)
+_FORMATS: dict[str, Any] = {}
+
+
+def own_format(backend: Any) -> None:
+    """Called when ``backend`` is registered: models saved in its format find it again."""
+    _FORMATS.setdefault(backend.saved_format, backend)
+
+
+def format_owner(fmt: str) -> Any | None:
+    """The backend whose runtime-only models are saved as ``fmt`` (None: a PyTorch format):
+    one a plugin manager of this process registered, else one an installed plugin registers."""
+    if fmt in _FORMATS or fmt in ("hf", "weights", "torch", "state"):
+        return _FORMATS.get(fmt)
+    from compressbench.plugins import get_plugin_manager
+    backends = get_plugin_manager().backends
+    for name in backends:
+        if getattr(backends.get(name), "saved_format", None) == fmt:
+            return backends.get(name)
+    return None

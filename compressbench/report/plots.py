@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressbench import rundir, safefs
-from compressbench.measure.backend import REFERENCE
+from compressbench.measure.backend import REFERENCE, marker
 from compressbench.report.summary import TEACHER, Row, RunSummary, TaskTable
 
 AXES = {  # axis -> (row attribute, x label, Pareto flag)
@@ -23,7 +23,6 @@ AXES = {  # axis -> (row attribute, x label, Pareto flag)
     "size": ("size_mb", "size on disk (MB, log scale)", "pareto_size"),
 }
 PLOTS = rundir.PLOTS
-MARKERS = {REFERENCE: "o", "onnxruntime": "s", "openvino": "^", "torch-compile": "D"}
 
 
 @dataclass
@@ -117,7 +116,7 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
     others = other_backends(rows) if attr == "p50_ms" else []
     for row, b in others:  # the same model on its other backends: hollow, one marker each
         points = ax.scatter([b.p50_ms], [row.mean_score], s=30,
-                            marker=MARKERS.get(b.backend, "P"), facecolors="none",
+                            marker=marker(b.backend), facecolors="none",
                             edgecolors="#2ca02c", linewidths=1.0, zorder=3)
         points.set_gid(f"point:{row.label}@{b.backend}")
         ax.plot([getattr(row, attr), b.p50_ms], [row.mean_score] * 2, color="#2ca02c",
@@ -138,7 +137,7 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
         handles.append(ax.scatter([], [], s=30, marker="x", color="#999", label="flagged"))
     homes = sorted({r.home for r in rows if r.home} | {b.backend for _, b in others})
     if others or homes not in ([], [REFERENCE]):
-        handles += [ax.scatter([], [], s=30, marker=MARKERS.get(name, "P"), facecolors="none",
+        handles += [ax.scatter([], [], s=30, marker=marker(name), facecolors="none",
                                edgecolors="#2ca02c", label=f"on {name}") for name in homes
                     if any(b.backend == name for _, b in others)]
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),

@@ -1,5 +1,10 @@
-"""ONNX export and ONNX Runtime: the graph every ``onnxruntime`` measurement, ``quant-ort`` and
-``compressbench export --format onnx`` use, built one way.
+"""The ``onnxruntime`` runtime, in one file: the backend, its settings, its saved format, and
+the ONNX export every ``onnxruntime`` measurement, ``quant-ort`` and ``compressbench export
+--format onnx`` use, built one way.
+
+- :class:`OnnxRuntimeBackend` (registered as ``onnxruntime``) with :class:`OrtOptions`
+  (``- onnxruntime: {graph_optimization: basic}``); its saved format ``onnx`` (``model.onnx``,
+  written by :meth:`OnnxModel.save_files`, read by ``load_saved``, checked by ``verify_saved``).
 
 - :func:`export_onnx`: ``torch.onnx.export`` (TorchScript exporter, ``dynamo=False``, opset 17),
   inputs ``input_ids`` / ``attention_mask`` / ``token_type_ids`` as the model's ``forward``
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +38,13 @@ from torch import nn
 
 from compressbench import errors, kinds
 from compressbench.errors import CompressBenchError
+from compressbench.measure.backend import (
+    SavedModel,
+    Unsupported,
+    missing_module,
+    sample_batches,
+    seen,
+)
 
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -90,8 +104,6 @@ def eager_attention(model: nn.Module) -> None:
 def export_onnx(model: nn.Module, path: Path, kind) -> Path:
     """Write ``model`` (fp32, eval) to ``path`` as ONNX; raises
     :class:`compressbench.measure.Unsupported` with the reason when it cannot be exported."""
-    from compressbench.errors import Unsupported
-
     reason = quantized_reason(model)
     if reason:
         raise Unsupported(reason)
@@ -316,3 +328,102 @@ class OnnxModel(nn.Module):
 
     def __getstate__(self):
         raise TypeError("OnnxModel is saved as its .onnx file, not pickled")
+
+
+# --------------------------------------------------------------------------- the backend
+
+class OrtSession:
+    def __init__(self, sess):
+        self.sess = sess
+        self.names = [i.name for i in sess.get_inputs()]
+
+    def inputs(self, batch: dict):
+        return {n: np.ascontiguousarray(batch[n], dtype=np.int64) for n in self.names}
+
+    def __call__(self, feeds):
+        return self.sess.run(None, feeds)[0]
+
+    def logits(self, output) -> np.ndarray:
+        return np.asarray(output, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """``- onnxruntime: {graph_optimization: basic}``."""
+
+    graph_optimization: str = "all"  # ONNX Runtime's level: all, extended, basic, disabled
+
+    def __post_init__(self):
+        if self.graph_optimization not in GRAPH_LEVELS:
+            raise ValueError(f"graph_optimization: {self.graph_optimization!r} is not one of "
+                             f"{', '.join(GRAPH_LEVELS)}")
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime on the CPU: the model exported with ``torch.onnx`` (opset 17), ONNX Runtime's
+    transformer fusions where they apply, full graph optimisation (``graph_optimization``). A
+    model ``quant-ort`` made runs as saved."""
+
+    name = "onnxruntime"
+    description = "ONNX Runtime (CPU execution provider)"
+    packages = ("onnxruntime", "onnx")
+    Options = OrtOptions
+    saved_format = "onnx"  # quant-ort's models: model.onnx (+ config.json)
+    marker = "s"  # in the report's plots
+    card = (("An ONNX graph (`model.onnx`, opset 17; inputs `input_ids`, `attention_mask` "
+             "and, for BERT, `token_type_ids`, int64 of shape (batch, sequence); output "
+             "`logits`) with its tokenizer. ONNX Runtime alone runs it:"), "", "```python",
+            "import numpy as np, onnxruntime as ort",
+            "from transformers import AutoTokenizer",
+            "tokenizer = AutoTokenizer.from_pretrained(PATH)",
+            "session = ort.InferenceSession(f'{PATH}/model.onnx')",
+            "enc = tokenizer(['a sentence'], return_tensors='np')",
+            "names = {i.name for i in session.get_inputs()}",
+            "logits = session.run(None, {k: v.astype(np.int64) for k, v in enc.items() "
+            "if k in names})[0]", "```")
+    library = "onnxruntime"  # the model card's library_name
+
+    def __init__(self, options: OrtOptions | None = None):
+        self.options = options or OrtOptions()
+
+    def configure(self, options: OrtOptions) -> OnnxRuntimeBackend:
+        return type(self)(options)
+
+    def missing(self) -> str | None:
+        return missing_module("onnxruntime", EXTRA) or missing_module("onnx", EXTRA)
+
+    def graph(self, model: SavedModel, workdir: Path) -> Path:
+        return model.folder / "model.onnx" if model.format == "onnx" else workdir / "model.onnx"
+
+    def prepare(self, model: SavedModel, workdir: Path, sample: list[dict]) -> dict:
+        if model.format == "onnx":
+            return {"graph": "as saved"}
+        if model.runtime_only:
+            raise Unsupported(f"the model exists only for {model.runtime_only}")
+        torch_model = model.load_torch()
+        start = time.perf_counter()
+        path = export_onnx(torch_model, workdir / "model.onnx", model.kind)
+        fused = optimize(path, torch_model, sample_batches(sample))
+        return {"export_s": round(time.perf_counter() - start, 2), "opset": OPSET,
+                "transformer_fusion": fused}
+
+    def load(self, model: SavedModel, workdir: Path, threads: int) -> OrtSession:
+        return OrtSession(session(self.graph(model, workdir), threads,
+                                  level=self.options.graph_optimization))
+
+    # ------------------------------------------------------------------ its saved format
+
+    def registered(self) -> None:
+        seen(self)
+
+    def load_saved(self, folder: Path, config: Any = None) -> OnnxModel:
+        """A model saved in this runtime's format, as a module that runs it (``quant-ort``'s;
+        :meth:`OnnxModel.save_files` writes the format)."""
+        self.verify_saved(folder)
+        return OnnxModel(Path(folder) / "model.onnx", config)
+
+    def verify_saved(self, folder: Path) -> None:
+        """Raise a one-line error when the folder lacks the format's file."""
+        if not (Path(folder) / "model.onnx").is_file():
+            raise CompressBenchError(f"{folder}: model.onnx is missing (an 'onnx' model "
+                                     f"folder holds it); re-run the suite to rebuild it")
