@@ -27,7 +27,7 @@ from compressbench.errors import CompressBenchError
 from compressbench.measure import measure_model
 from compressbench.measure.stats import model_stats
 from compressbench.method import Context
-from compressbench.plan import Job, Planned, plan_steps, resolve_task
+from compressbench.plan import Job, Planned, resolve_task
 from compressbench.suite import Suite
 from compressbench.tasks import Task
 from compressbench.training import set_seed
@@ -170,22 +170,28 @@ def steps_of(steps) -> list[dict]:
 
 
 def resolved(job: Job, variant, worker: Worker, teacher: Path | None) -> list[Planned]:
-    """The variant's steps resolved against this process's plugins; their cache keys must be
-    the plan's (a worker with another version of a plugin would build another model)."""
-    from compressbench.plan import base_key
+    """The variant's steps as the plan resolved them (parameters and training settings are
+    not parsed again), with this process's methods. Each step's cache key is derived again
+    here and must be the plan's: a worker with another version of a plugin, or other data,
+    would build another model."""
+    from compressbench.plan import base_key, step_key
 
     if teacher is None:
         p = worker.task(job.task)
-        start = base_key(worker.ws.teacher_ref, p.task, p.data.fingerprint,
-                         worker.ws.suite.training.max_seq_length)
+        prev = base_key(worker.ws.teacher_ref, p.task, p.data.fingerprint,
+                        worker.ws.suite.training.max_seq_length)
     else:
-        start = teacher.name
-    plan = plan_steps(worker.ws.suite, worker.pm, job.seed, variant.steps, start)
-    if variant.keys and tuple(x.key for x in plan) != tuple(variant.keys):
-        raise CompressBenchError(
-            f"{job.id}: this worker resolves the job to other cache keys than the plan did: "
-            f"its plugins or data differ from the machine that planned the run (same "
-            f"compressbench, plugins and data on every node)")
+        prev = teacher.name
+    plan = []
+    for r in variant.resolved:
+        method = worker.pm.methods.get(r.step.method)
+        prev = step_key(prev, r.step.method, method, r.params, r.training, job.seed)
+        if prev != r.key:
+            raise CompressBenchError(
+                f"{job.id}: this worker resolves the job to other cache keys than the plan "
+                f"did: its plugins or data differ from the machine that planned the run (same "
+                f"compressbench, plugins and data on every node)")
+        plan.append(Planned(r.step, method, r.params, r.training, r.key))
     return plan
 
 

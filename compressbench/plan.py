@@ -1,8 +1,8 @@
 """The plan: a suite expanded into pure-data job specifications before anything runs.
 
 Per task: the teacher's job, then one job per method entry and seed. A :class:`Job` holds only
-data (names, raw parameters, cache keys, the ids of the jobs it waits for), so any process, on
-any machine, can run it with :func:`compressbench.execute.execute`; the executors
+data (names, each step resolved once: typed parameters, training settings and cache key; the
+ids of the jobs it waits for), so any process, on any machine, can run it with :func:`compressbench.execute.execute`; the executors
 (:mod:`compressbench.executors`) hand out the jobs whose dependencies are done.
 
 Every produced model is cached under ``CACHE/models/<key>``, where the key hashes everything
@@ -13,6 +13,7 @@ builds), so no model is ever built twice at once.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -52,12 +53,70 @@ class Planned(NamedTuple):
     key: str
 
 
+class Resolved:
+    """One step of a job as the planner resolved it, once: the method's typed parameters, the
+    training settings (the suite's, the method's defaults, the entry's), and the cache key of
+    the step's model. A worker runs it as it is (it re-derives the key only to check that its
+    plugins agree with the planner's).
+
+    Pickled (to a worker process or a node), the parameters travel as their class's import path
+    and field values and are typed again on first use, after the worker has loaded the run's
+    plugins (a ``--plugin`` file's ``Params`` class is importable only then)."""
+
+    __slots__ = ("step", "training", "key", "_params")
+
+    def __init__(self, step: Step, params: Any, training: Training, key: str):
+        self.step, self._params, self.training, self.key = step, params, training, key
+
+    @property
+    def params(self) -> Any:
+        if isinstance(self._params, _ParamsRef):
+            self._params = self._params.load()
+        return self._params
+
+    def __reduce__(self):
+        return (Resolved, (self.step, _ParamsRef.of(self._params), self.training, self.key))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resolved) and (self.step, self.training, self.key) == \
+            (other.step, other.training, other.key) and self.params == other.params
+
+    __hash__ = None  # type: ignore[assignment] - mutable (typed again on first use)
+
+    def __repr__(self) -> str:
+        return f"Resolved({self.step.method!r}, key={self.key!r})"
+
+
+class _ParamsRef(NamedTuple):
+    """A method's ``Params`` in transit: its class's module and name, and its field values."""
+
+    module: str
+    qualname: str
+    fields: dict
+
+    @classmethod
+    def of(cls, params: Any) -> Any:
+        if isinstance(params, _ParamsRef) or not dataclasses.is_dataclass(params):
+            return params
+        t = type(params)
+        return cls(t.__module__, t.__qualname__,
+                   {f.name: getattr(params, f.name) for f in dataclasses.fields(params)})
+
+    def load(self) -> Any:
+        import importlib
+        target: Any = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            target = getattr(target, part)
+        return target(**self.fields)
+
+
 class Variant(NamedTuple):
     """One grid setting of a job (the job itself when it has no grid)."""
 
     setting: dict  # grid key -> value; keys are prefixed "method." inside multi-step chains
     steps: tuple[Step, ...]
     keys: tuple[str, ...] = ()  # the cache key of each step's model
+    resolved: tuple[Resolved, ...] = ()  # each step resolved by the planner
 
 
 @dataclass(frozen=True)
@@ -129,10 +188,16 @@ def plan_steps(suite: Suite, pm: PluginManager, seed: int, steps: tuple[Step, ..
         params = method_params(method, step, str(suite.path))
         defaults = getattr(method, "training_defaults", {})  # the suite's entry wins
         cfg = suite.training_for({**defaults, **step.training}, step.where)
-        prev = digest(prev, step.method, getattr(method, "version", "1"),
-                      schema.as_dict(params), key_settings(cfg), seed)
+        prev = step_key(prev, step.method, method, params, cfg, seed)
         planned.append(Planned(step, method, params, cfg, prev))
     return planned
+
+
+def step_key(prev: str, name: str, method: Any, params: Any, cfg: Training, seed: int) -> str:
+    """The cache key of a step's model: the previous step's key, the method (name and
+    version), its parameters, the training settings that make a model, and the seed."""
+    return digest(prev, name, getattr(method, "version", "1"), schema.as_dict(params),
+                  key_settings(cfg), seed)
 
 
 def key_settings(cfg: Training) -> dict:
@@ -170,9 +235,12 @@ def plan_task(suite: Suite, pm: PluginManager, teacher_ref: str, task: Task, dat
         grid = [Variant({}, steps)] if is_teacher else expand_grid(steps, pm)
         variants = []
         for v in grid:
-            keys = tuple(p.key for p in plan_steps(suite, pm, job_seed, v.steps,
-                                                   start if is_teacher else teacher_key))
-            variants.append(v._replace(keys=keys))
+            steps_planned = plan_steps(suite, pm, job_seed, v.steps,
+                                       start if is_teacher else teacher_key)
+            variants.append(v._replace(
+                keys=tuple(p.key for p in steps_planned),
+                resolved=tuple(Resolved(p.step, p.params, p.training, p.key)
+                               for p in steps_planned)))
         job_id = Job(task.name, label, job_seed, steps).id
         after = [] if is_teacher else [jobs[0].id]
         for key in (k for v in variants for k in v.keys):

@@ -33,7 +33,7 @@ from compressbench.plan import (  # noqa: F401 - re-exported: the runner's names
     teacher_identity,
 )
 from compressbench.plugins import PluginManager, distribution_version
-from compressbench.suite import Step, Suite
+from compressbench.suite import Suite
 
 
 def default_cache_dir() -> Path:
@@ -157,10 +157,6 @@ class Runner:
                 results.append(self.run_dir, record)
                 unfinished.discard(job.id)
                 self.pm.hook.job_finished(job=job, record=record)
-
-    def plan(self, job: Job, steps: tuple[Step, ...], start: str) -> list[Planned]:
-        """Each step with its parameters, training settings and cache key."""
-        return plan_steps(self.suite, self.pm, job.seed, steps, start)
 
 
 CONTROL_BACKEND = "onnxruntime"

@@ -386,3 +386,83 @@ def test_a_plugin_file_registers_an_executor_with_options_of_its_own(tmp_path, t
     with pytest.raises(ConfigError, match="execution: unknown key 'labl'. Did you mean: label"):
         run_suite(load_suite(bad), get_plugin_manager(suite.plugins), data_dir,
                   tmp_path / "run2", tmp_path / "cache")
+
+
+PLUGIN_METHOD = '''
+from dataclasses import dataclass
+
+import compressbench
+from compressbench import api
+
+
+@dataclass(frozen=True)
+class Params:
+    layers: int = 1
+    note: str = "default"
+
+
+class Mine(api.Method):
+    name = "mine-resolved"
+    Params = Params
+
+    def build(self, ctx, params):
+        raise NotImplementedError
+
+
+@compressbench.hookimpl
+def register_methods(register):
+    register(Mine())
+'''
+
+
+def test_a_job_carries_its_steps_resolved_once_and_workers_do_not_parse_them_again(
+        tmp_path, tiny_teacher, data_dir, monkeypatch):
+    """The plan types a step's parameters once; a job sent to another process carries them
+    (a --plugin file's Params class is typed again only on first use, after the worker loaded
+    the file), and the worker runs them as they are, checking only the cache key."""
+    import pickle
+    import sys
+
+    from compressbench import plan as P
+    from compressbench import suite as S
+    from compressbench.errors import CompressBenchError
+    from compressbench.execute import Worker, Workspace, resolved
+    from compressbench.preflight import preflight
+
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(PLUGIN_METHOD)
+    methods = "  - {name: mine-resolved, label: mine, layers: 2, note: given}\n"
+    suite = load_suite(suite_file(tmp_path, suite_text(tiny_teacher, methods)))
+    pm = get_plugin_manager([plugin])
+    prepared, _ = preflight(suite, pm, data_dir, str(tiny_teacher))
+    jobs = P.plan_task(suite, pm, str(tiny_teacher), P.resolve_task(suite, "sst2", pm),
+                       prepared["sst2"])
+    job = jobs[1]
+    step = job.variants[0].resolved[0]
+    assert type(step.params).__name__ == "Params" and step.params.layers == 2
+    assert step.params.note == "given" and step.key == job.variants[0].keys[0]
+    # in transit: importable without the plugin file loaded, typed on first use
+    wire = pickle.dumps(job)
+    module = sys.modules.pop("compressbench_userplugin_mine")
+    try:
+        arrived = pickle.loads(wire)
+    finally:
+        sys.modules["compressbench_userplugin_mine"] = module
+    assert arrived == job and arrived.variants[0].resolved[0].params == step.params
+    # the worker: no parameter parsing, the plan's typed values, the key checked
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("a worker parsed a step's parameters again")
+
+    monkeypatch.setattr(P, "method_params", no_parsing)
+    monkeypatch.setattr(S, "method_params", no_parsing)
+    ws = Workspace(suite, str(tiny_teacher), tmp_path / "run", tmp_path / "cache", data_dir,
+                   (str(plugin),))
+    worker = Worker(ws, pm=pm)
+    teacher = tmp_path / "cache" / "models" / job.teacher_key
+    (got,) = resolved(arrived, arrived.variants[0], worker, teacher)
+    assert got.params == step.params and got.key == step.key
+    assert got.method is pm.methods.get("mine-resolved")
+    # a worker whose plugin resolves to another model refuses the job
+    monkeypatch.setattr(type(got.method), "version", "2", raising=False)
+    with pytest.raises(CompressBenchError, match="other cache keys than the plan"):
+        resolved(arrived, arrived.variants[0], worker, teacher)
