@@ -29,9 +29,12 @@ used, so ``from compressbench import api`` is cheap.
   row of the report's per-class error analysis.
 - **Executors**: ``Executor`` (subclass it, register it with ``register_executors``),
   ``Settings`` (what ``start`` gets), ``Worker`` and ``execute`` (run one job in a process:
-  ``execute(job, Worker(ws, threads=..., turnstile=...), emit)``), ``failed_record`` (the
-  record of a job whose process died), ``Turnstile`` (quiet measurements when jobs run
+  ``execute(job, Worker(ws, threads=..., turnstile=...), emit) -> Record``),
+  ``failed_record`` (the record of a job whose process died), ``Turnstile`` (quiet measurements when jobs run
   side by side on one machine: give each job's worker one).
+- **Results**: ``Record`` (one job's result, as hooks get it and ``results.jsonl`` holds it:
+  ``Record.from_dict`` / ``to_dict``; field names are the JSON keys) and ``BackendResult``
+  (``record.backend(name)``: latency_ms, cpu_ms, examples_per_s, peak_rss_mb, paired, ...).
 - **Models**: ``StudentSpec``, ``make_student``, ``half_student``, ``layer_map``, ``float32``,
   ``load_model``, ``resolve_model_ref``, ``auto_class``, ``quiet_transformers``; saving a model
   a config cannot describe: ``rebuild_step``, ``built_by``, ``rebuild_with``.
@@ -64,6 +67,7 @@ _NAMES = {
     "compressbench.kinds": ("TaskKind", "task_kind"),
     "compressbench.kinds.analysis": ("ClassStats",),
     "compressbench.executors": ("Executor", "Settings", "failed_record"),
+    "compressbench.record": ("Record", "BackendResult"),
     "compressbench.execute": ("Worker", "execute"),
     "compressbench.quiet": ("Turnstile",),
     "compressbench.models": ("StudentSpec", "make_student", "half_student", "layer_map", "float32",

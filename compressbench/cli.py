@@ -42,11 +42,9 @@ class ConsoleProgress:
     @hookimpl
     def job_finished(self, job, record):
         took = time.time() - self.t0.pop(job.id, time.time())
-        from compressbench.record import Record
-
-        r = Record.of(record)
+        r = record
         if r.ok:
-            timings = [f"{b.backend} p50 {b.latency.p50:.2f} ms" +
+            timings = [f"{b.backend} p50 {b.latency_ms.p50:.2f} ms" +
                        (f" ({b.vs_eager.speedup:.2f}× eager)" if b.vs_eager else "")
                        if b.ok else f"{b.backend} {b.status}" for b in r.backends.values()]
             what = f"{r.main_metric}={r.score:.4f}" + "".join(f", {t}" for t in timings)
@@ -231,7 +229,7 @@ def cmd_run(args) -> int:
     from compressbench.record import Record
 
     latest = results.latest(records)
-    failed = [r for r in map(Record.of, latest.values()) if not r.ok]
+    failed = [r for r in map(Record.from_dict, latest.values()) if not r.ok]
     print(f"[compressbench] {len(latest) - len(failed)} jobs ok, {len(failed)} failed, "
           f"{time.time() - start:.0f}s; results in {run_dir / 'results.jsonl'}", file=sys.stderr)
     if not args.no_report:

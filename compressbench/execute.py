@@ -28,6 +28,7 @@ from compressbench.measure import measure_model
 from compressbench.measure.stats import model_stats
 from compressbench.method import Context
 from compressbench.plan import Job, Planned, resolve_task
+from compressbench.record import Record
 from compressbench.suite import Suite
 from compressbench.tasks import Task
 from compressbench.training import set_seed
@@ -113,9 +114,9 @@ class Worker:
         return self.tasks[name]
 
 
-def execute(job: Job, worker: Worker, emit: Emit) -> dict:
-    """Run ``job`` and return its record (``status`` ``ok`` or ``failed``: a method's error
-    is recorded, never raised; Ctrl-C is)."""
+def execute(job: Job, worker: Worker, emit: Emit) -> Record:
+    """Run ``job`` and return its :class:`~compressbench.record.Record` (``status`` ``ok`` or
+    ``failed``: a method's error is recorded, never raised; Ctrl-C is)."""
     ws, suite = worker.ws, worker.ws.suite
     p = worker.task(job.task)
     task, data = p.task, p.data
@@ -162,7 +163,7 @@ def execute(job: Job, worker: Worker, emit: Emit) -> dict:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc())
     record["wall_s"] = round(time.time() - started, 2)
-    return record
+    return Record.from_dict(record)
 
 
 def steps_of(steps) -> list[dict]:

@@ -25,7 +25,7 @@ def find_record(run_dir: Path, records: list[dict], task: str, method: str,
     if not records:
         raise CompressBenchError(f"{run_dir}: no results ({results.RESULTS} is missing or "
                                  f"empty)")
-    typed = [Record.of(r) for r in records]
+    typed = [Record.from_dict(r) for r in records]
     pairs = sorted({f"{r.task}/{r.label}" for r in typed})
     matches = [r for r in typed if r.task == task and r.label == method]
     if not matches:
@@ -48,7 +48,7 @@ def find_record(run_dir: Path, records: list[dict], task: str, method: str,
     if not record.ok:
         raise CompressBenchError(f"{record.job_id} failed ({record.error}); there is no model "
                                  f"to export")
-    return record.raw
+    return record.to_dict()
 
 
 def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = None,
@@ -241,8 +241,8 @@ def verdict_of(run_dir: Path, record: dict, within: float = 1.0) -> str | None:
 def model_card(record: dict, teacher: dict | None, fmt: str, verdict: str | None = None) -> str:
     from compressbench.record import Record
 
-    r = Record.of(record)
-    t = Record.of(teacher) if teacher else None
+    r = Record.from_dict(record)
+    t = Record.from_dict(teacher) if teacher else None
     model, tm = r.model, t.model if t else None
     lines = ["---"]
     runtime = None if fmt in LOADING else format_owner(fmt)
@@ -312,16 +312,17 @@ def speed_section(r, t) -> list[str]:
             continue
         tb = t.backend(b.backend) if t else None
         lines.append(
-            f"| {card_text(b.backend)} | {b.latency.p50:.2f} | {b.latency.p90:.2f} | "
+            f"| {card_text(b.backend)} | {b.latency_ms.p50:.2f} | {b.latency_ms.p90:.2f} | "
             f"{f'{b.paired.speedup:.2f}×' if b.paired else '–'} | "
             f"{f'{b.vs_eager.speedup:.2f}×' if b.vs_eager else '–'} | "
-            f"{f'{b.throughput:.1f}' if b.throughput else '–'} | "
+            f"{f'{b.examples_per_s:.1f}' if b.examples_per_s else '–'} | "
             f"{f'{b.peak_rss_mb:.0f}' if b.peak_rss_mb else '–'} | "
-            f"{f'{tb.latency.p50:.2f}' if tb and tb.ok else '–'} |")
+            f"{f'{tb.latency_ms.p50:.2f}' if tb and tb.ok else '–'} |")
     if skipped:
         lines += ["", "Not measured:", ""] + skipped
     first = next((b for b in r.backends.values() if b.ok), None)
-    env = r.raw.get("measure", {}).get("backends", {}).get(first.backend, {}) if first else {}
+    env = {k: v for k, v in (("threads", first.threads), ("cpu", first.cpu))
+           if v is not None} if first else {}
     lines += ["", (f"Batch 1 at real lengths, tokenization not timed, one process per model "
                    f"and backend, {card_text(env.get('threads', '?'))} thread(s) on "
                    f"{card_text(env.get('cpu', '?'))}; "

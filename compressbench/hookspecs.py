@@ -127,20 +127,22 @@ def job_event(job: Any, event: str, data: dict) -> None:
 
 
 @hookspec
-def job_finished(job: Any, record: dict) -> None:
+def job_finished(job: Any, record: Any) -> None:
     """Called after a job's result record has been written (status ``ok`` or ``failed``).
 
     :param job: the finished job.
-    :param record: the record exactly as appended to ``results.jsonl``.
+    :param record: the :class:`compressbench.record.Record` appended to ``results.jsonl``
+        (``record.to_dict()`` is the line written).
     """
 
 
 @hookspec
-def run_finished(run_dir: Path, records: list[dict]) -> None:
+def run_finished(run_dir: Path, records: list[Any]) -> None:
     """Called once when every job of the suite has run (not on Ctrl-C).
 
     :param run_dir: the run directory.
-    :param records: every record of the run directory, this run's and earlier ones.
+    :param records: every record of the run directory, this run's and earlier ones, as
+        :class:`compressbench.record.Record` objects.
     """
 
 

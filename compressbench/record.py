@@ -1,15 +1,19 @@
-"""The result record, typed: what the report, ``export`` and the CLI read, by field.
+"""The result record: one typed :class:`Record` per job, written and read through the same
+dataclasses.
 
-``results.jsonl`` holds one JSON object per job (written by the runner); :meth:`Record.of`
-turns one into frozen dataclasses. Records of compressbench 0.2 (one PyTorch measurement under
-``measure``) read as a ``torch`` backend result, so old run directories still render.
+``results.jsonl`` holds one JSON object per job. The job's process builds a :class:`Record`;
+the runner appends ``record.to_dict()``; every reader (the report, ``export``, the CLI, hooks)
+gets ``Record.from_dict(line)``. Field names are the JSON keys, so there is one schema; keys a
+class does not know are kept in its ``extra`` and written back. ``SCHEMA`` is written into
+every record; reading migrates older ones: compressbench 0.2's single PyTorch measurement under
+``measure`` reads as a ``torch`` backend result, so old run directories still render.
 
 A new backend needs nothing here (its results are :class:`BackendResult` under its name); a new
-per-backend number goes into :class:`BackendResult` and :meth:`BackendResult.of` once.
+per-backend number goes into :class:`BackendResult` once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from compressbench.measure.backend import REFERENCE
@@ -17,9 +21,18 @@ from compressbench.measure.trackers import Summary
 
 OK = "ok"
 
+#: the record layout this version writes (1: compressbench 0.2, one measurement under
+#: ``measure``; 2: ``measure.backends``; 3: the ``schema`` key itself)
+SCHEMA = 3
+
 
 def summary(d: dict | None) -> Summary | None:
     return Summary(**d) if d else None
+
+
+def drop_empty(d: dict) -> dict:
+    """``d`` without the keys whose value is None or empty (they read back as the default)."""
+    return {k: v for k, v in d.items() if v is not None and v != {} and v != [] and v != ()}
 
 
 @dataclass(frozen=True)
@@ -31,16 +44,30 @@ class Speedup:
     cpu_speedup: float | None  # the same ratio of process CPU time per call
     model_ms: Summary | None
     reference_ms: Summary | None
-    ci: tuple[float, float] | None = None  # 95% bootstrap interval over the timed examples
+    ci95: tuple[float, float] | None = None  # 95% bootstrap interval over the timed examples
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        return self.ci95
 
     @classmethod
-    def of(cls, d: dict | None) -> Speedup | None:
+    def from_dict(cls, d: dict | None) -> Speedup | None:
         if not d:
             return None
-        ci = d.get("ci95")
-        return cls(d.get("reference", "teacher"), d["speedup"], d.get("cpu_speedup"),
-                   summary(d.get("model_ms")), summary(d.get("reference_ms")),
-                   tuple(ci) if ci else None)
+        d = dict(d)
+        ci = d.pop("ci95", None)
+        return cls(d.pop("reference", "teacher"), d.pop("speedup"), d.pop("cpu_speedup", None),
+                   summary(d.pop("model_ms", None)), summary(d.pop("reference_ms", None)),
+                   tuple(ci) if ci else None, d)
+
+    def to_dict(self) -> dict:
+        return {**drop_empty({
+            "reference": self.reference, "speedup": self.speedup,
+            "cpu_speedup": self.cpu_speedup,
+            "model_ms": asdict(self.model_ms) if self.model_ms else None,
+            "reference_ms": asdict(self.reference_ms) if self.reference_ms else None,
+            "ci95": list(self.ci95) if self.ci95 else None}), **self.extra}
 
 
 @dataclass(frozen=True)
@@ -52,24 +79,26 @@ class Agreement:
     prediction_agreement: float | None  # None for regression
 
     @classmethod
-    def of(cls, d: dict | None) -> Agreement | None:
+    def from_dict(cls, d: dict | None) -> Agreement | None:
         return cls(d["examples"], d["max_abs_logit_diff"], d.get("prediction_agreement")) \
             if d else None
 
 
 @dataclass(frozen=True)
 class BackendResult:
+    """One model measured on one backend (``record.measure.backends[name]``); field names are
+    the JSON keys the measuring process writes."""
+
     backend: str
     # "ok"; "unsupported": cannot run this model; "unavailable": not installed here;
     # "failed": an error while preparing or timing
-    status: str
+    status: str = OK
     reason: str | None = None  # why not measured (unsupported, unavailable, failed)
-    latency: Summary | None = None  # batch 1, wall ms
-    cpu: Summary | None = None  # batch 1, process CPU ms
-    samples_ms: tuple[float, ...] = ()
-    throughput: float | None = None  # examples/s at the throughput batch size
-    peak_rss_mb: float | None = None
-    model_rss_mb: float | None = None
+    latency_ms: Summary | None = None  # batch 1, wall ms
+    cpu_ms: Summary | None = None  # batch 1, process CPU ms
+    latency_samples_ms: tuple[float, ...] = ()
+    throughput: dict = field(default_factory=dict)  # batch_size, examples, examples_per_s
+    memory_mb: dict = field(default_factory=dict)  # peak_rss, model_rss, baseline_rss, ...
     paired: Speedup | None = None  # against the teacher on the same backend
     vs_eager: Speedup | None = None  # against the teacher in PyTorch eager (fp32)
     control: Speedup | None = None  # the teacher against a second copy of itself (1.00x)
@@ -79,10 +108,27 @@ class BackendResult:
     prepare: dict = field(default_factory=dict)  # export facts (time, fusions)
     load: dict = field(default_factory=dict)  # the machine's load while timing (measure.load)
     options: dict = field(default_factory=dict)  # the backend's own settings (measure.backends)
+    threads: int | None = None
+    cpu: str | None = None  # the CPU's model name
+    mean_tokens: float | None = None
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept
 
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def examples_per_s(self) -> float | None:
+        """Throughput at the throughput batch size."""
+        return self.throughput.get("examples_per_s")
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        return self.memory_mb.get("peak_rss")
+
+    @property
+    def model_rss_mb(self) -> float | None:
+        return self.memory_mb.get("model_rss")
 
     @property
     def busy(self) -> str | None:
@@ -92,20 +138,38 @@ class BackendResult:
         return busy_reason(self.load)
 
     @classmethod
-    def of(cls, name: str, d: dict) -> BackendResult:
-        status = d.get("status", OK)
-        memory = d.get("memory_mb") or {}
+    def from_dict(cls, name: str, d: dict) -> BackendResult:
+        d = dict(d)
+        if "error" in d and "reason" not in d:  # a failed measurement's message
+            d["reason"] = d.pop("error")
         return cls(
-            backend=name, status=status, reason=d.get("reason") or d.get("error"),
-            latency=summary(d.get("latency_ms")), cpu=summary(d.get("cpu_ms")),
-            samples_ms=tuple(d.get("latency_samples_ms") or ()),
-            throughput=(d.get("throughput") or {}).get("examples_per_s"),
-            peak_rss_mb=memory.get("peak_rss"), model_rss_mb=memory.get("model_rss"),
-            paired=Speedup.of(d.get("paired")), vs_eager=Speedup.of(d.get("vs_eager")),
-            control=Speedup.of(d.get("control")),
-            agreement=Agreement.of(d.get("agreement")), versions=d.get("versions") or {},
-            runtime=d.get("runtime") or {}, prepare=d.get("prepare") or {},
-            load=d.get("load") or {}, options=d.get("options") or {})
+            backend=name, status=d.pop("status", OK), reason=d.pop("reason", None),
+            latency_ms=summary(d.pop("latency_ms", None)), cpu_ms=summary(d.pop("cpu_ms", None)),
+            latency_samples_ms=tuple(d.pop("latency_samples_ms", None) or ()),
+            throughput=d.pop("throughput", None) or {}, memory_mb=d.pop("memory_mb", None) or {},
+            paired=Speedup.from_dict(d.pop("paired", None)),
+            vs_eager=Speedup.from_dict(d.pop("vs_eager", None)),
+            control=Speedup.from_dict(d.pop("control", None)),
+            agreement=Agreement.from_dict(d.pop("agreement", None)),
+            versions=d.pop("versions", None) or {}, runtime=d.pop("runtime", None) or {},
+            prepare=d.pop("prepare", None) or {}, load=d.pop("load", None) or {},
+            options=d.pop("options", None) or {}, threads=d.pop("threads", None),
+            cpu=d.pop("cpu", None), mean_tokens=d.pop("mean_tokens", None), extra=d)
+
+    def to_dict(self) -> dict:
+        out = {"status": self.status, "reason": self.reason,
+               "latency_ms": asdict(self.latency_ms) if self.latency_ms else None,
+               "cpu_ms": asdict(self.cpu_ms) if self.cpu_ms else None,
+               "latency_samples_ms": list(self.latency_samples_ms),
+               "throughput": self.throughput, "memory_mb": self.memory_mb,
+               "paired": self.paired.to_dict() if self.paired else None,
+               "vs_eager": self.vs_eager.to_dict() if self.vs_eager else None,
+               "control": self.control.to_dict() if self.control else None,
+               "agreement": asdict(self.agreement) if self.agreement else None,
+               "versions": self.versions, "runtime": self.runtime, "prepare": self.prepare,
+               "load": self.load, "options": self.options, "threads": self.threads,
+               "cpu": self.cpu, "mean_tokens": self.mean_tokens}
+        return {**drop_empty(out), **self.extra}
 
 
 @dataclass(frozen=True)
@@ -116,25 +180,56 @@ class ModelStats:
     sparse_size_bytes: int | None
     format: str
     dtypes: dict
+    extra: dict = field(default_factory=dict)
 
     @classmethod
-    def of(cls, d: dict | None) -> ModelStats | None:
+    def from_dict(cls, d: dict | None) -> ModelStats | None:
         if not d:
             return None
-        return cls(d["parameters"], d.get("nonzero_parameters", d["parameters"]),
-                   d["size_bytes"], d.get("sparse_size_bytes"), d.get("format", ""),
-                   d.get("dtypes") or {})
+        d = dict(d)
+        params = d.pop("parameters")
+        return cls(params, d.pop("nonzero_parameters", params), d.pop("size_bytes"),
+                   d.pop("sparse_size_bytes", None), d.pop("format", ""),
+                   d.pop("dtypes", None) or {}, d)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "extra"}
+        return {**out, **self.extra}
 
 
-def backends_of(measure: dict | None) -> dict[str, BackendResult]:
-    if not measure:
-        return {}
-    if "backends" not in measure:  # compressbench 0.2: one torch measurement
-        old = dict(measure)
-        if old.get("paired"):
-            old["vs_eager"] = old["paired"]
-        return {REFERENCE: BackendResult.of(REFERENCE, {**old, "versions": {}})}
-    return {name: BackendResult.of(name, d) for name, d in measure["backends"].items()}
+@dataclass(frozen=True)
+class Measurement:
+    """``record.measure``: the settings it ran with and one result per backend."""
+
+    backends: dict[str, BackendResult] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    start: Any = None  # the run's clock and load when the job's measurement began
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Measurement | None:
+        if not d:
+            return None
+        d = dict(d)
+        if "backends" not in d:  # compressbench 0.2: one torch measurement
+            settings, start = d.pop("settings", None) or {}, d.pop("start", None)
+            if d.get("paired"):
+                d["vs_eager"] = d["paired"]
+            return cls({REFERENCE: BackendResult.from_dict(REFERENCE, d)}, settings, start)
+        return cls({name: BackendResult.from_dict(name, b)
+                    for name, b in (d.pop("backends") or {}).items()},
+                   d.pop("settings", None) or {}, d.pop("start", None), d)
+
+    def to_dict(self) -> dict:
+        return {**drop_empty({"settings": self.settings, "start": self.start}),
+                "backends": {n: b.to_dict() for n, b in self.backends.items()}, **self.extra}
+
+
+#: the top-level keys, in the order a record is written
+_ORDER = ("schema", "job_id", "key", "suite", "suite_sha256", "task", "label", "seed", "teacher",
+          "steps", "main_metric", "task_kind", "data", "env", "started_at", "grid", "setting",
+          "metrics", "score", "model", "measure", "training", "cache_dir", "model_dir",
+          "status", "error", "traceback", "wall_s", "quiet")
 
 
 @dataclass(frozen=True)
@@ -143,28 +238,34 @@ class Record:
 
     job_id: str
     task: str
-    label: str
-    seed: int
-    status: str
-    error: str | None
-    main_metric: str
-    task_kind: str
-    metrics: dict
-    score: float | None
-    model: ModelStats | None
-    backends: dict[str, BackendResult]
-    steps: tuple[dict, ...]
-    setting: dict | None
-    grid: tuple[dict, ...]
-    suite: str
-    suite_sha256: str
-    started_at: str
-    wall_s: float | None
-    env: dict
-    data: dict
-    model_dir: str | None
-    key: str
-    raw: dict = field(repr=False, compare=False, default_factory=dict)
+    label: str = ""
+    seed: int = 0
+    status: str = "failed"
+    error: str | None = None
+    traceback: str | None = None
+    key: str = ""
+    suite: str = ""
+    suite_sha256: str = ""
+    teacher: str = ""
+    main_metric: str = ""
+    task_kind: str = ""
+    metrics: dict = field(default_factory=dict)
+    score: float | None = None
+    model: ModelStats | None = None
+    measure: Measurement | None = None
+    steps: tuple[dict, ...] = ()
+    setting: dict | None = None
+    grid: tuple[dict, ...] = ()
+    training: tuple[dict, ...] = ()  # per step: method, params, runs, build time, student ...
+    started_at: str = ""
+    wall_s: float | None = None
+    env: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    cache_dir: str | None = None
+    model_dir: str | None = None
+    quiet: dict = field(default_factory=dict)  # time a local worker spent paused
+    schema: int = SCHEMA
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept
 
     @property
     def ok(self) -> bool:
@@ -174,13 +275,20 @@ class Record:
     def methods(self) -> str:
         return " → ".join(s["method"] for s in self.steps)
 
+    @property
+    def backends(self) -> dict[str, BackendResult]:
+        return self.measure.backends if self.measure else {}
+
     def backend(self, name: str) -> BackendResult | None:
         return self.backends.get(name)
 
+    def replace(self, **changes) -> Record:
+        """A copy with ``changes`` (field values)."""
+        return replace(self, **changes)
+
     def _step_info(self, key: str):
-        log = self.raw.get("training")
-        if len(self.steps) != 1 or not isinstance(log, list) or len(log) != 1 or \
-                not isinstance(log[0], dict):
+        log = self.training
+        if len(self.steps) != 1 or len(log) != 1 or not isinstance(log[0], dict):
             return None
         return log[0].get(key)
 
@@ -208,15 +316,39 @@ class Record:
         return value if isinstance(value, dict) else {}
 
     @classmethod
-    def of(cls, d: dict[str, Any]) -> Record:
+    def from_dict(cls, d: dict[str, Any]) -> Record:
+        """A record as read from ``results.jsonl`` (any earlier layout, migrated)."""
+        d = dict(d)
+        training = d.pop("training", None)
         return cls(
-            job_id=d["job_id"], task=d["task"], label=d.get("label", ""), seed=d.get("seed", 0),
-            status=d.get("status", "failed"), error=d.get("error"),
-            main_metric=d.get("main_metric", ""), task_kind=d.get("task_kind", ""),
-            metrics=d.get("metrics") or {}, score=d.get("score"),
-            model=ModelStats.of(d.get("model")), backends=backends_of(d.get("measure")),
-            steps=tuple(d.get("steps") or ()), setting=d.get("setting"),
-            grid=tuple(d.get("grid") or ()), suite=d.get("suite", ""),
-            suite_sha256=d.get("suite_sha256", ""), started_at=d.get("started_at", ""),
-            wall_s=d.get("wall_s"), env=d.get("env") or {}, data=d.get("data") or {},
-            model_dir=d.get("model_dir"), key=d.get("key", ""), raw=d)
+            job_id=d.pop("job_id"), task=d.pop("task"), label=d.pop("label", ""),
+            seed=d.pop("seed", 0), status=d.pop("status", "failed"), error=d.pop("error", None),
+            traceback=d.pop("traceback", None), key=d.pop("key", ""), suite=d.pop("suite", ""),
+            suite_sha256=d.pop("suite_sha256", ""), teacher=d.pop("teacher", ""),
+            main_metric=d.pop("main_metric", ""), task_kind=d.pop("task_kind", ""),
+            metrics=d.pop("metrics", None) or {}, score=d.pop("score", None),
+            model=ModelStats.from_dict(d.pop("model", None)),
+            measure=Measurement.from_dict(d.pop("measure", None)),
+            steps=tuple(d.pop("steps", None) or ()), setting=d.pop("setting", None),
+            grid=tuple(d.pop("grid", None) or ()),
+            training=tuple(training) if isinstance(training, list) else (),
+            started_at=d.pop("started_at", ""), wall_s=d.pop("wall_s", None),
+            env=d.pop("env", None) or {}, data=d.pop("data", None) or {},
+            cache_dir=d.pop("cache_dir", None), model_dir=d.pop("model_dir", None),
+            quiet=d.pop("quiet", None) or {}, schema=SCHEMA, extra=_without(d, "schema"))
+
+    def to_dict(self) -> dict:
+        """The record as ``results.jsonl`` holds it (empty fields left out)."""
+        values = {f: getattr(self, f) for f in _ORDER}
+        values["model"] = self.model.to_dict() if self.model else None
+        values["measure"] = self.measure.to_dict() if self.measure else None
+        for name in ("steps", "grid", "training"):
+            values[name] = list(values[name])
+        keep = {"schema", "job_id", "key", "task", "label", "seed", "status"}  # always written
+        return {**{k: v for k, v in values.items()
+                   if k in keep or (v is not None and v != {} and v != [] and v != "")},
+                **self.extra}
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}

@@ -19,9 +19,23 @@ REJECTED = "results.rejected.jsonl"
 CONTROLS = "controls.jsonl"  # the second latency control, re-timed at the end of a run
 
 
-def append(run_dir: Path, record: dict) -> None:
+def append(run_dir: Path, record) -> None:
+    """Append ``record`` (a :class:`compressbench.record.Record`; a dict is typed through it
+    first) as one line, fsynced."""
+    from compressbench.record import Record
+
+    try:
+        typed = record if isinstance(record, Record) else Record.from_dict(record)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise CompressBenchError(f"not writing a malformed record ({type(exc).__name__}: "
+                                 f"{exc})") from None
+    out = typed.to_dict()
+    problem = record_problem(out)  # what read() would set aside is never written
+    if problem:
+        raise CompressBenchError(f"not writing a malformed record of {out.get('job_id')!r}: "
+                                 f"{problem}")
     safefs.make_dir(run_dir)
-    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    line = (json.dumps(out, sort_keys=True, default=str) + "\n").encode()
     drop_torn_tail(run_dir / RESULTS)
     fd = safefs.open_append(run_dir / RESULTS)
     try:
@@ -134,7 +148,7 @@ def record_problem(record) -> str | None:
         return "'steps' is not a list of objects"
     try:
         from compressbench.record import Record
-        Record.of(record)
+        Record.from_dict(record)
     except Exception as exc:  # any other field of the wrong shape
         return f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     return None

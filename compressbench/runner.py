@@ -33,6 +33,7 @@ from compressbench.plan import (  # noqa: F401 - re-exported: the runner's names
     teacher_identity,
 )
 from compressbench.plugins import PluginManager, distribution_version
+from compressbench.record import Record
 from compressbench.suite import Suite
 
 
@@ -132,7 +133,8 @@ class Runner:
         if todo and self.executor.on_this_machine:  # a cluster measures on its own nodes
             retime_controls(ws, worker or Worker(ws, self.pm, dict(prepared)))
         records = results.read(self.run_dir)
-        self.pm.hook.run_finished(run_dir=self.run_dir, records=records)
+        self.pm.hook.run_finished(run_dir=self.run_dir,
+                                  records=[Record.from_dict(r) for r in records])
         return records
 
     def forward(self, tag: str, job: Job, event: str, data: dict) -> None:

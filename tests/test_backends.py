@@ -403,9 +403,9 @@ def test_old_records_read_as_a_torch_measurement():
                                       "stdev": 0.7, "min": 2.0, "max": 3.0},
                        "paired": {"speedup": 2.5}, "throughput": {"examples_per_s": 9.0},
                        "memory_mb": {"peak_rss": 100.0}}}
-    r = Record.of(old)
+    r = Record.from_dict(old)
     torch_run = r.backend("torch")
-    assert torch_run.ok and torch_run.latency.p50 == 2.0 and torch_run.throughput == 9.0
+    assert torch_run.ok and torch_run.latency_ms.p50 == 2.0 and torch_run.examples_per_s == 9.0
     assert torch_run.paired.speedup == torch_run.vs_eager.speedup == 2.5
 
 

@@ -32,7 +32,7 @@ class Recorder:
 
     @hookimpl
     def job_finished(self, job, record):
-        self.calls.append(("job_finished", job.id, record["status"]))
+        self.calls.append(("job_finished", job.id, record.status))
 
     @hookimpl
     def run_finished(self, run_dir, records):

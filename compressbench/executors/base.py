@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from compressbench import schema
 from compressbench.errors import ConfigError
 from compressbench.plan import Job
+from compressbench.record import Record
 
 #: on_event(tag, job, event, data): tag "started" (event and data empty) or "event"
 OnEvent = Callable[[str, Job, str, dict], None]
@@ -57,10 +58,10 @@ class Executor:
         raise NotImplementedError
 
 
-def failed_record(job: Job, why: str) -> dict:
+def failed_record(job: Job, why: str) -> Record:
     """The record of a job that died outside its own code (its process or its node)."""
-    return {"job_id": job.id, "key": job.key, "task": job.task, "label": job.label,
-            "seed": job.seed, "status": "failed", "error": f"{why}; run again to retry it"}
+    return Record(job_id=job.id, key=job.key, task=job.task, label=job.label, seed=job.seed,
+                  status="failed", error=f"{why}; run again to retry it")
 
 
 def resolve(execution, pm, where: str = "execution",

@@ -62,7 +62,7 @@ def _run_in_worker(job: Job) -> None:
         turnstile.hold()  # computing from here on: a measurement waits for a pause point
         _EVENTS.put(("started", job.id, "", {}))
         record = execute(job, _WORKER, emit)
-        record.setdefault("quiet", {})["paused_s"] = round(turnstile.paused_s, 2)
+        record = record.replace(quiet={**record.quiet, "paused_s": round(turnstile.paused_s, 2)})
     finally:
         turnstile.release()
         turnstile.paused_s = 0.0

@@ -127,7 +127,13 @@ def seen(backend) -> None:
 
 
 def marker(name: str) -> str:
-    """The backend's matplotlib marker in the report's plots ("P" when it names none)."""
+    """The backend's matplotlib marker in the report's plots ("P" when it names none): one a
+    plugin manager of this process registered, else one an installed plugin registers."""
+    if name not in _SEEN:
+        from compressbench.plugins import get_plugin_manager
+        backends = get_plugin_manager().backends
+        if name in backends:
+            _SEEN.setdefault(name, backends.get(name))
     return getattr(_SEEN.get(name), "marker", None) or "P"
 
 

@@ -240,7 +240,7 @@ class RunSummary:
 def summarise(run_dir: Path, latency_budget: float | None = None,
               within: float = 1.0) -> RunSummary:
     run_dir = Path(run_dir)
-    records = [Record.of(r) for r in results.latest(results.read(run_dir)).values()]
+    records = [Record.from_dict(r) for r in results.latest(results.read(run_dir)).values()]
     if not records:
         raise CompressBenchError(f"{run_dir}: no results yet ({results.RESULTS} is missing or "
                                  f"empty); run a suite with --output {run_dir} first")
@@ -325,12 +325,12 @@ def backend_row(name: str, results: list[BackendResult | None], teacher: bool) -
                           bad.reason if bad else "not measured for every seed")
     out = BackendRow(name, "ok", runtime=present[0].runtime, options=present[0].options)
     out.busy = next((r.busy for r in present if r.busy), None)
-    out.p50_ms = mean([r.latency.p50 for r in present])
-    out.p90_ms = mean([r.latency.p90 for r in present])
-    if all(r.cpu for r in present):
-        out.cpu_p50_ms = mean([r.cpu.p50 for r in present])
-    if all(r.throughput for r in present):
-        out.throughput = mean([r.throughput for r in present])
+    out.p50_ms = mean([r.latency_ms.p50 for r in present])
+    out.p90_ms = mean([r.latency_ms.p90 for r in present])
+    if all(r.cpu_ms for r in present):
+        out.cpu_p50_ms = mean([r.cpu_ms.p50 for r in present])
+    if all(r.examples_per_s for r in present):
+        out.throughput = mean([r.examples_per_s for r in present])
     if all(r.peak_rss_mb for r in present):
         out.peak_rss_mb = max(r.peak_rss_mb for r in present)
     if all(r.paired for r in present):

@@ -44,7 +44,8 @@ def _run(ws, job, threads: int | None) -> None:
         _EVENTS.put(("started", job.id, "", {}))
         record = api.execute(job, worker,
                              lambda j, event, data: _EVENTS.put(("event", j.id, event, data)))
-        record.setdefault("quiet", {})["paused_s"] = round(worker.turnstile.paused_s, 2)
+        record = record.replace(quiet={**record.quiet,
+                                       "paused_s": round(worker.turnstile.paused_s, 2)})
     finally:
         worker.turnstile.release()
     _EVENTS.put(("finished", job.id, "", record))
