@@ -308,7 +308,7 @@ def speed_section(r, t) -> list[str]:
     for b in r.backends.values():
         if not b.ok:
             skipped.append(f"- {card_text(b.backend)}: {card_text(b.status)}: "
-                           f"{card_text(b.reason)}")
+                           f"{card_text(b.why)}")
             continue
         tb = t.backend(b.backend) if t else None
         lines.append(

@@ -30,9 +30,14 @@ def summary(d: dict | None) -> Summary | None:
     return Summary(**d) if d else None
 
 
-def drop_empty(d: dict) -> dict:
-    """``d`` without the keys whose value is None or empty (they read back as the default)."""
-    return {k: v for k, v in d.items() if v is not None and v != {} and v != [] and v != ()}
+def empty(value: Any) -> bool:
+    return value is None or (isinstance(value, dict | list | tuple | str) and not value)
+
+
+def written(values: dict, present: frozenset) -> dict:
+    """The keys to write: those with a value, and those the record was read with (so a key
+    keeps its place, null or empty, across a read and a write)."""
+    return {k: v for k, v in values.items() if not empty(v) or k in present}
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class Speedup:
     reference_ms: Summary | None
     ci95: tuple[float, float] | None = None  # 95% bootstrap interval over the timed examples
     extra: dict = field(default_factory=dict)
+    present: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def ci(self) -> tuple[float, float] | None:
@@ -55,19 +61,20 @@ class Speedup:
     def from_dict(cls, d: dict | None) -> Speedup | None:
         if not d:
             return None
+        present = frozenset(d)
         d = dict(d)
         ci = d.pop("ci95", None)
         return cls(d.pop("reference", "teacher"), d.pop("speedup"), d.pop("cpu_speedup", None),
                    summary(d.pop("model_ms", None)), summary(d.pop("reference_ms", None)),
-                   tuple(ci) if ci else None, d)
+                   tuple(ci) if ci else None, d, present)
 
     def to_dict(self) -> dict:
-        return {**drop_empty({
+        return {**written({
             "reference": self.reference, "speedup": self.speedup,
             "cpu_speedup": self.cpu_speedup,
             "model_ms": asdict(self.model_ms) if self.model_ms else None,
             "reference_ms": asdict(self.reference_ms) if self.reference_ms else None,
-            "ci95": list(self.ci95) if self.ci95 else None}), **self.extra}
+            "ci95": list(self.ci95) if self.ci95 else None}, self.present), **self.extra}
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,8 @@ class BackendResult:
     # "ok"; "unsupported": cannot run this model; "unavailable": not installed here;
     # "failed": an error while preparing or timing
     status: str = OK
-    reason: str | None = None  # why not measured (unsupported, unavailable, failed)
+    reason: str | None = None  # why not measured (unsupported, unavailable)
+    error: str | None = None  # what went wrong (failed)
     latency_ms: Summary | None = None  # batch 1, wall ms
     cpu_ms: Summary | None = None  # batch 1, process CPU ms
     latency_samples_ms: tuple[float, ...] = ()
@@ -112,10 +120,16 @@ class BackendResult:
     cpu: str | None = None  # the CPU's model name
     mean_tokens: float | None = None
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept
+    present: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def why(self) -> str | None:
+        """Why it was not measured, or what went wrong."""
+        return self.reason or self.error
 
     @property
     def examples_per_s(self) -> float | None:
@@ -139,11 +153,11 @@ class BackendResult:
 
     @classmethod
     def from_dict(cls, name: str, d: dict) -> BackendResult:
+        present = frozenset(d)
         d = dict(d)
-        if "error" in d and "reason" not in d:  # a failed measurement's message
-            d["reason"] = d.pop("error")
         return cls(
             backend=name, status=d.pop("status", OK), reason=d.pop("reason", None),
+            error=d.pop("error", None),
             latency_ms=summary(d.pop("latency_ms", None)), cpu_ms=summary(d.pop("cpu_ms", None)),
             latency_samples_ms=tuple(d.pop("latency_samples_ms", None) or ()),
             throughput=d.pop("throughput", None) or {}, memory_mb=d.pop("memory_mb", None) or {},
@@ -154,10 +168,11 @@ class BackendResult:
             versions=d.pop("versions", None) or {}, runtime=d.pop("runtime", None) or {},
             prepare=d.pop("prepare", None) or {}, load=d.pop("load", None) or {},
             options=d.pop("options", None) or {}, threads=d.pop("threads", None),
-            cpu=d.pop("cpu", None), mean_tokens=d.pop("mean_tokens", None), extra=d)
+            cpu=d.pop("cpu", None), mean_tokens=d.pop("mean_tokens", None), extra=d,
+            present=present)
 
     def to_dict(self) -> dict:
-        out = {"status": self.status, "reason": self.reason,
+        out = {"status": self.status, "reason": self.reason, "error": self.error,
                "latency_ms": asdict(self.latency_ms) if self.latency_ms else None,
                "cpu_ms": asdict(self.cpu_ms) if self.cpu_ms else None,
                "latency_samples_ms": list(self.latency_samples_ms),
@@ -169,7 +184,7 @@ class BackendResult:
                "versions": self.versions, "runtime": self.runtime, "prepare": self.prepare,
                "load": self.load, "options": self.options, "threads": self.threads,
                "cpu": self.cpu, "mean_tokens": self.mean_tokens}
-        return {**drop_empty(out), **self.extra}
+        return {**written(out, self.present | {"status"}), **self.extra}
 
 
 @dataclass(frozen=True)
@@ -205,6 +220,7 @@ class Measurement:
     settings: dict = field(default_factory=dict)
     start: Any = None  # the run's clock and load when the job's measurement began
     extra: dict = field(default_factory=dict)
+    present: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Measurement | None:
@@ -216,12 +232,13 @@ class Measurement:
             if d.get("paired"):
                 d["vs_eager"] = d["paired"]
             return cls({REFERENCE: BackendResult.from_dict(REFERENCE, d)}, settings, start)
+        present = frozenset(d)
         return cls({name: BackendResult.from_dict(name, b)
                     for name, b in (d.pop("backends") or {}).items()},
-                   d.pop("settings", None) or {}, d.pop("start", None), d)
+                   d.pop("settings", None) or {}, d.pop("start", None), d, present)
 
     def to_dict(self) -> dict:
-        return {**drop_empty({"settings": self.settings, "start": self.start}),
+        return {**written({"settings": self.settings, "start": self.start}, self.present),
                 "backends": {n: b.to_dict() for n, b in self.backends.items()}, **self.extra}
 
 
@@ -266,6 +283,7 @@ class Record:
     quiet: dict = field(default_factory=dict)  # time a local worker spent paused
     schema: int = SCHEMA
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept
+    present: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -318,6 +336,7 @@ class Record:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Record:
         """A record as read from ``results.jsonl`` (any earlier layout, migrated)."""
+        present = frozenset(d)
         d = dict(d)
         training = d.pop("training", None)
         return cls(
@@ -335,7 +354,8 @@ class Record:
             started_at=d.pop("started_at", ""), wall_s=d.pop("wall_s", None),
             env=d.pop("env", None) or {}, data=d.pop("data", None) or {},
             cache_dir=d.pop("cache_dir", None), model_dir=d.pop("model_dir", None),
-            quiet=d.pop("quiet", None) or {}, schema=SCHEMA, extra=_without(d, "schema"))
+            quiet=d.pop("quiet", None) or {}, schema=SCHEMA, extra=_without(d, "schema"),
+            present=present)
 
     def to_dict(self) -> dict:
         """The record as ``results.jsonl`` holds it (empty fields left out)."""
@@ -344,10 +364,8 @@ class Record:
         values["measure"] = self.measure.to_dict() if self.measure else None
         for name in ("steps", "grid", "training"):
             values[name] = list(values[name])
-        keep = {"schema", "job_id", "key", "task", "label", "seed", "status"}  # always written
-        return {**{k: v for k, v in values.items()
-                   if k in keep or (v is not None and v != {} and v != [] and v != "")},
-                **self.extra}
+        always = {"schema", "job_id", "key", "task", "label", "seed", "status"}
+        return {**written(values, self.present | always), **self.extra}
 
 
 def _without(d: dict, *keys: str) -> dict:

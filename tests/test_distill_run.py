@@ -292,11 +292,14 @@ methods:
   - {{name: kd, student: {{layers: 1}}}}
 training: {{learning_rate: 5.0e-5}}
 """))
+    from compressbench.plan import plan_steps
+
     runner = Runner(suite, get_plugin_manager(), cache_dir=tmp_path / "cache")
     rates = []
     for entry in suite.methods:
         job = Job("sst2", entry.label, 42, entry.steps)
-        rates.append(runner.plan(job, job.steps, "start")[0].training.learning_rate)
+        rates.append(plan_steps(runner.suite, runner.pm, job.seed, job.steps,
+                                "start")[0].training.learning_rate)
     assert rates == [1e-3, 1e-4, 5e-5]  # method default, entry override, suite
 
 

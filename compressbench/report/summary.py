@@ -322,7 +322,7 @@ def backend_row(name: str, results: list[BackendResult | None], teacher: bool) -
     bad = next((r for r in present if not r.ok), None)
     if bad is not None or len(present) < len(results):
         return BackendRow(name, bad.status if bad else "failed",
-                          bad.reason if bad else "not measured for every seed")
+                          bad.why if bad else "not measured for every seed")
     out = BackendRow(name, "ok", runtime=present[0].runtime, options=present[0].options)
     out.busy = next((r.busy for r in present if r.busy), None)
     out.p50_ms = mean([r.latency_ms.p50 for r in present])

@@ -86,10 +86,9 @@ def test_a_suite_runs_exports_measures_and_reports_the_kind(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"""version: 1
 name: choice-example
-teacher: {{model: {teacher}, training: {{epochs: 3, learning_rate: 3.0e-3}}}}
+teacher: {{model: {teacher}, training: {{epochs: 2, learning_rate: 3.0e-3}}}}
 tasks: [toy-copa]
 methods:
-  - {{name: kd, label: kd-1L, student: {{layers: 1}}}}
   - name: kd-1L-ort-int8
     chain:
       - {{name: kd, student: {{layers: 1}}}}
@@ -105,7 +104,7 @@ measure: {{latency_samples: 8, warmup: 1, throughput_samples: 8,
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
-    assert {r["label"] for r in records} == {"teacher", "kd-1L", "kd-1L-ort-int8"}
+    assert {r["label"] for r in records} == {"teacher", "kd-1L-ort-int8"}
     assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
     for r in records:
         assert r["task_kind"] == "multiple-choice" and "accuracy" in r["metrics"]
@@ -119,16 +118,15 @@ measure: {{latency_samples: 8, warmup: 1, throughput_samples: 8,
         preds = json.loads(preds_file.read_text())["dev"]
         assert np.mean(np.asarray(preds) == np.asarray(gold["label"])) == \
             pytest.approx(r["metrics"]["accuracy"])
-    # the KD student ran in ONNX Runtime from a graph with a choices axis, agreeing with torch
-    ort = next(r for r in records if r["label"] == "kd-1L")["measure"]["backends"]["onnxruntime"]
+    # the teacher ran in ONNX Runtime from a graph with a choices axis, agreeing with torch
+    ort = next(r for r in records if r["label"] == "teacher")["measure"]["backends"]["onnxruntime"]
     assert ort["status"] == "ok", ort
     assert ort["agreement"]["prediction_agreement"] == 1.0
     assert ort["agreement"]["max_abs_logit_diff"] < 1e-3
+    # the KD student, quantized to int8 in ONNX Runtime: saved, scored and timed in its format
     int8 = next(r for r in records if r["label"] == "kd-1L-ort-int8")
-    assert int8["measure"]["backends"]["onnxruntime"]["latency_ms"]["p50"] > 0  # its own format
-    report = subprocess.run([sys.executable, "-m", "compressbench.cli", "report", str(run),
-                             "--format", "md"], capture_output=True, text=True, env=env)
-    assert report.returncode == 0, report.stderr[-3000:]
-    md = (run / "report.md").read_text()
+    assert int8["model"]["format"] == "onnx"
+    assert int8["measure"]["backends"]["onnxruntime"]["latency_ms"]["p50"] > 0
+    md = (run / "report.md").read_text()  # written by `run` itself
     assert "toy-copa" in md and "kd-1L-ort-int8" in md
     assert " / 2) " in md  # the kind's examples table: the premise with its candidates
