@@ -29,7 +29,9 @@ run: $(STAMP)
 	$(BIN)/compressbench run $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 test: $(STAMP)
-	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest -q tests $(addsuffix /tests,$(EXAMPLES))
+	# two processes (one per core), each test file in one of them (its module fixtures once)
+	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest -q -n 2 --dist loadfile \
+	    tests $(addsuffix /tests,$(EXAMPLES))
 
 bench: $(STAMP)
 	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest benchmarks --benchmark-only -s

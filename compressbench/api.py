@@ -43,8 +43,13 @@ used, so ``from compressbench import api`` is cheap.
   ``collate``, ``length_grouped_batches``, ``n_tokens`` (a feature's length: its longest
   token row), ``to_device``, ``device_of``.
 - **Losses** (:mod:`compressbench.losses`): ``soft_loss``, ``soft_cross_entropy``,
-  ``kd_loss``, ``masked_mean``, ``masked_mse``, ``label_mask``, ``pair_mask``,
-  ``attention_kl``, ``relation``. A loss function may return ``(loss, {"term": value})``: the
+  ``kd_loss``, ``gold_loss`` (the task loss on the rows with a gold label: a transfer set's
+  rows have only the teacher's), ``masked_mean``, ``masked_mse``, ``label_mask``,
+  ``pair_mask``, ``attention_kl``, ``relation``.
+- **Transfer sets**: ``ctx.transfer_set()`` (labelled features plus the suite's transfer set,
+  labelled by the teacher; set ``uses_transfer = True`` on the method); augmenters are plugins
+  (``register_augmenters``); Tang et al.'s rules: ``tang_copies``, ``TangOptions``,
+  ``Lexicon``, ``lexicon_path``. A loss function may return ``(loss, {"term": value})``: the
   terms are shown in the progress bar and kept, per epoch, in the record's training history.
 - **Inside a model** (:mod:`compressbench.capture`): ``capture(model, "hidden", "qkv")``:
   hidden states, attention scores and probabilities, queries, keys and values per layer, for
@@ -79,7 +84,8 @@ _NAMES = {
     "compressbench.batching": ("n_tokens",),
     "compressbench.losses": ("soft_loss", "soft_cross_entropy", "kd_loss", "masked_mean",
                              "masked_mse", "label_mask", "pair_mask", "attention_kl",
-                             "relation"),
+                             "relation", "gold_loss"),
+    "compressbench.augment": ("Lexicon", "lexicon_path", "tang_copies", "TangOptions"),
     "compressbench.capture": ("capture", "Captured"),
     "compressbench.measure.backend": ("Unsupported",),
     "compressbench.measure.protocol": ("as_batch",),

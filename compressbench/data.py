@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +28,9 @@ class TaskData:
     val: list[Example]
     evals: dict[str, list[Example]]  # split name -> examples (GLUE dev, CoNLL test)
     val_source: str  # "held out from train" or the official split's name
+    #: the training split's other examples (neither the labelled subset nor validation): the
+    #: unlabelled source of a transfer set (compressbench.transfer); not part of the fingerprint
+    pool: list[Example] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -63,10 +66,13 @@ def prepare(task: Task, data_dir: Path | None, cfg: Training) -> TaskData:
         val = [train[i] for i in sorted(held)]
         train = [ex for i, ex in enumerate(train) if i not in held]
         source = f"{n_val} examples held out from train"
+    everything = train
     train = subset(train, cfg.max_train_samples, cfg.data_seed)
+    chosen = {id(ex) for ex in train}
+    pool = [ex for ex in everything if id(ex) not in chosen]
     evals = {s: subset(task.load(s, data_dir), cfg.max_eval_samples, cfg.data_seed)
              for s in task.eval_splits}
-    return TaskData(task, train, val, evals, source)
+    return TaskData(task, train, val, evals, source, pool)
 
 
 # --------------------------------------------------------------------------- tokenization

@@ -221,6 +221,7 @@ def build(job: Job, plan: list[Planned], worker: Worker, teacher: Path | None,
                     teacher_outputs_dir=None if teacher is None
                     else ws.cache_dir / "teacher-outputs" / teacher.name,
                     data_dir=ws.data_dir, threads=worker.threads, pause=worker.pause,
+                    plugins=worker.pm,
                     load_teacher=lambda: models.load_model(teacher),
                     load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
                     else (lambda: models.load_model(teacher)))
@@ -234,6 +235,8 @@ def build(job: Job, plan: list[Planned], worker: Worker, teacher: Path | None,
                         "student": ctx.student,
                         "settings": dataclasses.asdict(cfg),  # the step's training, resolved
                         "teacher_signal": bool(uses(params)) if callable(uses) else None}
+                if ctx.transfer is not None:  # what the teacher labelled besides the labels
+                    info["transfer"] = ctx.transfer
                 models.save_model(model, folder, p.task.kind, worker.tokenizer)
                 safefs.write_atomic(folder / "train.json", json.dumps(info, indent=2))
                 cache.seal(folder)

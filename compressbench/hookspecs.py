@@ -87,6 +87,18 @@ def register_executors(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_augmenters(register: Callable[[Any], None]) -> None:
+    """Register augmentation rules for transfer sets (``transfer: {augment: {rules: NAME}}``).
+
+    Called once per plugin manager, the first time an augmenter is looked up.
+
+    :param register: call ``register(augmenter)`` with an object following the protocol of
+        :mod:`compressbench.augment` (``name``, ``Options``, ``check(options, data_dir,
+        where)``, ``augment(examples, kind, options, copies, seed, ctx)``).
+    """
+
+
+@hookspec
 def run_started(suite: Any, run_dir: Path) -> None:
     """Called once when ``run_suite`` starts, after the suite and its data passed validation.
 

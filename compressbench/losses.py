@@ -50,9 +50,23 @@ def kd_loss(kind, temperature: float, alpha: float):
         logits = logits_of(model(**forward_kwargs(model, batch)))  # (B, C) or (B, T, C)
         mask = kind.label_mask(batch["labels"])
         soft = kind.soft_loss(logits, batch["teacher_logits"], temperature, mask)
-        hard = kind.task_loss(logits, batch["labels"])
+        hard = gold_loss(kind, logits, batch)
         return alpha * soft + (1 - alpha) * hard, {"soft": soft.item(), "hard": hard.item()}
     return loss_fn
+
+
+def gold_loss(kind, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """The task loss against gold labels, over the batch's rows that have one: a transfer
+    set's rows (``batch["labelled"]`` False, :meth:`Context.transfer_set`) carry only the
+    teacher's labels and are left out (0 when no row has one). Batches without ``labelled``:
+    every row."""
+    kind = kinds.get(kind)
+    labelled = batch.get("labelled")  # (B,) bool, or absent
+    if labelled is None or bool(labelled.all()):
+        return kind.task_loss(logits, batch["labels"])
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0  # keeps the graph; no gold label in this batch
+    return kind.task_loss(logits[labelled], batch["labels"][labelled])
 
 
 def pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:

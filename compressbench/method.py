@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 from compressbench import cache, models, safefs, training
 from compressbench.data import TaskData
 from compressbench.suite import Training
-from compressbench.tasks import Task
+from compressbench.tasks import Example, Task
 
 
 class Method:
@@ -35,6 +36,10 @@ class Method:
     # training settings this method needs by default (e.g. a larger learning rate); a suite
     # entry's own `training:` overrides them
     training_defaults: ClassVar[dict] = {}
+    # it trains on ctx.transfer_set(): a step's `training.transfer` is then part of its cache
+    # key (a method without it ignores a suite-wide transfer set; an entry of its own is an
+    # error)
+    uses_transfer: ClassVar[bool] = False
 
     def build(self, ctx: Context, params: Any) -> nn.Module:
         raise NotImplementedError
@@ -85,6 +90,8 @@ class Context:
     pause: Callable[[], None] | None = None
     train_results: list[dict] = field(default_factory=list)
     student: dict | None = None  # what describe_student recorded (the job's record keeps it)
+    plugins: Any = None  # the run's plugin manager (augmenters, tasks, ... by name)
+    transfer: dict | None = None  # what transfer_set used (the job's record keeps it)
 
     @property
     def pad_id(self) -> int:
@@ -170,6 +177,36 @@ class Context:
         loop's batches then carry them: (B, C), or (B, T, C) for token tasks)."""
         rows = self.features[feats] if isinstance(feats, str) else feats
         return [{**f, "teacher_logits": t} for f, t in zip(rows, self.teacher_logits(rows))]
+
+    def transfer_set(self) -> list[dict]:
+        """The labelled training features with the teacher's logits, then this step's transfer
+        set (``training.transfer``, see :mod:`compressbench.transfer`) labelled by the teacher:
+        each transfer example carries ``teacher_logits``, the teacher's hard label under
+        ``labels`` and ``labelled`` False (the labelled ones True), so a loss can keep its
+        task term to gold labels (:func:`compressbench.losses.gold_loss`). Without a transfer
+        set it is :meth:`with_teacher_logits` of ``"train"``, unchanged. A method that calls
+        it sets ``uses_transfer = True`` (the setting is then part of its cache key). What was
+        used (counts per source, leaks dropped, labelling time) goes into the job's record."""
+        from compressbench import transfer
+        from compressbench.data import encode
+
+        base = self.with_teacher_logits("train")
+        spec = self.training.transfer
+        if spec is None or spec.empty:
+            return base
+        start = time.perf_counter()
+        examples, info = transfer.examples(self, spec)
+        kind = self.task.kind
+        examples = [Example(ex.text_a, ex.text_b, kind.placeholder_label(ex)) for ex in examples]
+        feats = encode(self.task, self.tokenizer, examples, self.training.max_seq_length)
+        logits = self.teacher_logits(feats) if feats else []
+        extra = [{**f, "labels": kind.hard_label(z, f), "teacher_logits": z,
+                  "labelled": torch.tensor(False)} for f, z in zip(feats, logits)]
+        info.update(labelled=len(base), transfer=len(extra),
+                    label_s=round(time.perf_counter() - start, 2))
+        self.transfer = info
+        self.emit("transfer_set", info)
+        return [{**f, "labelled": torch.tensor(True)} for f in base] + extra
 
     def train_steps(self, feats: list[dict] | None = None, epochs: float | None = None) -> int:
         """How many optimiser steps ``train`` will take on ``feats`` (default: the training

@@ -197,16 +197,29 @@ def step_key(prev: str, name: str, method: Any, params: Any, cfg: Training, seed
     """The cache key of a step's model: the previous step's key, the method (name and
     version), its parameters, the training settings that make a model, and the seed."""
     return digest(prev, name, getattr(method, "version", "1"), schema.as_dict(params),
-                  key_settings(cfg), seed)
+                  key_settings(cfg, uses_transfer(method)), seed)
 
 
-def key_settings(cfg: Training) -> dict:
+def uses_transfer(method: Any) -> bool:
+    """Whether ``method`` trains on a transfer set (``Method.uses_transfer``)."""
+    return bool(getattr(method, "uses_transfer", False))
+
+
+def key_settings(cfg: Training, transfer: bool = False) -> dict:
     """The training settings that make a model: all but the device (hardware, like the
-    thread count), and the precision only when it is not fp32 (the keys before it existed)."""
+    thread count), the precision only when it is not fp32, and the transfer set only for a
+    method that uses one, with its file's digest for its path (the keys before these
+    existed stay the same)."""
     out = schema.as_dict(cfg)
     del out["device"]
     if out["precision"] == "fp32":
         del out["precision"]
+    spec = out.pop("transfer", None)
+    if transfer and cfg.transfer is not None and not cfg.transfer.empty:
+        if cfg.transfer.file is not None:
+            from compressbench.transfer import file_digest
+            spec = {**spec, "file": file_digest(cfg.transfer.file)}
+        out["transfer"] = spec
     return out
 
 

@@ -24,7 +24,8 @@ GROUP = "compressbench"
 DISABLE_ENV = "COMPRESSBENCH_DISABLE_PLUGINS"  # comma-separated plugin names
 TRACE_ENV = "COMPRESSBENCH_TRACE"  # set to 1 to print every hook call to stderr
 # methods each what of registered object must have (checked at registration)
-REQUIRED = {"backends": ("missing", "prepare", "load"), "executors": ("missing", "start")}
+REQUIRED = {"backends": ("missing", "prepare", "load"), "executors": ("missing", "start"),
+            "augmenters": ("check", "augment")}
 
 
 class PluginManager(pluggy.PluginManager):
@@ -39,7 +40,7 @@ class PluginManager(pluggy.PluginManager):
 
     def registry(self, what: str) -> Registry:
         """The registry for ``what`` in ('task_kinds', 'tasks', 'methods', 'reporters',
-        'backends', 'executors'), filled on first use."""
+        'backends', 'executors', 'augmenters'), filled on first use."""
         if what not in self._registries:
             self._registries[what] = Registry.collect(self, what)
         return self._registries[what]
@@ -67,6 +68,10 @@ class PluginManager(pluggy.PluginManager):
     @property
     def executors(self) -> Registry:
         return self.registry("executors")
+
+    @property
+    def augmenters(self) -> Registry:
+        return self.registry("augmenters")
 
     def register(self, plugin: Any, name: str | None = None) -> str | None:
         self._registries.clear()  # a new plugin may register new things
@@ -215,7 +220,8 @@ def describe(pm: PluginManager) -> list[dict]:
     """One dict per plugin: name, version, source, hooks implemented, names registered."""
     dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
     registered: dict[str, list[str]] = {}
-    for what in ("task_kinds", "tasks", "methods", "reporters", "backends", "executors"):
+    for what in ("task_kinds", "tasks", "methods", "reporters", "backends", "executors",
+                 "augmenters"):
         reg = pm.registry(what)
         for item, owner in reg.owners.items():
             registered.setdefault(owner, []).append(f"{what[:-1]}:{item}")

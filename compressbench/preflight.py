@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compressbench import data as D
-from compressbench import models
+from compressbench import models, transfer
 from compressbench.errors import ConfigError, HubUnavailable
 from compressbench.suite import Suite, check, grid_settings, method_params, with_setting
 from compressbench.tasks import Task
@@ -135,6 +135,12 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                         raise ConfigError(f"{key}.layers: {spec.layers} is more than the "
                                           f"teacher's {layers} layers; use at most {layers}")
                     check_heads(spec, config, key)
+                if getattr(method, "uses_transfer", False):
+                    defaults = getattr(method, "training_defaults", {})
+                    cfg = suite.training_for({**defaults, **one.training}, step.where)
+                    for task in tasks:
+                        transfer.check(cfg.transfer, task, prepared.get(task.name), pm,
+                                       data_dir, f"{w}: {step.where}.training.transfer")
                 if callable(getattr(method, "check", None)):
                     for task in tasks:
                         method.check(params, Facts(task, prepared.get(task.name), config,

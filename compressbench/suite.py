@@ -37,6 +37,41 @@ DATA_KNOBS = ("max_train_samples", "max_val_samples", "val_fraction", "max_eval_
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Augmented copies of the labelled examples, for the teacher to label (a transfer set)."""
+
+    copies: int = 4  # new copies per labelled example (Tang et al. 2019 use 20 per example)
+    rules: str = "tang"  # a registered augmenter (``compressbench plugins`` lists them)
+    options: dict = field(default_factory=dict)  # the augmenter's own settings
+
+    def __post_init__(self):
+        if self.copies < 1:
+            raise ValueError(f"copies: {self.copies} must be at least 1")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A transfer set: examples beyond the labelled ones that the teacher labels and a
+    distillation method also trains on (Tang et al. 2019; TinyBERT §3.3; Turc et al. 2019).
+    The labelled examples stay those of the baseline; validation and reported splits never
+    enter it."""
+
+    unlabeled: int = 0  # the task's own training texts beyond max_train_samples, labels dropped
+    file: str | None = None  # unlabelled texts: one example per line, a pair tab-separated
+    augment: Augment | None = None  # augmented copies of the labelled examples
+
+    def __post_init__(self):
+        if self.unlabeled < 0:
+            raise ValueError(f"unlabeled: {self.unlabeled} must be at least 0")
+        if self.file is not None and not str(self.file).strip():
+            raise ValueError("file: empty (a path to a text file, or leave the key out)")
+
+    @property
+    def empty(self) -> bool:
+        return not self.unlabeled and self.file is None and self.augment is None
+
+
+@dataclass(frozen=True)
 class Training:
     """The shared training loop's settings; a method or the teacher may override any of them."""
 
@@ -59,6 +94,9 @@ class Training:
     device: str = "auto"
     # fp32, or mixed precision under autocast: bf16, or fp16 with a gradient scaler
     precision: str = "fp32"
+    # a transfer set for the methods that distil on one (``uses_transfer``); others ignore a
+    # suite-wide one, and an entry of theirs that sets one is an error
+    transfer: Transfer | None = None
 
     def __post_init__(self):
         for key in ("epochs", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
@@ -277,7 +315,12 @@ class Suite:
             raise ConfigError(f"{self.path}: {where}.training.{shared[0]}: a data setting is "
                               f"suite-wide (every method sees the same data); set it under "
                               f"the top-level `training:`")
-        return schema.build(Training, {**base, **overrides}, f"{self.path}: {where}.training")
+        cfg = schema.build(Training, {**base, **overrides}, f"{self.path}: {where}.training")
+        t = cfg.transfer
+        if t is not None and t.file is not None and not Path(t.file).is_absolute():
+            # relative to the suite file; the cache key holds the file's digest, not its path
+            cfg = replace(cfg, transfer=replace(t, file=str(self.path.parent / t.file)))
+        return cfg
 
 
 TOP_KEYS = ("version", "name", "teacher", "tasks", "methods", "seeds", "training", "measure",
@@ -491,6 +534,12 @@ def check(suite: Suite, pm) -> None:
             method = pm.methods.get(step.method, f"{w}: {step.where}.name")
             method_params(method, step, w)
             suite.training_for(step.training, step.where)
+            if "transfer" in step.training and not getattr(method, "uses_transfer", False):
+                users = sorted(n for n in pm.methods if getattr(pm.methods.get(n),
+                                                                "uses_transfer", False))
+                raise ConfigError(f"{w}: {step.where}.training.transfer: {step.method} does not "
+                                  f"train on a transfer set (those that do: "
+                                  f"{', '.join(users) or 'none installed'}); remove it here")
             for key, values in step.grid.items():
                 grid_target(method, key, f"{w}: {step.where}.grid")
                 for value in values:

@@ -11,15 +11,14 @@ The transfer set is the training data plus N rule-based augmented copies of each
 (§3.2), labelled by the teacher: each word is masked with p_mask, else replaced by a word with
 the same part of speech with p_pos (POS from a lexicon), and with p_ng the example is cut to a
 random n-gram (n in 1..5). Token tasks keep every word in place, so they get no n-gram sampling.
+The rules are the shared ``tang`` augmenter (:mod:`compressbench.augment`), which any method's
+transfer set can use too.
 The student is saved as weights plus a recipe naming ``BiLSTMStudent`` and its arguments
 (``compressbench.built_by``), so loading it runs no pickle.
 """
 from __future__ import annotations
 
-import random
-from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -27,17 +26,20 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from compressbench.api import (
-    ConfigError,
     Example,
+    Lexicon,
     Method,
+    TangOptions,
     built_by,
     encode,
     forward_kwargs,
     hookimpl,
     label_mask,
+    lexicon_path,
     logits_of,
     masked_mean,
     rebuild_step,
+    tang_copies,
     task_kind,
     task_loss,
 )
@@ -125,97 +127,14 @@ class BiLSTMStudent(nn.Module):
 
 # --------------------------------------------------------------------------- augmentation
 
-class Lexicon:
-    """word -> its most frequent POS tag; tag -> words with their counts (for sampling)."""
-
-    def __init__(self, counts: dict[str, Counter]):
-        self.tag = {w: c.most_common(1)[0][0] for w, c in counts.items()}
-        by_tag: dict[str, Counter] = defaultdict(Counter)
-        for w, c in counts.items():
-            by_tag[self.tag[w]][w] += sum(c.values())
-        self.words = {t: (list(c), list(c.values())) for t, c in by_tag.items()}
-
-    def replace(self, word: str, rng: random.Random) -> str:
-        tag = self.tag.get(word.lower())
-        if tag is None:
-            return word
-        words, weights = self.words[tag]
-        return rng.choices(words, weights)[0]  # the unigram distribution within the tag
-
-    @classmethod
-    def read(cls, path: Path) -> Lexicon:
-        """CoNLL column files (word POS ...) or 'word<TAB>TAG' lines."""
-        counts: dict[str, Counter] = defaultdict(Counter)
-        for line in path.read_text(encoding="utf-8").splitlines():
-            cols = line.split()
-            if len(cols) < 2 or cols[0] == "-DOCSTART-":
-                continue
-            counts[cols[0].lower()][cols[1]] += 1
-        if not counts:
-            raise ConfigError(f"bilstm.lexicon: {path}: no 'word TAG' lines found")
-        return cls(counts)
-
-
-def lexicon_path(spec: str, data_dir: Path | None, where: str = "bilstm") -> Path:
-    """The POS lexicon file ``lexicon:`` names, else a ConfigError naming the fix."""
-    if spec == "conll2003":
-        if data_dir is not None:
-            for name in ("conll2003/train.txt", "conll2003/eng.train",
-                         "conll2003/original_iob1/eng.train"):
-                if (Path(data_dir) / name).is_file():
-                    return Path(data_dir) / name
-        raise ConfigError(f"{where}.lexicon: 'conll2003' (the default) needs "
-                          f"conll2003/train.txt in the data directory (--data-dir), which "
-                          f"{'is not given' if data_dir is None else f'{data_dir} lacks'}; "
-                          f"give `lexicon:` a file of 'word TAG' lines, or set p_pos: 0")
-    if not Path(spec).is_file():
-        raise ConfigError(f"{where}.lexicon: {spec}: no such file (CoNLL columns or 'word TAG' "
-                          f"lines)")
-    return Path(spec)
-
-
-def augment_words(words: list[str], rng: random.Random, p: Params, lexicon: Lexicon | None,
-                  mask_token: str, ngrams: bool) -> list[str]:
-    """One augmented copy (Tang et al. 2019 §3.2): masking, POS-guided replacement, n-grams."""
-    out = []
-    for word in words:
-        x = rng.random()
-        if x < p.p_mask:
-            out.append(mask_token)
-        elif x < p.p_mask + p.p_pos and lexicon is not None:
-            out.append(lexicon.replace(word, rng))
-        else:
-            out.append(word)
-    if ngrams and len(out) > 1 and rng.random() < p.p_ng:
-        n = rng.randint(1, min(5, len(out)))
-        start = rng.randint(0, len(out) - n)
-        out = out[start:start + n]
-    return out
-
-
-def augment(examples: list[Example], kind, p: Params, lexicon: Lexicon | None,
-            mask_token: str, seed: int) -> list[Example]:
-    """``p.n_aug`` new copies per example (duplicates of the original dropped); labels are
-    placeholders, replaced by the teacher's."""
-    rng = random.Random(seed)
-    out = []
-    for ex in examples:
-        seen = set()
-        for _ in range(p.n_aug):
-            if task_kind(kind).per_token:  # a list of words with one tag each
-                words = augment_words(list(ex.text_a), rng, p, lexicon, mask_token, False)
-                new = Example(words, None, ex.label)
-            else:
-                a = " ".join(augment_words(ex.text_a.split(), rng, p, lexicon, mask_token, True))
-                b = (None if ex.text_b is None else
-                     " ".join(augment_words(ex.text_b.split(), rng, p, lexicon, mask_token, True)))
-                new = Example(a, b, ex.label)
-            key = (str(new.text_a), new.text_b)
-            if key in seen or (new.text_a == ex.text_a and new.text_b == ex.text_b):
-                continue
-            seen.add(key)
-            out.append(new)
-    return out
+def augment(examples: list[Example], kind, p: Params, mask_token: str, seed: int,
+            data_dir) -> list[Example]:
+    """``p.n_aug`` copies per example by Tang et al.'s rules (:mod:`compressbench.augment`,
+    shared with every method's transfer set)."""
+    rules = TangOptions(p.p_mask, p.p_pos, p.p_ng, p.lexicon)
+    lexicon = (Lexicon.read(lexicon_path(p.lexicon, data_dir, "bilstm"), "bilstm.lexicon")
+               if p.p_pos > 0 else None)
+    return tang_copies(examples, kind, rules, p.n_aug, lexicon, mask_token, seed)
 
 
 # --------------------------------------------------------------------------- the method
@@ -250,7 +169,7 @@ class BiLSTM(Method):
         if params.n_aug > 0 and params.p_pos > 0:
             if facts.data is None and params.lexicon == "conll2003":
                 return  # validate --no-data: the data directory is not looked at
-            lexicon_path(params.lexicon, facts.data_dir, facts.where)
+            lexicon_path(params.lexicon, facts.data_dir, f"{facts.where}")
 
     def uses_teacher(self, params: Params) -> bool:
         """``alpha: 1`` (hard labels only) with ``n_aug: 0`` (no examples the teacher labels)
@@ -285,10 +204,8 @@ class BiLSTM(Method):
             return student
         transfer = ctx.with_teacher_logits("train")
         if params.n_aug > 0:
-            lexicon = (Lexicon.read(lexicon_path(params.lexicon, ctx.data_dir))
-                       if params.p_pos > 0 else None)
-            new = augment(ctx.data.train, task.kind, params, lexicon, ctx.tokenizer.mask_token,
-                          ctx.seed)
+            new = augment(ctx.data.train, task.kind, params, ctx.tokenizer.mask_token,
+                          ctx.seed, ctx.data_dir)
             feats = encode(task, ctx.tokenizer, new, ctx.training.max_seq_length)
             transfer = transfer + teacher_labels(feats, ctx.teacher_logits(feats), task.kind)
         ctx.emit("transfer_set", {"original": len(ctx.data.train), "total": len(transfer)})

@@ -36,6 +36,7 @@ from compressbench.api import (
     encode,
     float32,
     forward_kwargs,
+    gold_loss,
     half_student,
     hookimpl,
     label_mask,
@@ -45,7 +46,6 @@ from compressbench.api import (
     resolve_model_ref,
     soft_loss,
     task_kind,
-    task_loss,
 )
 
 
@@ -196,7 +196,7 @@ def triple_loss(teacher: nn.Module, kind, p: Params):
         mask = label_mask(kind, batch["labels"])
         return weighted_terms([
             ("ce", p.alpha_ce, lambda: soft_loss(s_logits, t_logits, p.temperature, kind, mask)),
-            ("task", p.alpha_task, lambda: task_loss(kind, s_logits, batch["labels"])),
+            ("task", p.alpha_task, lambda: gold_loss(kind, s_logits, batch)),
             # last hidden states (B, T, H) of both, over non-padding tokens
             ("cos", p.alpha_cos, lambda: cosine_loss(s_out.hidden_states[-1],
                                                      t_out.hidden_states[-1],
@@ -317,6 +317,7 @@ class DistilBERT(Method):
     name = "distilbert"
     Params = Params
     description = "Sanh et al. 2019 triple loss (soft targets, task/MLM, cosine); task or pretrain"
+    uses_transfer = True  # task mode distils on the transfer set (the teacher runs alongside)
 
     def check(self, params: Params, facts) -> None:
         hidden = getattr(facts.teacher_config, "hidden_size", None)
@@ -351,7 +352,8 @@ class DistilBERT(Method):
                              layers_from=list(layers_from) if layers_from else None)
         ctx.emit("student", {"class": type(student).__name__, "layers_from_teacher": layers_from})
         ctx.train(student, triple_loss(teacher, ctx.task.kind, params),
-                  description=f"{ctx.task.name} distilbert")
+                  description=f"{ctx.task.name} distilbert",
+                  feats=ctx.transfer_set() if ctx.training.transfer else None)
         return student
 
     def pretrain(self, ctx, params: Params):

@@ -8,7 +8,10 @@ its gradients keep their size as T changes, §2) mixed with the hard-label loss:
 
 For regression (STS-B) there is no distribution to soften: the soft term is the squared error to
 the teacher's prediction. For token tasks it is averaged over the labelled (word-initial) tokens.
-The teacher's logits are computed once per task and cached (``ctx.with_teacher_logits``).
+The teacher's logits are computed once per task and cached. With a transfer set
+(``training: {transfer: ...}``, see README "Transfer sets") the student also learns from the
+teacher's logits on unlabelled or augmented examples, the hard-label term only where a gold
+label exists (``ctx.transfer_set``, ``api.gold_loss``).
 
 The losses live in the core, for every plugin: ``from compressbench.api import soft_loss,
 kd_loss`` (importing them from ``compressbench_plugins.kd`` still works, but is deprecated).
@@ -49,6 +52,7 @@ class KD(Method):
     name = "kd"
     Params = Params
     description = "Hinton et al. 2015: soft targets at temperature T plus hard labels"
+    uses_transfer = True
 
     def uses_teacher(self, params: Params) -> bool:
         return params.alpha > 0
@@ -58,7 +62,7 @@ class KD(Method):
         spec = half_student(params.student, source.config.num_hidden_layers)
         student = ctx.make_student(spec, source)
         ctx.train(student, kd_loss(ctx.task.kind, params.temperature, params.alpha),
-                  description=f"{ctx.task.name} kd", feats=ctx.with_teacher_logits("train"))
+                  description=f"{ctx.task.name} kd", feats=ctx.transfer_set())
         return student
 
 

@@ -138,6 +138,7 @@ class TinyBERT(Method):
     Params = Params
     version = "2"  # 2: regression fits the gold score by default, as the reference code
     description = "Jiao et al. 2019: embedding/hidden/attention MSE, then soft cross-entropy"
+    uses_transfer = True
 
     def check(self, params: Params, facts) -> None:
         heads = getattr(facts.teacher_config, "num_attention_heads", None)
@@ -151,6 +152,8 @@ class TinyBERT(Method):
     def build(self, ctx, params: Params):
         teacher = ctx.teacher()
         cfg = teacher.config
+        # both stages on the transfer set when there is one (§3.3: the augmented data)
+        feats = ctx.transfer_set() if ctx.training.transfer else ctx.with_teacher_logits("train")
         spec = params.student or default_student(cfg)
         student = ctx.make_student(spec)
         s_cfg = student.config
@@ -166,14 +169,14 @@ class TinyBERT(Method):
             loss = stage1_loss(teacher, mapping, proj, params)
             try:
                 ctx.train(student, loss, description=f"{ctx.task.name} tinybert-1",
-                          extra=proj, epochs=params.intermediate_epochs, validate=False)
+                          extra=proj, epochs=params.intermediate_epochs, validate=False,
+                          feats=feats if ctx.training.transfer else None)
             finally:
                 loss.close()
         del teacher
         ctx.train(student, prediction_loss(ctx.task.kind, params.temperature,
                                            params.regression_target),
-                  description=f"{ctx.task.name} tinybert-2",
-                  feats=ctx.with_teacher_logits("train"))
+                  description=f"{ctx.task.name} tinybert-2", feats=feats)
         return student
 
 

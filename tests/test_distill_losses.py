@@ -237,30 +237,33 @@ def test_bilstm_loss_is_mse_on_logits():
 
 def test_augmentation_rules():
     from collections import Counter
-    lexicon = bilstm.Lexicon({"good": Counter(JJ=3), "bad": Counter(JJ=1), "film": Counter(NN=2)})
+
+    from compressbench import augment as A
+    lexicon = A.Lexicon({"good": Counter(JJ=3), "bad": Counter(JJ=1), "film": Counter(NN=2)})
     rng = random.Random(0)
     words = "a good film".split()
-    everything_masked = bilstm.Params(p_mask=1.0, p_pos=0.0, p_ng=0.0)
-    assert bilstm.augment_words(words, rng, everything_masked, lexicon, "[MASK]", True) == \
+    everything_masked = A.TangOptions(p_mask=1.0, p_pos=0.0, p_ng=0.0)
+    assert A.augment_words(words, rng, everything_masked, lexicon, "[MASK]", True) == \
         ["[MASK]"] * 3
-    always_pos = bilstm.Params(p_mask=0.0, p_pos=1.0, p_ng=0.0)
+    always_pos = A.TangOptions(p_mask=0.0, p_pos=1.0, p_ng=0.0)
     for _ in range(20):  # 'good' -> good/bad (same tag), 'film' -> film, 'a' unknown: kept
-        out = bilstm.augment_words(words, rng, always_pos, lexicon, "[MASK]", True)
+        out = A.augment_words(words, rng, always_pos, lexicon, "[MASK]", True)
         assert out[0] == "a" and out[1] in ("good", "bad") and out[2] == "film"
-    ngrams = bilstm.Params(p_mask=0.0, p_pos=0.0, p_ng=1.0)
+    ngrams = A.TangOptions(p_mask=0.0, p_pos=0.0, p_ng=1.0)
     long = "one two three four five six seven".split()
     for _ in range(20):
-        out = bilstm.augment_words(long, rng, ngrams, None, "[MASK]", True)
+        out = A.augment_words(long, rng, ngrams, None, "[MASK]", True)
         text = " ".join(long)
         assert 1 <= len(out) <= 5 and " ".join(out) in text
-        assert bilstm.augment_words(long, rng, ngrams, None, "[MASK]", False) == long
+        assert A.augment_words(long, rng, ngrams, None, "[MASK]", False) == long
 
 
 def test_lexicon_from_conll_columns(tmp_path):
     path = tmp_path / "train.txt"
     path.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n"
                     "German JJ B-NP B-MISC\nGerman NNP B-NP B-MISC\nGerman JJ I-NP I-MISC\n")
-    lex = bilstm.Lexicon.read(path)
+    from compressbench.augment import Lexicon
+    lex = Lexicon.read(path)
     assert lex.tag == {"eu": "NNP", "rejects": "VBZ", "german": "JJ"}
 
 

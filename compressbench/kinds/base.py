@@ -83,6 +83,11 @@ class TaskKind:
             feats.append(f)
         return feats
 
+    def placeholder_label(self, example) -> Any:
+        """A label for an example that has none (a transfer set's), so it can be encoded; the
+        teacher's label (:meth:`hard_label`) replaces it. A class id by default."""
+        return 0
+
     def score(self, task, gold: Sequence[Any], predictions: Sequence[Any]) -> dict:
         """The task's metrics for ``predictions`` against the ``gold`` labels."""
         raise NotImplementedError

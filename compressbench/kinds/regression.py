@@ -49,6 +49,9 @@ class Regression(TaskKind):
     def predictions(self, logits, feats, idx) -> list:
         return logits.view(-1).tolist()  # (B,)
 
+    def placeholder_label(self, example) -> float:
+        return 0.0
+
     def hard_label(self, logits, feature) -> float:
         return float(logits.view(-1)[0])
 

@@ -54,6 +54,9 @@ class TokenClassification(TaskKind):
         return [[tags[j][s] if s >= 0 else 0 for s in feats[i]["word_starts"]]
                 for j, i in enumerate(idx)]
 
+    def placeholder_label(self, example) -> list[int]:
+        return [0] * len(example.text_a)  # one tag per word; only the word starts are kept
+
     def hard_label(self, logits, feature) -> list[int]:
         """The teacher's tag on every labelled position (IGNORE kept)."""
         return [lab if lab < 0 else int(i) for lab, i in zip(feature["labels"],

@@ -441,19 +441,26 @@ def add_uncertainty(table: TaskTable, run_dir: Path, recs: dict[str, list[Record
 def baseline_of(table: TaskTable, row: Row) -> Row | None:
     """The no-distillation row that differs from ``row`` only by the teacher: a single step
     that did not learn from the teacher, with an equal student description (class, shape,
-    initialisation rule and source) and equal resolved training settings; the first in suite
-    order. None, with the reason in ``table.no_baseline``, for a distilled row without one."""
+    initialisation rule and source) and equal resolved training settings (a transfer set
+    aside: what the teacher labels is the distillation's part); the first in suite order.
+    None, with the reason in ``table.no_baseline``, for a distilled row without one."""
     if row.label == TEACHER or row.teacher_signal is not True:
         return None  # the teacher, a baseline itself, a chain or a transform of the teacher
     if row.student is None:
         return None  # a transform of the teacher (or a method that describes no student)
     for other in table.rows:
         if other is not row and other.teacher_signal is False and \
-                other.student == row.student and other.step_training == row.step_training:
+                other.student == row.student and \
+                recipe(other.step_training) == recipe(row.step_training):
             return other
     table.no_baseline[row.label] = (f"no row trains the same student ({student_text(row)}) "
                                     f"with the same training settings on labels alone")
     return None
+
+
+def recipe(settings: dict) -> dict:
+    """A step's training settings without its transfer set (None for a method without one)."""
+    return {k: v for k, v in settings.items() if k != "transfer"}
 
 
 def student_text(row: Row) -> str:
