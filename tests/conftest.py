@@ -144,3 +144,13 @@ def wait_for(ready, what: str, proc=None, safety_s: float = 600) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not after {safety_s:.0f} s")
         time.sleep(0.05)
+
+
+#: the longest test files, started first so the two pytest-xdist processes (`make test`) finish
+#: together instead of one waiting for the last long file
+LONG_FIRST = ("test_e2e.py", "test_executors.py", "test_isolated.py", "test_faults.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the longest files first (a stable sort: the order is otherwise unchanged)."""
+    items.sort(key=lambda item: 0 if item.path.name in LONG_FIRST else 1)
