@@ -1,7 +1,7 @@
 """Augmentation rules: new copies of labelled examples for the teacher to label (a transfer
 set). Each rule is a plugin registered through ``register_augmenters``; ``tang`` is built in.
 
-An augmenter has ``name``, ``description``, ``Options`` (a dataclass: its settings, written in a
+Built in: ``tang`` and ``tinybert`` (below). An augmenter has ``name``, ``description``, ``Options`` (a dataclass: its settings, written in a
 suite as ``transfer: {augment: {rules: NAME, copies: N, options: {...}}}``), ``check(options,
 data_dir, where)`` (raise :class:`ConfigError` naming ``where`` when it cannot run, e.g. a
 missing lexicon) and ``augment(examples, kind, options, copies, seed, ctx) -> list[Example]``
@@ -14,6 +14,12 @@ Neural Networks"): each word is masked with ``p_mask``, else replaced by a word 
 part of speech with ``p_pos`` (POS from a lexicon: CoNLL-2003's training file in the data
 directory, or a file of ``word TAG`` lines), and with ``p_ng`` the example is cut to a random
 n-gram (n in 1..5). Token tasks keep every word in place, so they get no n-gram sampling.
+
+``tinybert`` (Jiao et al. 2019 §3.3): each word that is a single WordPiece token is replaced,
+with probability ``p`` (0.4), by one of its ``neighbours`` (15) nearest whole-word tokens by the
+cosine of the teacher's input embeddings. The paper takes BERT-MLM predictions for such words
+and GloVe neighbours for the others; neither is available offline, so the teacher's own
+embeddings stand in and multi-piece words are kept.
 """
 from __future__ import annotations
 
@@ -151,6 +157,92 @@ class Tang:
                            seed)
 
 
+@dataclass(frozen=True)
+class TinyBertOptions:
+    p: float = 0.4  # Jiao et al. 2019 §3.3 / reference code: p_t = 0.4, per word
+    neighbours: int = 15  # K = 15 candidates per word
+
+    def __post_init__(self):
+        if not 0 <= self.p <= 1 or self.neighbours < 1:
+            raise ValueError("p must be in [0, 1] and neighbours at least 1")
+
+
+class Neighbours:
+    """The K nearest whole-word WordPiece tokens of a token, by the cosine of the teacher's
+    input embeddings (computed per token on first use)."""
+
+    def __init__(self, embeddings, tokenizer, k: int):
+        import torch.nn.functional as F
+
+        self.unit = F.normalize(embeddings.detach().float(), dim=-1)  # (V, H)
+        vocab = tokenizer.convert_ids_to_tokens(list(range(self.unit.shape[0])))
+        special = set(tokenizer.all_special_tokens)
+        self.words = [not (t.startswith("##") or t.startswith("[") or t in special)
+                      for t in vocab]  # whole words only, no [unused], [CLS], ...
+        self.vocab, self.k, self.found = vocab, k, {}
+
+    def of(self, token_id: int) -> list[str]:
+        if token_id not in self.found:
+            import torch
+            sims = self.unit @ self.unit[token_id]  # (V,)
+            sims[token_id] = -2.0
+            sims[~torch.tensor(self.words)] = -2.0
+            top = sims.topk(self.k).indices.tolist()
+            self.found[token_id] = [self.vocab[i] for i in top]
+        return self.found[token_id]
+
+
+def tinybert_words(words: list[str], rng: random.Random, p: TinyBertOptions, tokenizer,
+                   near: Neighbours) -> list[str]:
+    """One copy: each word that is a single WordPiece token is replaced, with probability
+    ``p``, by one of its K embedding neighbours; other words are kept."""
+    out = []
+    for word in words:
+        ids = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word))
+        if len(ids) == 1 and near.words[ids[0]] and rng.random() < p.p:
+            out.append(rng.choice(near.of(ids[0])))
+        else:
+            out.append(word)
+    return out
+
+
+class TinyBert:
+    name = "tinybert"
+    description = ("Jiao et al. 2019 §3.3: word replacement by the K nearest words; the "
+                   "teacher's WordPiece embeddings stand in for BERT-MLM predictions and GloVe "
+                   "(offline), so multi-piece words are kept")
+    Options = TinyBertOptions
+
+    def check(self, options: TinyBertOptions, data_dir: Path | None, where: str) -> None:
+        return None  # needs only the teacher
+
+    def augment(self, examples: list[Example], kind, options: TinyBertOptions, copies: int,
+                seed: int, ctx) -> list[Example]:
+        rng = random.Random(seed)
+        tok = ctx.tokenizer
+        near = Neighbours(ctx.teacher().get_input_embeddings().weight, tok, options.neighbours)
+        per_token = kinds.get(kind).per_token
+        out = []
+        for ex in examples:
+            seen = set()
+            for _ in range(copies):
+                if per_token:
+                    new = Example(tinybert_words(list(ex.text_a), rng, options, tok, near), None,
+                                  ex.label)
+                else:
+                    a = " ".join(tinybert_words(ex.text_a.split(), rng, options, tok, near))
+                    b = (None if ex.text_b is None else
+                         " ".join(tinybert_words(ex.text_b.split(), rng, options, tok, near)))
+                    new = Example(a, b, ex.label)
+                key = (str(new.text_a), new.text_b)
+                if key in seen or (new.text_a == ex.text_a and new.text_b == ex.text_b):
+                    continue
+                seen.add(key)
+                out.append(new)
+        return out
+
+
 @hookimpl
 def register_augmenters(register) -> None:
     register(Tang())
+    register(TinyBert())

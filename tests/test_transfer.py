@@ -207,3 +207,32 @@ def test_a_plugin_method_and_augmenter_use_the_transfer_set_through_the_api(tmp_
 
 
 compressbench_hookimpl = __import__("compressbench").hookimpl
+
+
+def test_tinybert_rules_replace_single_piece_words_by_embedding_neighbours(tiny_teacher):
+    """Jiao et al. §3.3 with the teacher's embeddings: only single-WordPiece words change, into
+    whole-word tokens among their K nearest; p = 0 makes no copy; a seed repeats a copy."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from compressbench.augment import TinyBert, TinyBertOptions
+    from compressbench.models import load_pretrained
+    from compressbench.tasks import Example
+
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    model = load_pretrained(str(tiny_teacher), "classification", 2)
+    ctx = SimpleNamespace(tokenizer=tok, teacher=lambda: model)
+    rules = TinyBert()
+    ex = [Example("the film was good and unforgettable", None, 1)]
+    copies = rules.augment(ex, "classification", TinyBertOptions(p=1.0, neighbours=3), 4, 0, ctx)
+    assert copies and all(len(c.text_a.split()) == 6 for c in copies)
+    for copy in copies:
+        for old, new in zip(ex[0].text_a.split(), copy.text_a.split()):
+            if len(tok.tokenize(old)) > 1:
+                assert new == old  # "unforgettable" is several pieces: kept
+            else:
+                assert new != old and len(tok.tokenize(new)) == 1 and not new.startswith("##")
+    assert rules.augment(ex, "classification", TinyBertOptions(p=0.0), 4, 0, ctx) == []
+    again = rules.augment(ex, "classification", TinyBertOptions(p=1.0, neighbours=3), 4, 0, ctx)
+    assert again == copies
