@@ -36,7 +36,8 @@ used, so ``from compressbench import api`` is cheap.
   ``Record.from_dict`` / ``to_dict``; field names are the JSON keys) and ``BackendResult``
   (``record.backend(name)``: latency_ms, cpu_ms, examples_per_s, peak_rss_mb, paired, ...).
 - **Models**: ``StudentSpec``, ``make_student``, ``half_student``, ``layer_map``, ``float32``,
-  ``load_model``, ``resolve_model_ref``, ``auto_class``, ``quiet_transformers``; saving a model
+  ``load_model``, ``save_model``, ``is_saved`` (a model a method caches itself, e.g. in
+  ``ctx.shared_dir``), ``resolve_model_ref``, ``auto_class``, ``quiet_transformers``; saving a model
   a config cannot describe: ``rebuild_step``, ``built_by``, ``rebuild_with``.
 - **Running a model**: ``forward_kwargs`` (the inputs the model accepts), ``logits_of``,
   ``task_loss``, ``supervised_loss``, ``IGNORE`` (unlabelled token positions), ``encode``,
@@ -78,7 +79,7 @@ _NAMES = {
     "compressbench.models": ("StudentSpec", "make_student", "half_student", "layer_map", "float32",
                              "load_model", "resolve_model_ref", "auto_class",
                              "quiet_transformers", "rebuild_step", "built_by", "rebuild_with",
-                             "forward_kwargs", "logits_of"),
+                             "forward_kwargs", "logits_of", "save_model", "is_saved"),
     "compressbench.training": ("task_loss", "supervised_loss", "to_device", "device_of"),
     "compressbench.data": ("IGNORE", "encode", "collate", "length_grouped_batches"),
     "compressbench.batching": ("n_tokens",),

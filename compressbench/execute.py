@@ -221,7 +221,7 @@ def build(job: Job, plan: list[Planned], worker: Worker, teacher: Path | None,
                     teacher_outputs_dir=None if teacher is None
                     else ws.cache_dir / "teacher-outputs" / teacher.name,
                     data_dir=ws.data_dir, threads=worker.threads, pause=worker.pause,
-                    plugins=worker.pm,
+                    plugins=worker.pm, shared_dir=ws.cache_dir / "shared",
                     load_teacher=lambda: models.load_model(teacher),
                     load_input=(lambda f=prev_folder: models.load_model(f)) if prev_folder
                     else (lambda: models.load_model(teacher)))

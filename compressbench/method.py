@@ -91,6 +91,9 @@ class Context:
     train_results: list[dict] = field(default_factory=list)
     student: dict | None = None  # what describe_student recorded (the job's record keeps it)
     plugins: Any = None  # the run's plugin manager (augmenters, tasks, ... by name)
+    #: a cache shared by every task and job of the cache folder, for what does not depend on
+    #: the task (a general-distilled student): key its entries by everything they depend on
+    shared_dir: Path | None = None
     transfer: dict | None = None  # what transfer_set used (the job's record keeps it)
 
     @property

@@ -15,13 +15,21 @@ teacher's cached logits. Regression has no distribution to match: as in the refe
 ``MSELoss()(student_logits.view(-1), label_ids.view(-1))``) the student fits the gold score
 (``regression_target: gold``); ``regression_target: teacher`` fits the teacher's prediction.
 
-The student starts from random weights, or from a general TinyBERT checkpoint
-(``student: {init: path/or/hub-id}``). The paper's GloVe-based data augmentation is not done
-here (``bilstm`` has Tang et al.'s augmentation).
+The student starts from random weights, from a general TinyBERT checkpoint
+(``student: {init: path/or/hub-id}``), or from TinyBERT's general distillation (§3.3, the
+"general" stage, ``general_epochs > 0``): stage 1's intermediate-layer loss against the
+*pretrained* teacher (not fine-tuned) on a corpus (``general_corpus``: raw text, one passage
+per line; null: the task's training texts), cached under the cache's ``shared/`` folder by
+everything it depends on, so every task and job with the same teacher, corpus, student and
+seed reuses it. Both task stages train on the step's transfer set when there is one
+(``training: {transfer: {augment: {rules: tinybert}}}``: the paper's augmentation, §3.3).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,15 +37,20 @@ from torch import nn
 
 from compressbench.api import (
     ConfigError,
+    Example,
     Method,
     StudentSpec,
     capture,
+    encode,
     forward_kwargs,
     hookimpl,
+    is_saved,
     label_mask,
+    load_model,
     logits_of,
     masked_mse,
     pair_mask,
+    save_model,
     soft_cross_entropy,
     task_kind,
 )
@@ -52,10 +65,14 @@ class Params:
     hidden_weight: float = 1.0
     attention_weight: float = 1.0
     regression_target: str = "gold"  # Huawei task_distill.py: MSE to the gold score; or "teacher"
+    general_epochs: float = 0.0  # general distillation first (§3.3; the paper: 3 epochs on
+    #                              English Wikipedia); 0: none
+    general_corpus: str | None = None  # raw text, one passage per line; None: the task's texts
 
     def __post_init__(self):
-        if self.intermediate_epochs < 0 or self.temperature <= 0:
-            raise ValueError("intermediate_epochs must be >= 0 and temperature positive")
+        if self.intermediate_epochs < 0 or self.temperature <= 0 or self.general_epochs < 0:
+            raise ValueError("intermediate_epochs and general_epochs must be >= 0 and "
+                             "temperature positive")
         if self.regression_target not in ("gold", "teacher"):
             raise ValueError(f"regression_target: {self.regression_target!r} is not 'gold' or "
                              f"'teacher'")
@@ -121,6 +138,28 @@ def stage1_loss(teacher: nn.Module, mapping: list[int], proj: nn.ModuleDict, p: 
     return loss_fn
 
 
+def projections(student_config, teacher_config) -> nn.ModuleDict:
+    """W_e and W_h: the student's widths to the teacher's (learned, dropped afterwards)."""
+    s, t = student_config.hidden_size, teacher_config.hidden_size
+    return nn.ModuleDict({"embedding": nn.Linear(s, t), "hidden": nn.Linear(s, t)})
+
+
+def corpus_texts(ctx, p: Params) -> list[str]:
+    """The general stage's corpus: the file's non-empty lines, or the task's training texts."""
+    if p.general_corpus is None:
+        return [" ".join(ex.text_a) if isinstance(ex.text_a, list) else ex.text_a
+                for ex in ctx.data.train]
+    path = Path(p.general_corpus)
+    if not path.is_file():
+        raise ConfigError(f"tinybert.general_corpus: {path}: no such file (raw text, one "
+                          f"passage per line)")
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+class _PlainTask:  # what ``encode`` needs to tokenize raw text
+    kind = task_kind("classification")
+
+
 def prediction_loss(kind, temperature: float, regression_target: str = "gold"):
     kind = task_kind(kind)
 
@@ -148,6 +187,43 @@ class TinyBERT(Method):
             raise ConfigError(f"{facts.where}.student.num_attention_heads: "
                               f"{spec.num_attention_heads} differs from the teacher's {heads}; "
                               f"attention maps are compared head by head")
+        if params.general_corpus and not Path(params.general_corpus).is_file():
+            raise ConfigError(f"{facts.where}.general_corpus: {params.general_corpus}: no such "
+                              f"file (raw text, one passage per line)")
+
+    def general(self, ctx, params: Params, spec: StudentSpec):
+        """The general-distilled student (§3.3): stage 1 against the pretrained teacher on the
+        corpus, cached in ``ctx.shared_dir`` by teacher, head shape (kind, labels), corpus,
+        student, settings and seed."""
+        texts = corpus_texts(ctx, params)
+        key = hashlib.sha256(json.dumps([
+            ctx.pretrained_ref, ctx.task.kind.name, ctx.task.num_labels, texts, asdict(spec),
+            params.general_epochs,
+            params.embedding_weight, params.hidden_weight, params.attention_weight,
+            ctx.training.max_seq_length, ctx.training.batch_size, ctx.training.learning_rate,
+            ctx.seed, self.version], sort_keys=True, default=str).encode()).hexdigest()[:20]
+        folder = ctx.shared_dir / "tinybert-general" / key if ctx.shared_dir else None
+        if folder is not None and is_saved(folder):
+            ctx.emit("cache_hit", {"key": key, "path": str(folder), "method": "tinybert-general"})
+            return load_model(folder).train()
+        teacher = ctx.pretrained().to(ctx.device).eval()  # not fine-tuned: task-agnostic
+        student = ctx.make_student(spec, ctx.pretrained())
+        mapping = layer_mapping(teacher.config.num_hidden_layers,
+                                student.config.num_hidden_layers)
+        proj = projections(student.config, teacher.config)
+        feats = encode(_PlainTask, ctx.tokenizer, [Example(t, None, 0) for t in texts],
+                       ctx.training.max_seq_length)
+        loss = stage1_loss(teacher, mapping, proj, params)
+        try:
+            ctx.train(student, loss, description=f"{ctx.task.name} tinybert-general",
+                      extra=proj, epochs=params.general_epochs, validate=False,
+                      feats=[{k: f[k] for k in ("input_ids", "token_type_ids") if k in f}
+                             for f in feats])
+        finally:
+            loss.close()
+        if folder is not None:
+            save_model(student, folder, ctx.task.kind, ctx.tokenizer)
+        return student
 
     def build(self, ctx, params: Params):
         teacher = ctx.teacher()
@@ -155,7 +231,12 @@ class TinyBERT(Method):
         # both stages on the transfer set when there is one (§3.3: the augmented data)
         feats = ctx.transfer_set() if ctx.training.transfer else ctx.with_teacher_logits("train")
         spec = params.student or default_student(cfg)
-        student = ctx.make_student(spec)
+        if params.general_epochs > 0:
+            student = self.general(ctx, params, spec)
+            ctx.describe_student(student, init="tinybert-general", source="pretrained teacher",
+                                 general_epochs=params.general_epochs)
+        else:
+            student = ctx.make_student(spec)
         s_cfg = student.config
         if s_cfg.num_attention_heads != cfg.num_attention_heads:
             raise ConfigError(f"tinybert: the student needs the teacher's "
@@ -164,8 +245,7 @@ class TinyBERT(Method):
         mapping = layer_mapping(cfg.num_hidden_layers, s_cfg.num_hidden_layers)
         ctx.emit("tinybert_layers", {"mapping": mapping, "hidden": s_cfg.hidden_size})
         if params.intermediate_epochs > 0:
-            proj = nn.ModuleDict({"embedding": nn.Linear(s_cfg.hidden_size, cfg.hidden_size),
-                                  "hidden": nn.Linear(s_cfg.hidden_size, cfg.hidden_size)})
+            proj = projections(s_cfg, cfg)
             loss = stage1_loss(teacher, mapping, proj, params)
             try:
                 ctx.train(student, loss, description=f"{ctx.task.name} tinybert-1",
