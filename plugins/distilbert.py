@@ -155,7 +155,7 @@ def bert_to_distilbert(bert: nn.Module, layers: int, init: str, head) -> nn.Modu
 def make_student(source: nn.Module, spec: StudentSpec, kind) -> nn.Module:
     """DistilBERT from a BERT source with teacher weights; otherwise the generic student."""
     from compressbench.api import make_student as generic
-    if is_bert(source) and spec.init in ("teacher-skip", "teacher-first") and \
+    if is_bert(source) and spec.init in ("teacher-skip", "teacher-spread", "teacher-first") and \
             spec.layers is not None:
         return bert_to_distilbert(source, spec.layers, spec.init, kind)
     return generic(source, spec)

@@ -101,6 +101,22 @@ def test_student_layer_maps():
     assert models.layer_map(6, 3, "teacher-skip") == [0, 2, 4]
     assert models.layer_map(12, 6, "teacher-skip") == [0, 2, 4, 6, 8, 10]
     assert models.layer_map(6, 3, "teacher-first") == [0, 1, 2]
+    # the layers Sanh et al.'s released DistilBERT took from BERT-base (first to last, spread)
+    assert models.layer_map(12, 6, "teacher-spread") == [0, 2, 4, 7, 9, 11]
+    assert models.layer_map(6, 3, "teacher-spread") == [0, 3, 5]
+    assert models.layer_map(6, 1, "teacher-spread") == [0]
+
+
+def test_distilbert_takes_the_spread_layers(tiny_teacher4):
+    from compressbench_plugins.distilbert import make_student as distil_student
+
+    teacher = models.load_pretrained(str(tiny_teacher4), "classification", 2)
+    student = distil_student(teacher, models.StudentSpec(layers=2, init="teacher-spread"),
+                             "classification")
+    assert student.layer_sources == [0, 3]  # the first and the last of 4
+    t = teacher.bert.encoder.layer[3].attention.self.query.weight
+    s = student.distilbert.transformer.layer[1].attention.q_lin.weight
+    assert torch.equal(t, s)
 
 
 def test_make_student_copies_the_mapped_layers(tiny_teacher4):

@@ -19,8 +19,10 @@ from compressbench.models.teacher import (
 class StudentSpec:
     """A student derived from the teacher's architecture.
 
-    ``init``: ``teacher-skip`` (every k-th teacher layer, as DistilBERT), ``teacher-first``
-    (the first layers, as PKD), ``random``, or a path to a pretrained checkpoint.
+    ``init``: ``teacher-skip`` (every k-th teacher layer from the first: [0, 2, 4, 6, 8, 10] for
+    12 -> 6), ``teacher-spread`` (evenly spread from the first to the last: [0, 2, 4, 7, 9, 11],
+    the layers Sanh et al.'s released DistilBERT took), ``teacher-first`` (the first layers, as
+    PKD), ``random``, or a path to a pretrained checkpoint.
     """
 
     layers: int | None = None  # None: as many as the teacher
@@ -38,12 +40,14 @@ class StudentSpec:
                 self.hidden_size % self.num_attention_heads:
             raise ValueError(f"student: hidden_size {self.hidden_size} is not divisible by "
                              f"num_attention_heads {self.num_attention_heads}")
-        if resized and self.init in ("teacher-skip", "teacher-first"):
+        if resized and self.init in TEACHER_INITS:
             raise ValueError("student: a different width needs `init: random` (teacher "
                              "weights have the teacher's width)")
 
 
 LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
+#: initialisations from the teacher's own layers (see :func:`layer_map`)
+TEACHER_INITS = ("teacher-skip", "teacher-spread", "teacher-first")
 
 
 def half_student(spec: StudentSpec | None, teacher_layers: int,
@@ -63,6 +67,11 @@ def layer_map(teacher_layers: int, student_layers: int, init: str) -> list[int]:
                           f"{teacher_layers}")
     if init == "teacher-first":
         return list(range(student_layers))
+    if init == "teacher-spread":  # the first and the last, evenly between (rounding half up)
+        if student_layers == 1:
+            return [0]
+        gap = (teacher_layers - 1) / (student_layers - 1)
+        return [int(i * gap + 0.5) for i in range(student_layers)]
     step = teacher_layers // student_layers  # teacher-skip: 0, step, 2*step, ...
     return [i * step for i in range(student_layers)]
 
@@ -76,7 +85,7 @@ def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
     for key in ("hidden_size", "num_attention_heads", "intermediate_size"):
         if getattr(spec, key) is not None:
             setattr(config, key, getattr(spec, key))
-    if spec.init not in ("teacher-skip", "teacher-first", "random"):
+    if spec.init not in (*TEACHER_INITS, "random"):
         path = resolve_model_ref(spec.init)
         refuse_remote_code(path, "student")
         return float32(type(pretrained).from_pretrained(path, num_labels=config.num_labels,
