@@ -14,7 +14,7 @@ shape the built-in kinds never have:
   (cross-entropy; KL at temperature T; argmax agreement; accuracy resampled by example).
 
 It also registers a task, ``toy-copa`` (320 training and 80 dev premises, two candidates each,
-in ``data/``: the right candidate shares the premise's topic), so a suite can run it:
+generated in code: the right candidate shares the premise's topic), so a suite can run it:
 ``tasks: [toy-copa]``. It imports only ``compressbench.api``.
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ import numpy as np
 from compressbench import api
 
 __version__ = "0.1.0"
-DATA = Path(__file__).parent / "data"
 CHOICES = ("choice 1", "choice 2")
 
 
@@ -88,10 +87,55 @@ class MultipleChoice(api.TaskKind):
 MULTIPLE_CHOICE = MultipleChoice()
 
 
-def load_copa(split: str, _data_dir: Path | None) -> list:
-    """``data/<split>.tsv``: ``premise<TAB>choice1<TAB>choice2<TAB>label`` (label 1 or 2). A
-    malformed line is set aside with a warning naming the file and line."""
-    path = DATA / f"{'dev' if split == 'dev' else 'train'}.tsv"
+#: premises per topic, and continuations per topic: the right one shares the premise's topic
+PREMISES = {
+    "sports": ("the striker scored twice in the final", "fans filled the stadium for the derby",
+               "the keeper saved a penalty", "the runner broke the national record",
+               "the coach picked a young team", "the match went to extra time"),
+    "weather": ("dark clouds gathered over the hills", "the river rose after days of rain",
+                "snow closed the mountain pass", "a heat wave dried the fields",
+                "strong winds knocked down trees", "fog covered the harbour at dawn"),
+    "cooking": ("she kneaded the dough for the bread", "the soup simmered on the stove",
+                "he chopped onions for the sauce", "the cake rose in the oven",
+                "they grilled fish on the beach", "the chef tasted the stew"),
+    "music": ("the band released a new album", "the choir sang in the old church",
+              "she tuned her violin before the concert", "the drummer kept a steady beat",
+              "the orchestra rehearsed the symphony", "the singer lost her voice on tour"),
+}
+ANSWERS = {
+    "sports": ("the crowd cheered the winners", "the team lifted the trophy",
+               "the players celebrated on the pitch", "the referee blew the whistle"),
+    "weather": ("people stayed indoors with umbrellas", "the farmers waited for the storm to pass",
+                "the roads were closed for safety", "everyone checked the forecast"),
+    "cooking": ("the kitchen smelled of fresh food", "dinner was served hot",
+                "the guests asked for the recipe", "the plates were soon empty"),
+    "music": ("the audience applauded the performance", "the song climbed the charts",
+              "the hall was full of listeners", "the fans sang along"),
+}
+SIZES = {"train": 320, "dev": 80}
+
+
+def toy_copa(split: str) -> list:
+    """The toy task's split, generated (seeded by the split's name; synthetic, not COPA's
+    data): a premise, the right continuation (same topic) and a wrong one, in random order."""
+    import random
+    rng = random.Random(f"toy-copa/{split}")
+    topics = sorted(PREMISES)
+    out = []
+    for _ in range(SIZES["dev" if split == "dev" else "train"]):
+        topic = rng.choice(topics)
+        other = rng.choice([t for t in topics if t != topic])
+        right, wrong = rng.choice(ANSWERS[topic]), rng.choice(ANSWERS[other])
+        label = rng.randint(0, 1)
+        choices = (right, wrong) if label == 0 else (wrong, right)
+        out.append(api.Example(rng.choice(PREMISES[topic]), choices, label))
+    return out
+
+
+def read_copa(path: Path) -> list:
+    """A file of ``premise<TAB>choice1<TAB>choice2<TAB>label`` lines (label 1 or 2; a header
+    first), e.g. COPA itself. A malformed line is set aside with a warning naming the file and
+    line."""
     out = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], start=2):
         fields = line.split("\t")
@@ -101,6 +145,10 @@ def load_copa(split: str, _data_dir: Path | None) -> list:
             continue
         out.append(api.Example(fields[0], (fields[1], fields[2]), int(fields[3]) - 1))
     return out
+
+
+def load_copa(split: str, _data_dir: Path | None) -> list:
+    return toy_copa(split)
 
 
 @api.hookimpl

@@ -47,12 +47,11 @@ def test_examples_become_k_rows_and_batches_b_k_t():
     assert (numpy["input_ids"] == batch["input_ids"].numpy()).all()
 
 
-def test_a_malformed_line_is_set_aside_with_its_place(tmp_path, monkeypatch):
+def test_a_malformed_line_is_set_aside_with_its_place(tmp_path):
     (tmp_path / "dev.tsv").write_text("premise\tchoice1\tchoice2\tlabel\n"
                                       "a\tb\tc\t1\nbroken line\nx\ty\tz\t3\nd\te\tf\t2\n")
-    monkeypatch.setattr(plugin, "DATA", tmp_path)
     with pytest.warns(UserWarning) as seen:
-        got = plugin.load_copa("dev", None)
+        got = plugin.read_copa(tmp_path / "dev.tsv")
     assert [ex.label for ex in got] == [0, 1]
     assert {str(w.message).split(":")[1] for w in seen} == {"3", "4"}
 

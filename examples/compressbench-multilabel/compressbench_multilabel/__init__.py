@@ -14,8 +14,8 @@ about sports *and* politics). It differs from the built-in kinds in every place 
 - error analysis: precision, recall and F1 per label; an example is right when its whole label
   set is.
 
-It also registers a task, ``toy-topics`` (240 training and 80 dev snippets, 4 topics, in
-``data/``), so a suite can run it: ``tasks: [toy-topics]``. It imports only
+It also registers a task, ``toy-topics`` (240 training and 80 dev snippets, 4 topics,
+generated in code), so a suite can run it: ``tasks: [toy-topics]``. It imports only
 ``compressbench.api``.
 """
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 from compressbench import api
 
 __version__ = "0.1.0"
-DATA = Path(__file__).parent / "data"
 TOPICS = ("sports", "politics", "science", "music")
 
 
@@ -156,10 +155,42 @@ def safe_f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
 MULTILABEL = MultiLabel()
 
 
-def load_topics(split: str, _data_dir: Path | None) -> list:
-    """``data/<split>.tsv``: ``text<TAB>label|label...``. A malformed line is set aside with a
-    warning naming the file and line."""
-    path = DATA / f"{'dev' if split == 'dev' else 'train'}.tsv"
+#: one sentence bank per topic; a snippet joins 1-3 sentences of distinct topics with " ; "
+SENTENCES = {
+    "sports": ("a marathon runner broke the record", "fans filled the stadium for the derby",
+               "the coach praised the young goalkeeper", "the striker scored twice in the final",
+               "the team won the league on penalties", "the tennis match went to five sets"),
+    "politics": ("parliament passed the budget after a long debate",
+                 "the minister resigned over the scandal", "the opposition called for an election",
+                 "the president met foreign leaders", "the senate blocked the new law",
+                 "voters turned out in record numbers"),
+    "science": ("a new vaccine passed its clinical trial", "chemists built a faster battery",
+                "physicists measured the particle mass",
+                "researchers sequenced the genome of a rare plant", "the probe landed on a comet",
+                "the telescope found a distant galaxy"),
+    "music": ("a jazz trio opened the festival", "the band released a new album",
+              "the choir sang at the cathedral", "the orchestra played a symphony by mahler",
+              "the rapper topped the charts again", "the singer cancelled her world tour"),
+}
+SIZES = {"train": 240, "dev": 80}
+
+
+def toy_topics(split: str) -> list:
+    """The toy task's split, generated (seeded by the split's name; synthetic, not a
+    benchmark's data): each snippet joins sentences of 1-3 distinct topics."""
+    import random
+    rng = random.Random(f"toy-topics/{split}")
+    out = []
+    for _ in range(SIZES["dev" if split == "dev" else "train"]):
+        topics = rng.sample(TOPICS, rng.choice((1, 1, 2, 2, 3)))
+        text = " ; ".join(rng.choice(SENTENCES[t]) for t in topics)
+        out.append(api.Example(text, None, [int(t in topics) for t in TOPICS]))
+    return out
+
+
+def read_topics(path: Path) -> list:
+    """A file of ``text<TAB>label|label...`` lines (a header first), e.g. your own data for
+    the kind. A malformed line is set aside with a warning naming the file and line."""
     out = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines()[1:], start=2):
         fields = line.split("\t")
@@ -170,6 +201,10 @@ def load_topics(split: str, _data_dir: Path | None) -> list:
             continue
         out.append(api.Example(fields[0], None, [int(t in names) for t in TOPICS]))
     return out
+
+
+def load_topics(split: str, _data_dir: Path | None) -> list:
+    return toy_topics(split)
 
 
 @api.hookimpl
