@@ -114,10 +114,11 @@ def augment_words(words: list[str], rng: random.Random, p: TangOptions, lexicon:
     return out
 
 
-def tang_copies(examples: list[Example], kind, p: TangOptions, copies: int,
-                lexicon: Lexicon | None, mask_token: str, seed: int) -> list[Example]:
-    """``copies`` new copies per example (duplicates of the original dropped); labels are
-    placeholders, replaced by the teacher's."""
+def copies_of(examples: list[Example], kind, copies: int, seed: int, rewrite) -> list[Example]:
+    """``copies`` new copies per example, each text rewritten word by word by
+    ``rewrite(words, rng, whole_sentence)`` (``whole_sentence`` False for token tasks, whose
+    words keep their places); copies equal to the original or to an earlier copy are dropped.
+    Labels stay the original's: placeholders, replaced by the teacher's."""
     rng = random.Random(seed)
     per_token = kinds.get(kind).per_token
     out = []
@@ -125,12 +126,10 @@ def tang_copies(examples: list[Example], kind, p: TangOptions, copies: int,
         seen = set()
         for _ in range(copies):
             if per_token:  # a list of words with one tag each
-                words = augment_words(list(ex.text_a), rng, p, lexicon, mask_token, False)
-                new = Example(words, None, ex.label)
+                new = Example(rewrite(list(ex.text_a), rng, False), None, ex.label)
             else:
-                a = " ".join(augment_words(ex.text_a.split(), rng, p, lexicon, mask_token, True))
-                b = (None if ex.text_b is None else
-                     " ".join(augment_words(ex.text_b.split(), rng, p, lexicon, mask_token, True)))
+                a = " ".join(rewrite(ex.text_a.split(), rng, True))
+                b = None if ex.text_b is None else " ".join(rewrite(ex.text_b.split(), rng, True))
                 new = Example(a, b, ex.label)
             key = (str(new.text_a), new.text_b)
             if key in seen or (new.text_a == ex.text_a and new.text_b == ex.text_b):
@@ -138,6 +137,14 @@ def tang_copies(examples: list[Example], kind, p: TangOptions, copies: int,
             seen.add(key)
             out.append(new)
     return out
+
+
+def tang_copies(examples: list[Example], kind, p: TangOptions, copies: int,
+                lexicon: Lexicon | None, mask_token: str, seed: int) -> list[Example]:
+    """``copies`` new copies per example by Tang et al.'s rules (see :func:`copies_of`)."""
+    return copies_of(examples, kind, copies, seed,
+                     lambda words, rng, ngrams: augment_words(words, rng, p, lexicon,
+                                                              mask_token, ngrams))
 
 
 class Tang:
@@ -218,28 +225,10 @@ class TinyBert:
 
     def augment(self, examples: list[Example], kind, options: TinyBertOptions, copies: int,
                 seed: int, ctx) -> list[Example]:
-        rng = random.Random(seed)
         tok = ctx.tokenizer
         near = Neighbours(ctx.teacher().get_input_embeddings().weight, tok, options.neighbours)
-        per_token = kinds.get(kind).per_token
-        out = []
-        for ex in examples:
-            seen = set()
-            for _ in range(copies):
-                if per_token:
-                    new = Example(tinybert_words(list(ex.text_a), rng, options, tok, near), None,
-                                  ex.label)
-                else:
-                    a = " ".join(tinybert_words(ex.text_a.split(), rng, options, tok, near))
-                    b = (None if ex.text_b is None else
-                         " ".join(tinybert_words(ex.text_b.split(), rng, options, tok, near)))
-                    new = Example(a, b, ex.label)
-                key = (str(new.text_a), new.text_b)
-                if key in seen or (new.text_a == ex.text_a and new.text_b == ex.text_b):
-                    continue
-                seen.add(key)
-                out.append(new)
-        return out
+        return copies_of(examples, kind, copies, seed,
+                         lambda words, rng, _: tinybert_words(words, rng, options, tok, near))
 
 
 @hookimpl

@@ -206,8 +206,9 @@ class TinyBERT(Method):
         if folder is not None and is_saved(folder):
             ctx.emit("cache_hit", {"key": key, "path": str(folder), "method": "tinybert-general"})
             return load_model(folder).train()
-        teacher = ctx.pretrained().to(ctx.device).eval()  # not fine-tuned: task-agnostic
-        student = ctx.make_student(spec, ctx.pretrained())
+        pretrained = ctx.pretrained()  # not fine-tuned: the general stage is task-agnostic
+        student = ctx.make_student(spec, pretrained)  # copies what it takes from it
+        teacher = pretrained.to(ctx.device).eval()
         mapping = layer_mapping(teacher.config.num_hidden_layers,
                                 student.config.num_hidden_layers)
         proj = projections(student.config, teacher.config)

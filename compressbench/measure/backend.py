@@ -120,7 +120,8 @@ _SEEN: dict[str, Any] = {}
 def seen(backend) -> None:
     """A backend's ``registered()`` calls this: the report finds its ``marker`` by name, and
     a model saved in its ``saved_format`` finds the runtime that loads it."""
-    _SEEN.setdefault(backend.name, backend)
+    if _SEEN.get(backend.name) is None:  # also over a miss remembered earlier
+        _SEEN[backend.name] = backend
     if getattr(backend, "saved_format", None):
         from compressbench.models.io import own_format
         own_format(backend)
@@ -129,11 +130,10 @@ def seen(backend) -> None:
 def marker(name: str) -> str:
     """The backend's matplotlib marker in the report's plots ("P" when it names none): one a
     plugin manager of this process registered, else one an installed plugin registers."""
-    if name not in _SEEN:
+    if name not in _SEEN:  # looked up once; a name nothing registers is remembered as None
         from compressbench.plugins import get_plugin_manager
         backends = get_plugin_manager().backends
-        if name in backends:
-            _SEEN.setdefault(name, backends.get(name))
+        _SEEN.setdefault(name, backends.get(name) if name in backends else None)
     return getattr(_SEEN.get(name), "marker", None) or "P"
 
 

@@ -36,7 +36,8 @@ _FORMATS: dict[str, Any] = {}
 
 def own_format(backend: Any) -> None:
     """Called when ``backend`` is registered: models saved in its format find it again."""
-    _FORMATS.setdefault(backend.saved_format, backend)
+    if _FORMATS.get(backend.saved_format) is None:  # also over a miss remembered earlier
+        _FORMATS[backend.saved_format] = backend
 
 
 def format_owner(fmt: str) -> Any | None:
@@ -45,8 +46,9 @@ def format_owner(fmt: str) -> Any | None:
     if fmt in _FORMATS or fmt in ("hf", "weights", "torch", "state"):
         return _FORMATS.get(fmt)
     from compressbench.plugins import get_plugin_manager
-    backends = get_plugin_manager().backends
+    backends = get_plugin_manager().backends  # registering fills _FORMATS (own_format)
     for name in backends:
-        if getattr(backends.get(name), "saved_format", None) == fmt:
-            return backends.get(name)
-    return None
+        backend = backends.get(name)
+        if getattr(backend, "saved_format", None):
+            own_format(backend)
+    return _FORMATS.setdefault(fmt, None)  # a format nothing owns is remembered as None
