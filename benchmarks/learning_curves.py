@@ -1,18 +1,23 @@
-"""Learning curves: how the 3-layer students of ``finetune``, ``kd``, ``distilbert`` and
-``pkd-skip`` score as the training budget grows, and where distillation separates from the
-no-distillation student that differs from it only by the teacher (the report's rule: the
-two-level bootstrap over dev examples and seeds). Issue 14 sized ``suites/glue.yaml`` from
-these curves.
+"""Learning curves: how the students of ``finetune``, ``kd``, ``distilbert``, ``pkd-skip`` and
+``tinybert`` score as the labelled budget and the transfer set grow, and where distillation
+separates from the no-distillation student that differs from it only by the teacher (the
+report's rule: the two-level bootstrap over dev examples and seeds). Issue 14 sized
+``suites/glue.yaml`` from the first version; issue 24 added the transfer sets (unlabelled
+sentences of the task beyond the labelled ones for classification tasks, augmented copies of the
+labelled examples for regression ones, labelled by the teacher) and a mean-pooling head.
 
 Run (resumable: finished jobs are kept in RUNS and skipped):
 
     python benchmarks/learning_curves.py --data-dir ../shared/data --runs runs/curves \\
-        --out reports/learning-curves [--budgets 1000,3000,10000] [--tasks sst2,stsb]
+        --out reports/learning-curves [--budgets 1000,3000] [--tasks sst2,stsb] \\
+        [--unlabeled 10000,30000] [--copies 4,10] [--kd-only-unlabeled 30000] [--mean-pool]
 
-Each (task, budget) is one suite (the embedded MiniLM teacher fine-tuned on the same budget,
-then the four students, every seed), run with the local executor; no latency is measured.
-Writes ``OUT/learning-curves.md`` (table), ``.csv`` and ``.png`` (one panel per task, the main
-metric against the budget, 95% bootstrap intervals).
+Each (task, budget) is one suite (the embedded MiniLM teacher fine-tuned on the labelled
+examples, then every student, every seed), run with the local executor; no latency is
+measured. Transfer sizes are entries of that suite (``kd-3L+u10000``, ``tinybert-4L+aug4``):
+the teacher is trained once and labels each transfer set once. Writes
+``OUT/learning-curves.md`` (table), ``.csv`` and ``.png`` (one panel per task: the main metric
+against the transfer size, 95% intervals, one line per method and labelled budget).
 """
 from __future__ import annotations
 
@@ -21,29 +26,87 @@ import csv
 import time
 from pathlib import Path
 
-SUITE = """version: 1
-name: curve-{task}-{budget}
-teacher: {{model: embedded, training: {{epochs: 4}}}}
-tasks: [{task}]
-methods:
-  - {{name: finetune, label: finetune-3L, student: {{layers: 3, init: teacher-skip}}}}
-  - {{name: kd, label: kd-3L, student: {{layers: 3, init: teacher-skip}}}}
-  - {{name: distilbert, label: distilbert-3L}}
-  - {{name: pkd-skip, label: pkd-skip-3L, beta: 10}}
-  # the baselines that differ only by the teacher: DistilBERT's student on labels alone, and
-  # the 3-layer BERT initialised from the teacher's first layers as PKD's is
-  - {{name: distilbert, label: distilbert-3L-labels, alpha_ce: 0, alpha_cos: 0}}
-  - {{name: finetune, label: finetune-3L-first, student: {{layers: 3, init: teacher-first}}}}
-seeds: [{seeds}]
-training: {{epochs: {epochs}, batch_size: 32, learning_rate: 1.0e-4, max_seq_length: 128,
-           max_train_samples: {budget}, max_val_samples: 300, max_eval_samples: null}}
-measure: {{enabled: false}}
-"""
-METHODS = ("finetune-3L", "kd-3L", "distilbert-3L", "pkd-skip-3L")
-BASELINES = ("distilbert-3L-labels", "finetune-3L-first")
+import yaml
+
+#: the distillation methods, and the no-distillation students that differ from each only by
+#: the teacher (same student, initialisation and training settings, labels alone)
+METHODS = {
+    "kd-3L": {"name": "kd", "student": {"layers": 3, "init": "teacher-skip"}},
+    "distilbert-3L": {"name": "distilbert"},
+    "pkd-skip-3L": {"name": "pkd-skip", "beta": 10},
+    "tinybert-4L": {"name": "tinybert", "intermediate_epochs": 3,
+                    "training": {"epochs": 3, "learning_rate": 1.0e-3}},
+}
+BASELINES = {
+    "finetune-3L": {"name": "finetune", "student": {"layers": 3, "init": "teacher-skip"}},
+    "finetune-3L-first": {"name": "finetune", "student": {"layers": 3, "init": "teacher-first"}},
+    "distilbert-3L-labels": {"name": "distilbert", "alpha_ce": 0, "alpha_cos": 0},
+    "tinybert-4L-labels": {"name": "finetune",
+                           "student": {"layers": 4, "init": "random", "hidden_size": 156,
+                                       "num_attention_heads": 12, "intermediate_size": 600},
+                           "training": {"epochs": 3, "learning_rate": 1.0e-3}},
+}
+#: the same students with a mean-pooling head (``student: {head: mean}``), for regression
+MEAN = {"finetune-3L-mean": {"name": "finetune",
+                             "student": {"layers": 3, "init": "teacher-skip", "head": "mean"}},
+        "kd-3L-mean": {"name": "kd",
+                       "student": {"layers": 3, "init": "teacher-skip", "head": "mean"}}}
 
 
-def run_all(args) -> list[tuple[str, int, Path]]:
+def transfer_label(label: str, transfer: dict | None) -> str:
+    if not transfer:
+        return label
+    if "unlabeled" in transfer:
+        return f"{label}+u{transfer['unlabeled']}"
+    return f"{label}+aug{transfer['augment']['copies']}"
+
+
+def with_transfer(entry: dict, transfer: dict | None) -> dict:
+    entry = {**entry, "training": dict(entry.get("training", {}))}
+    if transfer:
+        entry["training"]["transfer"] = transfer
+    if not entry["training"]:
+        del entry["training"]
+    return entry
+
+
+def transfers(args, task: str, kd_only: bool) -> list[dict]:
+    """The transfer sets of ``task``: unlabelled sentences for a classification task,
+    augmented copies for a regression one (STS-B's unlabelled pool is small)."""
+    if task in args.regression:
+        sizes = args.kd_only_copies if kd_only else args.copies
+        return [{"augment": {"rules": "tang", "copies": n}} for n in sizes]
+    sizes = args.kd_only_unlabeled if kd_only else args.unlabeled
+    return [{"unlabeled": n} for n in sizes]
+
+
+def suite_for(args, task: str, budget: int) -> dict:
+    methods = []
+    for label, entry in BASELINES.items():
+        methods.append({**entry, "label": label})
+    for label, entry in METHODS.items():
+        for transfer in [None, *transfers(args, task, False)]:
+            methods.append({**with_transfer(entry, transfer),
+                            "label": transfer_label(label, transfer)})
+    for transfer in transfers(args, task, True):
+        methods.append({**with_transfer(METHODS["kd-3L"], transfer),
+                        "label": transfer_label("kd-3L", transfer)})
+    if args.mean_pool and task in args.regression:
+        for label, entry in MEAN.items():
+            methods.append({**entry, "label": label})
+        for transfer in transfers(args, task, False):
+            methods.append({**with_transfer(MEAN["kd-3L-mean"], transfer),
+                            "label": transfer_label("kd-3L-mean", transfer)})
+    return {"version": 1, "name": f"curve-{task}-{budget}",
+            "teacher": {"model": "embedded", "training": {"epochs": 4}},
+            "tasks": [task], "methods": methods, "seeds": args.seeds,
+            "training": {"epochs": args.epochs, "batch_size": 32, "learning_rate": 1.0e-4,
+                         "max_seq_length": args.max_seq_length, "max_train_samples": budget,
+                         "max_val_samples": 300, "max_eval_samples": None},
+            "measure": {"enabled": False}}
+
+
+def run_all(args) -> list[tuple[str, int, Path, float]]:
     from compressbench.plugins import get_plugin_manager
     from compressbench.runner import run_suite
     from compressbench.suite import load_suite
@@ -54,15 +117,15 @@ def run_all(args) -> list[tuple[str, int, Path]]:
             folder = args.runs / f"{task}-{budget}"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / "suite.in.yaml"
-            path.write_text(SUITE.format(task=task, budget=budget, seeds=args.seeds,
-                                         epochs=args.epochs))
+            path.write_text(yaml.safe_dump(suite_for(args, task, budget), sort_keys=False))
             start = time.time()
             records = run_suite(load_suite(path), get_plugin_manager(), args.data_dir,
                                 folder / "run", args.cache, executor="local",
                                 workers=args.workers)
             failed = [r["job_id"] for r in records if r["status"] != "ok"]
+            took = time.time() - start
             print(f"{task} {budget}: {len(records)} jobs, {len(failed)} failed, "
-                  f"{time.time() - start:.0f} s", flush=True)
+                  f"{took:.0f} s", flush=True)
             done.append((task, budget, folder / "run"))
     return done
 
@@ -75,14 +138,23 @@ def collect(done: list[tuple[str, int, Path]]) -> list[dict]:
     rows = []
     for task, budget, run in done:
         table = summarise(run).tables[0]
+        recs = [r for r in results.read(run) if r.get("status") == "ok"]
         # what the jobs trained on: a budget above the task's training set is the whole set
         # (less the held-out validation slice), e.g. STS-B's 5,749 -> 5,449
-        sizes = {r["data"]["train"] for r in results.read(run) if r.get("data")}
+        sizes = {r["data"]["train"] for r in recs if r.get("data")}
         budget = sizes.pop() if len(sizes) == 1 else budget
         for row in table.rows:
             base = row.vs_baseline
+            mine = [r for r in recs if r["label"] == row.label]
+            info = [(r.get("training") or [{}])[-1].get("transfer") or {} for r in mine]
+            walls = [r["wall_s"] for r in mine if r.get("wall_s") is not None]
+            labelled = [i["label_s"] for i in info if i.get("label_s") is not None]
+            method, _, extra = row.label.partition("+")
             rows.append({
-                "task": task, "budget": budget, "method": row.label, "seeds": len(row.seeds),
+                "task": task, "budget": budget, "method": method,
+                "transfer": extra or "none", "transfer_examples": max(
+                    (i.get("transfer", 0) for i in info), default=0),
+                "label": row.label, "seeds": len(row.seeds),
                 "metric": table.main_metric, "score": row.mean_score,
                 "seed_std": row.score_std, "ci_low": row.ci[0] if row.ci else None,
                 "ci_high": row.ci[1] if row.ci else None,
@@ -93,29 +165,32 @@ def collect(done: list[tuple[str, int, Path]]) -> list[dict]:
                 "vs_baseline_p": base.p if base else None,
                 "vs_baseline_detectable": base.detectable if base else None,
                 "vs_baseline_text": comparison_text(base) if base else "",
-                "beats_baseline": (base.sign > 0) if base else None,
+                "vs_baseline_sign": base.sign if base else None,
+                # per job, mean over seeds: the teacher's labelling of the transfer set (done
+                # once per setting and cached, so only the first job of a setting pays it) and
+                # the job's whole wall time, on a 2-core machine with 2 workers
+                "label_s": round(max(labelled), 1) if labelled else None,
+                "wall_s": round(sum(walls) / len(walls), 1) if walls else None,
                 "flags": " ".join(row.flags)})
     return rows
 
 
 def separation(rows: list[dict]) -> list[str]:
-    """Per task, the budgets at which each method beats its no-distillation student with
-    significance."""
+    """Per task, the settings at which each method beats its no-distillation student with
+    significance, and those at which it is worse."""
     lines = []
     for task in dict.fromkeys(r["task"] for r in rows):
-        budgets = sorted({r["budget"] for r in rows if r["task"] == task})
-        wins = {}
-        for r in rows:
-            if r["task"] == task and r["beats_baseline"]:
-                wins.setdefault(r["method"], []).append(f"{r['budget']:,}")
-        span = ", ".join(f"{b:,}" for b in budgets)
-        if wins:
-            said = "; ".join(f"`{m}` at {', '.join(b)}" for m, b in wins.items())
-            lines.append(f"- **{task}** (budgets {span}): beats its no-distillation student "
-                         f"with significance: {said}.")
-        else:
-            lines.append(f"- **{task}** (budgets {span}): no method beats its "
-                         f"no-distillation student with significance at any budget measured.")
+        mine = [r for r in rows if r["task"] == task and r["baseline"]]
+        wins = [f"`{r['label']}` ({r['budget']:,} labels, {r['vs_baseline_text']})"
+                for r in mine if r["vs_baseline_sign"] == 1]
+        worse = [f"`{r['label']}` ({r['budget']:,})" for r in mine
+                 if r["vs_baseline_sign"] == -1]
+        line = f"- **{task}**: "
+        line += ("beats its no-distillation student with significance: " + "; ".join(wins)
+                 if wins else "no setting beats its no-distillation student with significance")
+        if worse:
+            line += ". Significantly worse: " + ", ".join(worse)
+        lines.append(line + ".")
     return lines
 
 
@@ -125,61 +200,80 @@ def write(rows: list[dict], out: Path, settings: str = "") -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["# Learning curves: 3-layer students against the training budget", "",
-             ("Embedded MiniLM teacher fine-tuned on the same budget; 3-layer students; main "
-             "metric on the whole dev set, mean over seeds, its 95% interval (two-level "
-             "bootstrap: dev examples and seeds), and the difference from the no-distillation "
-             "student that differs only by the teacher (kd-3L: finetune-3L; distilbert-3L: "
-             "distilbert-3L-labels; pkd-skip-3L: finetune-3L-first) in points, with its 95% "
-             "interval and p. ▲/▼: the interval excludes 0; ≈: it does not, with the smallest "
-             "difference the budget's seeds and dev set could have detected (80% power)."), "",
+    lines = ["# Learning curves: students against the labelled budget and the transfer set", "",
+             ("Embedded MiniLM teacher fine-tuned on the labelled examples; students: 3-layer "
+              "BERT (kd, distilbert, pkd-skip) and TinyBERT's 4-layer, 156-wide one; main "
+              "metric on the whole dev set, mean over seeds, its 95% interval (two-level "
+              "bootstrap: dev examples and seeds), and the difference from the "
+              "no-distillation student that differs only by the teacher (kd-3L: finetune-3L; "
+              "distilbert-3L: distilbert-3L-labels; pkd-skip-3L: finetune-3L-first; "
+              "tinybert-4L: tinybert-4L-labels; kd-3L-mean: finetune-3L-mean) in points, "
+              "with its 95% interval and p. ▲/▼: the interval excludes 0; ≈: it does not, "
+              "with the smallest difference the seeds and dev set could have detected (80% "
+              "power). `+u10000`: 10,000 unlabelled training sentences of the task beyond the "
+              "labelled ones, labelled by the teacher; `+aug4`: 4 augmented copies of each "
+              "labelled example (Tang et al.'s rules), labelled by the teacher. The baseline "
+              "has no transfer set (it has no teacher to label one)."), "",
              *([settings, ""] if settings else []),
              "Where distillation separates from the baseline:", "", *separation(rows), "",
-             ("| task | budget | method | seeds | score | 95% CI | vs no-distillation student "
-              "| flags |"),
-             "|---|---:|---|---:|---:|---|---|---|"]
+             ("| task | labels | method | transfer | seeds | score | 95% CI | vs no-distillation "
+              "student | labelling s | job s | flags |"),
+             "|---|---:|---|---|---:|---:|---|---|---:|---:|---|"]
     for r in rows:
         vs = f"{r['vs_baseline_text']} vs {r['baseline']}" if r["baseline"] else ""
         ci = f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["ci_low"] is not None else "–"
-        lines.append(f"| {r['task']} | {r['budget']:,} | {r['method']} | {r['seeds']} | "
-                     f"{r['score']:.4f} | {ci} | {vs} | {r['flags']} |")
+        extra = r["transfer"] if r["transfer"] == "none" else \
+            f"{r['transfer']} ({r['transfer_examples']:,})"
+        lines.append(f"| {r['task']} | {r['budget']:,} | {r['method']} | {extra} | "
+                     f"{r['seeds']} | {r['score']:.4f} | {ci} | {vs} | "
+                     f"{r['label_s'] if r['label_s'] is not None else ''} | "
+                     f"{r['wall_s'] if r['wall_s'] is not None else ''} | {r['flags']} |")
     (out / "learning-curves.md").write_text("\n".join(lines) + "\n")
     plot(rows, out / "learning-curves.png")
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """One panel per task: each method's score against its transfer-set size (0 at the left),
+    one line per labelled budget; the teacher and the baselines as horizontal bands."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4), dpi=110,
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.2 * len(tasks), 4.4), dpi=110,
                              squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for i, method in enumerate(["teacher", *METHODS]):
-            pts = sorted((r["budget"], r) for r in rows
-                         if r["task"] == task and r["method"] == method)
+        mine = [r for r in rows if r["task"] == task]
+        methods = list(dict.fromkeys(r["method"] for r in mine if r["baseline"]))
+        budgets = sorted({r["budget"] for r in mine})
+        for i, (method, budget) in enumerate((m, b) for m in methods for b in budgets):
+            pts = sorted((r["transfer_examples"], r) for r in mine
+                         if r["method"] == method and r["budget"] == budget)
             if not pts:
                 continue
-            x = [b * (1 + 0.03 * (i - 2)) for b, _ in pts]  # a little apart, to read the bars
+            x = [n + 150 * (i - len(methods) / 2) for n, _ in pts]  # apart, to read the bars
             y = [r["score"] for _, r in pts]
             err = [[max(0, r["score"] - (r["ci_low"] or r["score"])) for _, r in pts],
                    [max(0, (r["ci_high"] or r["score"]) - r["score"]) for _, r in pts]]
-            ax.errorbar(x, y, yerr=err, marker="*" if method == "teacher" else "o",
-                        capsize=2, lw=1, label=method,
-                        ls="--" if method == "teacher" else "-")
-            flagged = [(xi, yi) for xi, yi, (_, r) in zip(x, y, pts) if r["flags"]]
-            if flagged:  # a collapsed model (one class, NaN): marked, as in the reports
-                ax.scatter(*zip(*flagged), marker="x", s=60, color="#555", zorder=5,
-                           label="flagged" if "flagged" not in
-                           ax.get_legend_handles_labels()[1] else None)
-        metric = next(r["metric"] for r in rows if r["task"] == task)
-        ax.set(xscale="log", xlabel="training examples", ylabel=metric, title=task)
+            tag = f"{method} ({budget:,})" if len(budgets) > 1 else method
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, lw=1, label=tag)
+        for r in mine:
+            if not r["baseline"] and r["method"] in ("teacher", "finetune-3L"):
+                ax.axhline(r["score"], ls="--" if r["method"] == "teacher" else ":",
+                           color="#555" if r["method"] == "teacher" else "#999", lw=1)
+                ax.annotate(f"{r['method']} ({r['budget']:,})", (0, r["score"]),
+                            fontsize=6, color="#555", va="bottom")
+        ax.set(xlabel="transfer examples labelled by the teacher", ylabel=mine[0]["metric"],
+               title=task)
         ax.grid(True, color="#eee")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+
+
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def main() -> None:
@@ -188,26 +282,48 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/curves"))
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("reports/learning-curves"))
-    ap.add_argument("--budgets", default="1000,3000,10000")
+    ap.add_argument("--budgets", default="1000")
     ap.add_argument("--tasks", default="sst2,stsb")
-    ap.add_argument("--seeds", default="42, 43, 44")
-    ap.add_argument("--epochs", type=float, default=3)
+    ap.add_argument("--regression", default="stsb",
+                    help="tasks whose transfer sets are augmented copies, not unlabelled text")
+    ap.add_argument("--unlabeled", default="10000",
+                    help="unlabelled transfer sizes for every distillation method")
+    ap.add_argument("--copies", default="4", help="augmented copies for every method")
+    ap.add_argument("--kd-only-unlabeled", default="",
+                    help="further unlabelled transfer sizes, for kd-3L alone (cost)")
+    ap.add_argument("--kd-only-copies", default="",
+                    help="further augmented copies, for kd-3L alone (cost)")
+    ap.add_argument("--mean-pool", action="store_true",
+                    help="also the 3-layer students with a mean-pooling head (regression tasks)")
+    ap.add_argument("--seeds", default="42,43,44")
+    ap.add_argument("--epochs", type=float, default=2)
+    ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--collect-only", action="store_true",
                     help="only summarise the runs already in --runs")
     args = ap.parse_args()
-    args.budgets = [int(b) for b in args.budgets.split(",")]
+    args.budgets = ints(args.budgets)
     args.tasks = args.tasks.split(",")
+    args.regression = set(args.regression.split(","))
+    args.unlabeled, args.copies = ints(args.unlabeled), ints(args.copies)
+    args.kd_only_unlabeled = ints(args.kd_only_unlabeled)
+    args.kd_only_copies = ints(args.kd_only_copies)
+    args.seeds = ints(args.seeds)
     args.cache = args.cache or args.runs / "cache"
     if args.collect_only:
         done = [(t, b, args.runs / f"{t}-{b}" / "run") for b in args.budgets for t in args.tasks
                 if (args.runs / f"{t}-{b}" / "run" / "results.jsonl").is_file()]
     else:
         done = run_all(args)
-    settings = (f"Settings: seeds {args.seeds}; students {args.epochs:g} epochs, batch 32, "
-                f"learning rate 1e-4, 300 validation examples held out of train; the "
-                f"teacher 4 epochs on the same examples; no latency measured. \"budget\" is "
-                f"the number of training examples the jobs saw.")
+    seeds = ", ".join(map(str, args.seeds))
+    settings = (f"Settings: seeds {seeds}; students {args.epochs:g} epochs over the labelled "
+                f"examples and the transfer set together (TinyBERT's: 3 intermediate and 3 "
+                f"prediction epochs, learning rate 1e-3), batch 32, learning rate 1e-4, "
+                f"max_seq_length {args.max_seq_length}, 300 validation examples held out of "
+                f"train (never in a transfer set); the teacher 4 epochs on the labelled "
+                f"examples; no latency measured. \"labels\": the labelled examples the jobs "
+                f"saw. \"labelling s\": the teacher labelling the transfer set, once per "
+                f"setting; \"job s\": a job's wall time, mean over seeds, 2 workers on 2 cores.")
     write(collect(done), args.out, settings)
     print(f"wrote {args.out}/learning-curves.md, .csv, .png")
 
