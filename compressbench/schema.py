@@ -112,10 +112,17 @@ def type_label(tp: Any) -> str:
         "a mapping" if typing.get_origin(tp) is dict or dataclasses.is_dataclass(tp) else str(tp))
 
 
+#: field metadata of a setting added after cache keys existed: left out of :func:`as_dict`
+#: while it has its default, so the keys (and records) made before it stay the same
+ADDED_LATER = {"omit_at_default": True}
+
+
 def as_dict(obj: Any) -> Any:
-    """JSON-ready form of a (nested) dataclass."""
+    """JSON-ready form of a (nested) dataclass (a field marked :data:`ADDED_LATER` only when it
+    is not at its default)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_at_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, list | tuple):
         return [as_dict(v) for v in obj]
     if isinstance(obj, dict):

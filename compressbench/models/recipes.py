@@ -21,6 +21,9 @@ RECIPE_ATTR = "_compressbench_recipe"
 #: "module:qualname" -> function, filled by :func:`rebuild_step` as plugin modules load. A
 #: recipe's names are looked up here and nowhere else: nothing a folder names is imported.
 REBUILD_STEPS: dict[str, Any] = {}
+#: compressbench's own modules with rebuild steps, imported before a recipe is resolved (a fixed
+#: list: nothing a folder names)
+CORE_STEP_MODULES = ("compressbench.models.heads",)
 
 
 def rebuild_step(fn):
@@ -83,8 +86,13 @@ def trusted_packages() -> set[str]:
 
 def load_plugin_modules() -> None:
     """Import the modules of the installed compressbench plugins (entry points, as the plugin
-    manager does), so their rebuild steps are registered. Nothing a saved folder names."""
+    manager does), and compressbench's own (:data:`CORE_STEP_MODULES`), so their rebuild steps
+    are registered. Nothing a saved folder names."""
+    import importlib
     import importlib.metadata
+
+    for name in CORE_STEP_MODULES:
+        importlib.import_module(name)
 
     for ep in importlib.metadata.entry_points(group="compressbench"):
         try:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
 from compressbench.errors import ConfigError
+from compressbench.schema import ADDED_LATER
 from compressbench.models.teacher import (
     NO_REMOTE_CODE,
     float32,
@@ -22,7 +23,8 @@ class StudentSpec:
     ``init``: ``teacher-skip`` (every k-th teacher layer from the first: [0, 2, 4, 6, 8, 10] for
     12 -> 6), ``teacher-spread`` (evenly spread from the first to the last: [0, 2, 4, 7, 9, 11],
     the layers Sanh et al.'s released DistilBERT took), ``teacher-first`` (the first layers, as
-    PKD), ``random``, or a path to a pretrained checkpoint.
+    PKD), ``random``, or a path to a pretrained checkpoint. ``head``: ``cls`` (BERT's pooler on
+    [CLS]) or ``mean`` (the mean of the last layer's token states, :mod:`compressbench.models.heads`).
     """
 
     layers: int | None = None  # None: as many as the teacher
@@ -30,6 +32,8 @@ class StudentSpec:
     hidden_size: int | None = None  # only with init: random
     num_attention_heads: int | None = None  # only with init: random
     intermediate_size: int | None = None  # only with init: random
+    # "mean": the classifier reads the mean of the token states (BERT students; models.heads)
+    head: str = field(default="cls", metadata=ADDED_LATER)
 
     def __post_init__(self):
         if self.layers is not None and self.layers < 1:
@@ -40,6 +44,8 @@ class StudentSpec:
                 self.hidden_size % self.num_attention_heads:
             raise ValueError(f"student: hidden_size {self.hidden_size} is not divisible by "
                              f"num_attention_heads {self.num_attention_heads}")
+        if self.head not in ("cls", "mean"):
+            raise ValueError(f"student.head: {self.head!r} is not one of cls, mean")
         if resized and self.init in TEACHER_INITS:
             raise ValueError("student: a different width needs `init: random` (teacher "
                              "weights have the teacher's width)")
@@ -77,7 +83,16 @@ def layer_map(teacher_layers: int, student_layers: int, init: str) -> list[int]:
 
 
 def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
-    """A copy of ``pretrained`` (a task model) with fewer layers, initialised per ``spec``."""
+    """A copy of ``pretrained`` (a task model) with fewer layers, initialised per ``spec``,
+    with the head ``spec.head``."""
+    student = build_student(pretrained, spec)
+    if spec.head == "cls":
+        return student
+    from compressbench.models.heads import with_head
+    return with_head(student, spec.head)
+
+
+def build_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
     config = pretrained.config.__class__.from_dict(pretrained.config.to_dict())
     n_teacher = config.num_hidden_layers
     layers = spec.layers or n_teacher
