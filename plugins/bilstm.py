@@ -12,7 +12,8 @@ The transfer set is the training data plus N rule-based augmented copies of each
 the same part of speech with p_pos (POS from a lexicon), and with p_ng the example is cut to a
 random n-gram (n in 1..5). Token tasks keep every word in place, so they get no n-gram sampling.
 The rules are the shared ``tang`` augmenter (:mod:`compressbench.augment`), which any method's
-transfer set can use too.
+transfer set can use too; a ``training.transfer`` set (unlabelled text, other augmenters) joins
+the copies.
 The student is saved as weights plus a recipe naming ``BiLSTMStudent`` and its arguments
 (``compressbench.built_by``), so loading it runs no pickle.
 """
@@ -26,6 +27,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from compressbench.api import (
+    ConfigError,
     Example,
     Lexicon,
     Method,
@@ -164,6 +166,7 @@ class BiLSTM(Method):
     Params = Params
     description = "Tang et al. 2019: BiLSTM student, MSE on logits, augmented transfer set"
     training_defaults: ClassVar[dict] = {"learning_rate": 1e-3}  # an LSTM from scratch
+    uses_transfer = True  # a `training.transfer` set joins its n_aug copies
 
     def check(self, params: Params, facts) -> None:
         if params.n_aug > 0 and params.p_pos > 0:
@@ -198,11 +201,18 @@ class BiLSTM(Method):
                              else "random")
         del teacher
         if not self.uses_teacher(params):  # labels only: the BiLSTM's own baseline
+            if ctx.training.transfer is not None and not ctx.training.transfer.empty:
+                raise ConfigError("bilstm: alpha: 1 with n_aug: 0 trains on labels alone, but "
+                                  "training.transfer asks the teacher to label a transfer set; "
+                                  "set alpha below 1, or remove training.transfer")
             ctx.train(student, lambda model, batch: task_loss(
                 task.kind, logits_of(model(**forward_kwargs(model, batch))), batch["labels"]),
                 description=f"{task.name} bilstm (labels only)")
             return student
-        transfer = ctx.with_teacher_logits("train")
+        # the labelled examples, any `training.transfer` set, then the method's own n_aug copies
+        # (all labelled by the teacher; the hard term reads its predictions off the labels)
+        transfer = [{k: v for k, v in f.items() if k != "labelled"}
+                    for f in ctx.transfer_set()]
         if params.n_aug > 0:
             new = augment(ctx.data.train, task.kind, params, ctx.tokenizer.mask_token,
                           ctx.seed, ctx.data_dir)

@@ -175,7 +175,8 @@ def test_a_plugin_method_and_augmenter_use_the_transfer_set_through_the_api(tmp_
                "  - {name: kd, student: {layers: 1}}\n"
                "  - {name: pkd-skip, student: {layers: 1}}\n"
                "  - {name: distilbert, student: {layers: 1}}\n"
-               "  - {name: tinybert, intermediate_epochs: 1, student: {layers: 1}}\n")
+               "  - {name: tinybert, intermediate_epochs: 1, student: {layers: 1}}\n"
+               "  - {name: bilstm, n_aug: 1, p_pos: 0, hidden_size: 8, mlp_size: 8}\n")
     suite = suite_with(tmp_path, tiny_teacher, methods,
                        ", transfer: {unlabeled: 1000, augment: {rules: shout, copies: 2, "
                        "options: {suffix: '?'}}}")
@@ -190,7 +191,7 @@ def test_a_plugin_method_and_augmenter_use_the_transfer_set_through_the_api(tmp_
     pm = get_plugin_manager([plugin])
     pm.register(Listen(), "listen")
     records = run_suite(suite, pm, data, tmp_path / "run", tmp_path / "cache")
-    assert [r["status"] for r in records] == ["ok"] * 6, [r.get("error") for r in records]
+    assert [r["status"] for r in records] == ["ok"] * 7, [r.get("error") for r in records]
     info = records[1]["training"][0]["transfer"]
     for r in records[2:]:  # every built-in distillation method trained on the same set
         assert r["training"][0]["transfer"]["sources"] == info["sources"], r["label"]
@@ -200,9 +201,14 @@ def test_a_plugin_method_and_augmenter_use_the_transfer_set_through_the_api(tmp_
     assert info["sources"] == {"unlabeled": 69, "augment:shout": 80}
     assert info["labelled"] == 40 and info["transfer"] == 149 and info["label_s"] >= 0
     assert ("seen", {"labelled": 40, "unlabelled": 149}) in seen
+    # bilstm: the labelled examples, the transfer set, then its own copy of each labelled one
+    # (a copy the rules left unchanged is dropped: at most one new copy per labelled example)
+    totals = [d["total"] for e, d in seen if e == "transfer_set" and "original" in d]
+    assert len(totals) == 1 and 40 + 149 < totals[0] <= 40 + 149 + 40
     # the teacher's logits for the transfer set are cached once per teacher and inputs
     cached = list((tmp_path / "cache" / "teacher-outputs").rglob("*.pt"))
-    assert len(cached) == 2  # the labelled features and the transfer set, for all five
+    assert len(cached) == 3  # the labelled features and the transfer set, for all six, and
+    # bilstm's own augmented copies
     assert json.dumps(info)  # JSON in the record
 
 

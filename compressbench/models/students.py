@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from compressbench.errors import ConfigError
-from compressbench.schema import ADDED_LATER
 from compressbench.models.teacher import (
     NO_REMOTE_CODE,
     float32,
     refuse_remote_code,
     resolve_model_ref,
 )
+from compressbench.schema import ADDED_LATER
 
 
 @dataclass(frozen=True)
