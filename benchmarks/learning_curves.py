@@ -10,7 +10,8 @@ Run (resumable: finished jobs are kept in RUNS and skipped):
 
     python benchmarks/learning_curves.py --data-dir ../shared/data --runs runs/curves \\
         --out reports/learning-curves [--budgets 1000,3000] [--tasks sst2,stsb] \\
-        [--unlabeled 10000,30000] [--copies 4,10] [--kd-only-unlabeled 30000] [--mean-pool]
+        [--unlabeled 10000,30000] [--copies 4,10] [--kd-only-unlabeled 30000] \\
+        [--kd-only-copies 10] [--regression-unlabeled 10000] [--mean-pool]
 
 Each (task, budget) is one suite (the embedded MiniLM teacher fine-tuned on the labelled
 examples, then every student, every seed), run with the local executor; no latency is
@@ -75,7 +76,9 @@ def transfers(args, task: str, kd_only: bool) -> list[dict]:
     augmented copies for a regression one (STS-B's unlabelled pool is small)."""
     if task in args.regression:
         sizes = args.kd_only_copies if kd_only else args.copies
-        return [{"augment": {"rules": "tang", "copies": n}} for n in sizes]
+        pool = [] if kd_only else args.regression_unlabeled  # its own remaining pairs
+        return [{"augment": {"rules": "tang", "copies": n}} for n in sizes] + \
+            [{"unlabeled": n} for n in pool]
     sizes = args.kd_only_unlabeled if kd_only else args.unlabeled
     return [{"unlabeled": n} for n in sizes]
 
@@ -246,17 +249,22 @@ def plot(rows: list[dict], path: Path) -> None:
         mine = [r for r in rows if r["task"] == task]
         methods = list(dict.fromkeys(r["method"] for r in mine if r["baseline"]))
         budgets = sorted({r["budget"] for r in mine})
-        for i, (method, budget) in enumerate((m, b) for m in methods for b in budgets):
+        sources = sorted({source(r) for r in mine if source(r)})  # "aug", "unlabelled"
+        lines = [(m, b, src) for m in methods for b in budgets for src in sources]
+        for i, (method, budget, src) in enumerate(lines):
             pts = sorted((r["transfer_examples"], r) for r in mine
-                         if r["method"] == method and r["budget"] == budget)
-            if not pts:
+                         if r["method"] == method and r["budget"] == budget
+                         and source(r) in ("", src))  # from no transfer set to this kind
+            if len(pts) < 2 and not (len(sources) <= 1 and pts):
                 continue
-            x = [n + 150 * (i - len(methods) / 2) for n, _ in pts]  # apart, to read the bars
+            x = [n + 120 * (i - len(lines) / 2) for n, _ in pts]  # apart, to read the bars
             y = [r["score"] for _, r in pts]
             err = [[max(0, r["score"] - (r["ci_low"] or r["score"])) for _, r in pts],
                    [max(0, (r["ci_high"] or r["score"]) - r["score"]) for _, r in pts]]
-            tag = f"{method} ({budget:,})" if len(budgets) > 1 else method
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, lw=1, label=tag)
+            tag = method + (f" ({budget:,})" if len(budgets) > 1 else "") + \
+                (f", {src}" if len(sources) > 1 else "")
+            ax.errorbar(x, y, yerr=err, marker="o" if src != "aug" else "s", capsize=2,
+                        lw=1, label=tag, ls="-" if src != "aug" else "--")
         for r in mine:
             if not r["baseline"] and r["method"] in ("teacher", "finetune-3L"):
                 ax.axhline(r["score"], ls="--" if r["method"] == "teacher" else ":",
@@ -270,6 +278,12 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+
+
+def source(row: dict) -> str:
+    """What a row's transfer set is made of: "" (none), "aug" or "unlabelled"."""
+    t = row["transfer"]
+    return "" if t == "none" else ("aug" if t.startswith("aug") else "unlabelled")
 
 
 def ints(text: str) -> list[int]:
@@ -289,6 +303,9 @@ def main() -> None:
     ap.add_argument("--unlabeled", default="10000",
                     help="unlabelled transfer sizes for every distillation method")
     ap.add_argument("--copies", default="4", help="augmented copies for every method")
+    ap.add_argument("--regression-unlabeled", default="",
+                    help="also unlabelled transfer sizes for the regression tasks (STS-B has "
+                         "about 4,400 training pairs beyond 1,000 labels and the validation)")
     ap.add_argument("--kd-only-unlabeled", default="",
                     help="further unlabelled transfer sizes, for kd-3L alone (cost)")
     ap.add_argument("--kd-only-copies", default="",
@@ -306,6 +323,7 @@ def main() -> None:
     args.tasks = args.tasks.split(",")
     args.regression = set(args.regression.split(","))
     args.unlabeled, args.copies = ints(args.unlabeled), ints(args.copies)
+    args.regression_unlabeled = ints(args.regression_unlabeled)
     args.kd_only_unlabeled = ints(args.kd_only_unlabeled)
     args.kd_only_copies = ints(args.kd_only_copies)
     args.seeds = ints(args.seeds)
