@@ -188,6 +188,8 @@ def plan_steps(suite: Suite, pm: PluginManager, seed: int, steps: tuple[Step, ..
         params = method_params(method, step, str(suite.path))
         defaults = getattr(method, "training_defaults", {})  # the suite's entry wins
         cfg = suite.training_for({**defaults, **step.training}, step.where)
+        if cfg.transfer is not None and not trains_on_transfer(method, params):
+            cfg = dataclasses.replace(cfg, transfer=None)  # a suite-wide set: not this step's business
         prev = step_key(prev, step.method, method, params, cfg, seed)
         planned.append(Planned(step, method, params, cfg, prev))
     return planned
@@ -203,6 +205,15 @@ def step_key(prev: str, name: str, method: Any, params: Any, cfg: Training, seed
 def uses_transfer(method: Any) -> bool:
     """Whether ``method`` trains on a transfer set (``Method.uses_transfer``)."""
     return bool(getattr(method, "uses_transfer", False))
+
+
+def trains_on_transfer(method: Any, params: Any) -> bool:
+    """Whether the step trains on its transfer set: a method that uses one (``uses_transfer``),
+    with parameters under which it learns from the teacher (a labels-only baseline such as
+    ``distilbert`` with ``alpha_ce: 0, alpha_cos: 0`` ignores a suite-wide set, as ``finetune``
+    does)."""
+    teacher = getattr(method, "uses_teacher", None)
+    return uses_transfer(method) and (teacher is None or bool(teacher(params)))
 
 
 def key_settings(cfg: Training, transfer: bool = False) -> dict:

@@ -532,7 +532,7 @@ def check(suite: Suite, pm) -> None:
     for entry in suite.methods:
         for step in entry.steps:
             method = pm.methods.get(step.method, f"{w}: {step.where}.name")
-            method_params(method, step, w)
+            params = method_params(method, step, w)
             suite.training_for(step.training, step.where)
             if "transfer" in step.training and not getattr(method, "uses_transfer", False):
                 users = sorted(n for n in pm.methods if getattr(pm.methods.get(n),
@@ -540,6 +540,11 @@ def check(suite: Suite, pm) -> None:
                 raise ConfigError(f"{w}: {step.where}.training.transfer: {step.method} does not "
                                   f"train on a transfer set (those that do: "
                                   f"{', '.join(users) or 'none installed'}); remove it here")
+            if "transfer" in step.training and not method.uses_teacher(params):
+                raise ConfigError(f"{w}: {step.where}.training.transfer: with these parameters "
+                                  f"{step.method} learns from the labels alone (the baseline "
+                                  f"of its distilled form), so no teacher labels a transfer "
+                                  f"set; remove it here")
             for key, values in step.grid.items():
                 grid_target(method, key, f"{w}: {step.where}.grid")
                 for value in values:

@@ -27,7 +27,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from compressbench.api import (
-    ConfigError,
     Example,
     Lexicon,
     Method,
@@ -201,10 +200,6 @@ class BiLSTM(Method):
                              else "random")
         del teacher
         if not self.uses_teacher(params):  # labels only: the BiLSTM's own baseline
-            if ctx.training.transfer is not None and not ctx.training.transfer.empty:
-                raise ConfigError("bilstm: alpha: 1 with n_aug: 0 trains on labels alone, but "
-                                  "training.transfer asks the teacher to label a transfer set; "
-                                  "set alpha below 1, or remove training.transfer")
             ctx.train(student, lambda model, batch: task_loss(
                 task.kind, logits_of(model(**forward_kwargs(model, batch))), batch["labels"]),
                 description=f"{task.name} bilstm (labels only)")

@@ -57,7 +57,9 @@ def test_gold_loss_leaves_out_rows_without_a_gold_label():
 def test_the_setting_is_in_the_key_of_the_methods_that_use_it_only(tmp_path, tiny_teacher):
     from compressbench.plan import plan_steps
     methods = ("  - {name: finetune, label: small, student: {layers: 1}}\n"
-               "  - {name: kd, student: {layers: 1}}\n")
+               "  - {name: kd, student: {layers: 1}}\n"
+               "  - {name: distilbert, label: labels, alpha_ce: 0, alpha_cos: 0,\n"
+               "     student: {layers: 1}}\n")
     pm = get_plugin_manager()
 
     def keys(training: str) -> dict:
@@ -70,6 +72,8 @@ def test_the_setting_is_in_the_key_of_the_methods_that_use_it_only(tmp_path, tin
     unlabeled = keys(", transfer: {unlabeled: 100}")
     with_file = keys(", transfer: {file: texts.txt}")
     assert unlabeled["small"] == plain["small"] == with_file["small"]  # finetune: no teacher
+    # a labels-only configuration of a method that uses transfer sets ignores a suite-wide one
+    assert unlabeled["labels"] == plain["labels"] == with_file["labels"]
     assert len({plain["kd"], unlabeled["kd"], with_file["kd"]}) == 3
     texts.write_text("one text\nanother, changed text\n")  # the file's content, not its path
     assert keys(", transfer: {file: texts.txt}")["kd"] != with_file["kd"]
@@ -82,6 +86,17 @@ def test_an_entry_of_a_method_without_transfer_sets_is_an_error(tmp_path, tiny_t
     suite = suite_with(tmp_path, tiny_teacher, methods)
     with pytest.raises(ConfigError, match=r"methods\[0\].training.transfer: finetune does not "
                                           r"train on a transfer set \(those that do: .*kd"):
+        check(suite, get_plugin_manager())
+
+
+def test_an_entry_that_learns_from_labels_alone_cannot_have_a_transfer_set(tmp_path,
+                                                                           tiny_teacher):
+    from compressbench.suite import check
+    methods = ("  - {name: distilbert, label: labels, alpha_ce: 0, alpha_cos: 0,\n"
+               "     training: {transfer: {unlabeled: 10}}}\n")
+    suite = suite_with(tmp_path, tiny_teacher, methods)
+    with pytest.raises(ConfigError, match=r"methods\[0\].training.transfer: with these "
+                                          r"parameters distilbert learns from the labels alone"):
         check(suite, get_plugin_manager())
 
 
