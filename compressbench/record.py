@@ -319,6 +319,13 @@ class Record:
         return value if isinstance(value, dict) else None
 
     @property
+    def transfer(self) -> dict | None:
+        """What a single-step job's transfer set held (``Context.transfer_set``: examples per
+        source, the total, leaks dropped, labelling time); None without one."""
+        value = self._step_info("transfer")
+        return value if isinstance(value, dict) else None
+
+    @property
     def teacher_signal(self) -> bool | None:
         """Whether the single step learnt from the teacher (``Method.uses_teacher``)."""
         value = self._step_info("teacher_signal")

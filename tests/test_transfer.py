@@ -225,6 +225,12 @@ def test_a_plugin_method_and_augmenter_use_the_transfer_set_through_the_api(tmp_
     assert len(cached) == 3  # the labelled features and the transfer set, for all six, and
     # bilstm's own augmented copies
     assert json.dumps(info)  # JSON in the record
+    from compressbench.report import summarise
+    from compressbench.report.tables import table_notes
+    note = next(n for n in table_notes(summarise(tmp_path / "run").tables[0])
+                if n.startswith("Transfer sets:"))  # the report says who trained on what
+    assert "`kd`, `pkd-skip`" in note and "40 labelled examples plus 149 the teacher" in note
+    assert "3 dropped as validation or reported texts" in note
 
 
 compressbench_hookimpl = __import__("compressbench").hookimpl

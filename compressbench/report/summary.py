@@ -102,6 +102,7 @@ class Row:
     student: dict | None = None  # what the student is (single-step rows that describe it)
     teacher_signal: bool | None = None  # the step learnt from the teacher
     step_training: dict = field(default_factory=dict)  # the step's resolved training settings
+    transfer: dict | None = None  # the step's transfer set, as its first seed recorded it
     control: float | None = None  # teacher only: its paired speed-up against itself
     control_ci: tuple[float, float] | None = None
 
@@ -291,7 +292,7 @@ def make_row(label: str, recs: list[Record], metric_names: list[str]) -> Row:
               size_mb=mean([r.model.size_bytes for r in recs]) / 1e6,
               sparse_mb=(model.sparse_size_bytes or 0) / 1e6 or None,
               student=first.student, teacher_signal=first.teacher_signal,
-              step_training=first.step_training)
+              step_training=first.step_training, transfer=first.transfer)
     if any(r.setting is not None for r in recs):
         settings = [format_setting(r.setting or {}) for r in recs]
         row.setting = settings[0] if len(set(settings)) == 1 else "; ".join(

@@ -266,7 +266,33 @@ def table_notes(table: TaskTable) -> list[str]:
                      "speed-up is against the teacher in PyTorch eager fp32.")
     if any(r.sparse_mb is not None for r in table.rows):
         notes.append(SPARSE_NOTE)
+    transfer = transfer_note(table)
+    if transfer:
+        notes.append(transfer)
     return notes
+
+
+def transfer_note(table: TaskTable) -> str | None:
+    """Which rows trained on a transfer set, of what (README, "Transfer sets"): the baselines
+    they are compared with did not, so the reader must know."""
+    groups: dict[str, list[str]] = {}
+    for row in table.rows:
+        info = row.transfer
+        if not info or not info.get("transfer"):
+            continue
+        sources = ", ".join(f"{name} {n:,}" for name, n in (info.get("sources") or {}).items())
+        what = (f"{info.get('labelled', 0):,} labelled examples plus {info['transfer']:,} the "
+                f"teacher labelled ({sources}"
+                + (f"; {info['leaks_dropped']:,} dropped as validation or reported texts"
+                   if info.get("leaks_dropped") else "") + ")")
+        groups.setdefault(what, []).append(row.label)
+    if not groups:
+        return None
+    parts = [f"{', '.join(f'`{label}`' for label in labels)} on {what}"
+             for what, labels in groups.items()]
+    return ("Transfer sets: " + "; ".join(parts) + " (counts of the first seed). Every other "
+            "row trained without one; a row's no-distillation baseline differs from it by the "
+            "teacher, and so by the transfer set the teacher labelled.")
 
 
 def grid_tables(table: TaskTable) -> list[tuple[str, Table]]:
