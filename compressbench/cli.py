@@ -196,8 +196,14 @@ def blocked_names(values: list[str]) -> list[str]:
 
 
 def plugin_manager(args, extra_files=()):
-    from compressbench.plugins import get_plugin_manager
-    return get_plugin_manager([*args.plugin, *extra_files], blocked_names(args.blocked))
+    from compressbench.plugins import get_plugin_manager, unknown_blocked
+    blocked = blocked_names(args.blocked)
+    files = [*args.plugin, *extra_files]
+    unknown = unknown_blocked(blocked, files)
+    if unknown:
+        raise CompressBenchError(f"-p no:{unknown[0]}: no installed plugin or plugin file is "
+                                 f"named '{unknown[0]}' (`compressbench plugins` lists them)")
+    return get_plugin_manager(files, blocked)
 
 
 def data_dir_of(args) -> Path | None:

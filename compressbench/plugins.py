@@ -85,6 +85,7 @@ class Registry:
     what: str  # 'tasks', 'methods', 'task_kinds', ...
     items: dict[str, Any] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
+    blocked: tuple[str, ...] = ()  # the plugins blocked in the manager it was collected from
 
     @property
     def singular(self) -> str:
@@ -92,7 +93,7 @@ class Registry:
 
     @classmethod
     def collect(cls, pm: PluginManager, what: str) -> Registry:
-        reg = cls(what)
+        reg = cls(what, blocked=tuple(getattr(pm, "blocked_names", ())))
         hook = getattr(pm.hook, f"register_{what}")
         trace = pm.trace.root.get("hook")
         # Each implementation is called on its own so the registry knows who registered what
@@ -136,9 +137,15 @@ class Registry:
         """The object registered as ``name``; a ConfigError with suggestions if there is none."""
         if name not in self.items:
             prefix = f"{where}: " if where else ""
+            if name in self.blocked:
+                raise ConfigError(
+                    f"{prefix}{self.singular} '{name}' is not available: the plugin '{name}' "
+                    f"is blocked (-p no:{name} or {DISABLE_ENV}); unblock it to use it")
+            blocked = (f" Blocked plugins, whose {self.what.replace('_', ' ')} are missing: "
+                       f"{', '.join(self.blocked)}." if self.blocked else "")
             raise ConfigError(
                 f"{prefix}unknown {self.singular} '{name}'.{did_you_mean(name, self.items)} "
-                f"Installed: {', '.join(sorted(self.items)) or '(none)'}")
+                f"Installed: {', '.join(sorted(self.items)) or '(none)'}.{blocked}")
         return self.items[name]
 
     def __contains__(self, name: object) -> bool:
@@ -214,6 +221,16 @@ def get_plugin_manager(plugin_files: Iterable[str | os.PathLike] = (),
     for path in plugin_files:
         load_plugin_file(pm, path)
     return pm
+
+
+def unknown_blocked(names: Iterable[str], plugin_files: Iterable[str | os.PathLike] = ()
+                    ) -> list[str]:
+    """Of ``names`` (``-p no:NAME``), those that name no installed plugin (an entry point of
+    the ``compressbench`` group) and no plugin file: a typo would otherwise block nothing."""
+    known = {ep.name for ep in importlib.metadata.entry_points(group=GROUP)}
+    for path in plugin_files:
+        known |= {Path(path).stem, f"file:{Path(path).stem}"}
+    return [n for n in names if n not in known]
 
 
 def describe(pm: PluginManager) -> list[dict]:

@@ -111,6 +111,18 @@ def test_block_plugin(capsys):
     assert code == 0 and "method:finetune" not in out
 
 
+def test_blocking_a_plugin_nothing_installs_is_an_error(capsys):
+    code, _, err = run_cli(capsys, "plugins", "-p", "no:nosuch")
+    assert code == 2 and "-p no:nosuch: no installed plugin or plugin file is named 'nosuch'" in err
+
+
+def test_a_suite_using_a_blocked_plugin_says_it_is_blocked(capsys):
+    from tests.conftest import REPO
+    code, _, err = run_cli(capsys, "validate", str(REPO / "suites" / "glue.yaml"), "--no-data",
+                           "-p", "no:kd")
+    assert code == 2 and "method 'kd' is not available: the plugin 'kd' is blocked" in err
+
+
 def test_plugins_method_shows_parameters_with_their_sources(capsys):
     assert main(["plugins", "--method", "kd"]) == 0
     out = capsys.readouterr().out
