@@ -159,6 +159,8 @@ def to_onnx(model, out: Path) -> None:
     from compressbench.models import read_meta
     from compressbench.runtimes import onnxruntime as onnxrt
 
+    for module in ("onnx", "onnxruntime"):  # one line naming the extra, not the exporter's
+        onnxrt.require(module)               # traceback from deep inside torch.onnx
     meta = read_meta(out)
     ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 102], [101, 2023, 2003, 1037, 3231, 102]])
     ids = kinds.get(meta["kind"]).shape_inputs(ids)  # (B, T) or the kind's shape

@@ -494,3 +494,14 @@ def test_export_errors_name_the_fix(compress_run, tmp_path, capsys):
     assert main(["export", str(tmp / "run"), "--task", "sst2", "--method", "int8",
                  "-o", str(tmp_path / "full")]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_export_to_onnx_without_the_extra_is_one_line(compress_run, tmp_path, capsys,
+                                                       monkeypatch):
+    import sys
+    tmp, _, _ = compress_run
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if compressbench[onnx] were missing
+    assert main(["export", str(tmp / "run"), "--task", "sst2", "--method", "magnitude-50",
+                 "--format", "onnx", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'compressbench[onnx]'" in err, err
