@@ -503,8 +503,12 @@ def env_lines(summary: RunSummary) -> list[str]:
         lines.append(f"**warning**: the records come from {len(summary.envs)} different "
                      f"environments (differing: {', '.join(keys)}); compare timings only "
                      f"within one")
-    lines.append("reproduce: `compressbench run RUN_DIR/suite.yaml --output NEW_RUN_DIR`, "
-                 "then `compressbench report NEW_RUN_DIR`")
+    options = "".join(f" {flag} {value:g}" for flag, value, default in (
+        ("--latency-budget", summary.latency_budget, None), ("--within", summary.within, 1.0),
+        ("--examples", summary.examples, 3)) if value is not None and value != default)
+    lines.append(f"reproduce: `compressbench run RUN_DIR/suite.yaml --data-dir DATA_DIR "
+                 f"--output NEW_RUN_DIR`, then `compressbench report NEW_RUN_DIR{options}` "
+                 f"(this report's options)")
     return lines
 
 
