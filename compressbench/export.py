@@ -77,6 +77,7 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
                                  f"manifest ({damaged}); re-run the suite with --output "
                                  f"{run_dir} to rebuild it")
     copy_regular_files(source, out)  # a real copy: the export ships alone
+    name_labels(out, results.read_references(run_dir, task))
     try:
         model = load_model(out, unsafe_pickle=unsafe_pickle)  # refuse what does not load
         if fmt == "onnx" and saved_format(out) != "onnx":
@@ -91,7 +92,41 @@ def export(run_dir: Path, task: str, method: str, out: Path, seed: int | None = 
     (out / "README.md").write_text(model_card(record, teacher, saved_format(out),
                                               verdict_of(run_dir, record)), encoding="utf-8")
     (out / "compressbench-record.json").write_text(json.dumps(record, indent=2, default=str))
+    readable(out)
     return out
+
+
+def readable(out: Path) -> None:
+    """The export is for sharing: its folders 755 and files 644 whatever the umask (the cache's
+    read-only modes and a private umask would otherwise make it 600/700)."""
+    import os
+
+    out.chmod(0o755)
+    for root, dirs, files in os.walk(out, followlinks=False):
+        for name in dirs:
+            (Path(root) / name).chmod(0o755)
+        for name in files:
+            path = Path(root) / name
+            if not path.is_symlink():
+                path.chmod(0o644)
+
+
+def name_labels(out: Path, references: dict | None) -> None:
+    """Give the exported ``config.json`` the task's label names (``id2label``/``label2id``), so
+    that ``pipeline()`` says "positive", not "LABEL_1". The names come from the run's
+    references; a config whose label count differs is left alone."""
+    labels = (references or {}).get("labels")
+    path = out / "config.json"
+    if not labels or not path.is_file() or not all(isinstance(x, str) for x in labels):
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    current = config.get("id2label")
+    count = len(current) if isinstance(current, dict) else 2  # transformers' default: 2 labels
+    if count != len(labels):
+        return
+    config["id2label"] = {str(i): name for i, name in enumerate(labels)}
+    config["label2id"] = {name: i for i, name in enumerate(labels)}
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def runs(model, out: Path, kind: str | None = None) -> None:

@@ -466,6 +466,7 @@ def test_exported_model_reloads_and_predicts_as_in_the_run(compress_run, tmp_pat
     assert main(["export", str(tmp / "run"), "--task", "sst2", "--method", label,
                  "-o", str(out)]) == 0
     card = (out / "README.md").read_text()
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {"0o644"}  # shareable
     record = records[f"sst2/{label}/seed42"]
     assert f"{record['score']:.4f}" in card and "## Speed, per runtime" in card
     assert "| torch | " in card  # its PyTorch latency row
@@ -474,6 +475,7 @@ def test_exported_model_reloads_and_predicts_as_in_the_run(compress_run, tmp_pat
     if record["model"]["format"] == "hf":  # transformers alone loads it too
         from transformers import AutoModelForSequenceClassification
         model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+        assert model.config.id2label == {0: "negative", 1: "positive"}  # not LABEL_1
     suite = load_suite(tmp / "suite.yaml")
     task = resolve_task(suite, "sst2", get_plugin_manager())
     prepared = D.prepare(task, tmp / "data", suite.training)
