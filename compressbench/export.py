@@ -327,7 +327,7 @@ def model_card(record: dict, teacher: dict | None, fmt: str, verdict: str | None
             ("sparse storage", *both("sparse_size_bytes", fmt_bytes))]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += speed_section(r, t)
-    lines += ["", "## Loading", ""] + loading(fmt) + reproducing(r) + [""]
+    lines += ["", "## Loading", ""] + loading(fmt) + reproducing(r, t) + [""]
     return "\n".join(lines)
 
 
@@ -386,12 +386,16 @@ def front_matter(r, teacher: object, library: str | None) -> list[str]:
     return ["---", *yaml.safe_dump(meta, sort_keys=False).splitlines(), "---"]
 
 
-def reproducing(r) -> list[str]:
+def reproducing(r, t=None) -> list[str]:
     """How the run fed the model: the numbers above hold for inputs prepared the same way."""
-    lengths = [(step.get("settings") or {}).get("max_seq_length") for step in r.training
-               if isinstance(step, dict) and isinstance(step.get("settings"), dict)]
-    length = next((n for n in reversed(lengths) if isinstance(n, int)), None)
-    if length is None:  # a model no step trained (the teacher quantized): the teacher's length
+    def length_of(rec) -> int | None:
+        lengths = [(step.get("settings") or {}).get("max_seq_length") for step in rec.training
+                   if isinstance(step, dict) and isinstance(step.get("settings"), dict)]
+        return next((n for n in reversed(lengths) if isinstance(n, int)), None)
+
+    # a model no step trained (the teacher quantized) was fed as the teacher was
+    length = length_of(r) or (length_of(t) if t is not None else None)
+    if length is None:
         return []
     call = (f"tokenizer(words, is_split_into_words=True, truncation=True, max_length={length})"
             if str(r.task_kind) == "token" else
