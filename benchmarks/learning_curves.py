@@ -11,7 +11,7 @@ Run (resumable: finished jobs are kept in RUNS and skipped):
     python benchmarks/learning_curves.py --data-dir ../shared/data --runs runs/curves \\
         --out reports/learning-curves [--budgets 1000,3000] [--tasks sst2,stsb] \\
         [--unlabeled 10000,30000] [--copies 4,10] [--kd-only-unlabeled 30000] \\
-        [--kd-only-copies 10] [--regression-unlabeled 10000] [--mean-pool]
+        [--kd-only-copies 10] [--regression-unlabeled 10000] [--mean-pool] [--mean-pool-transfer]
 
 Each (task, budget) is one suite (the embedded MiniLM teacher fine-tuned on the labelled
 examples, then every student, every seed), run with the local executor; no latency is
@@ -97,7 +97,7 @@ def suite_for(args, task: str, budget: int) -> dict:
     if args.mean_pool and task in args.regression:
         for label, entry in MEAN.items():
             methods.append({**entry, "label": label})
-        for transfer in transfers(args, task, False):
+        for transfer in transfers(args, task, False) if args.mean_pool_transfer else ():
             methods.append({**with_transfer(MEAN["kd-3L-mean"], transfer),
                             "label": transfer_label("kd-3L-mean", transfer)})
     return {"version": 1, "name": f"curve-{task}-{budget}",
@@ -312,6 +312,8 @@ def main() -> None:
                     help="further augmented copies, for kd-3L alone (cost)")
     ap.add_argument("--mean-pool", action="store_true",
                     help="also the 3-layer students with a mean-pooling head (regression tasks)")
+    ap.add_argument("--mean-pool-transfer", action="store_true",
+                    help="and kd-3L-mean with each transfer set")
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--epochs", type=float, default=2)
     ap.add_argument("--max-seq-length", type=int, default=128)
