@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "evaluate, measure and write a report. Finished jobs in "
                                      "the output directory are skipped.")
     run.add_argument("suite", type=Path)
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="override the suite: a dotted key and a YAML value, e.g. "
+                          "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
     run.add_argument("--data-dir", type=Path, default=None,
                      help=f"local data (glue/<TASK>/*.tsv, conll2003/*.txt); default "
                           f"${DATA_ENV}, else the Hugging Face Hub")
@@ -143,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Check the suite's keys, types, method and task names, "
                                      "method parameters and your own data files.")
     val.add_argument("suite", type=Path)
+    val.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="override the suite: a dotted key and a YAML value, e.g. "
+                          "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
     common(val)
 
     exp = sub.add_parser("export", help="write one model of a run with its tokenizer and a "
@@ -219,7 +225,7 @@ def cmd_run(args) -> int:
     from compressbench.runner import run_suite
     from compressbench.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, args.overrides)
     pm = plugin_manager(args, suite.plugins)
     pm.register(ConsoleProgress(), "console-progress")
     data_dir = data_dir_of(args)
@@ -266,7 +272,7 @@ def cmd_validate(args) -> int:
     from compressbench.preflight import preflight
     from compressbench.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, args.overrides)
     pm = plugin_manager(args, suite.plugins)
     for i, task in enumerate(suite.tasks):
         if not isinstance(task, str):
@@ -328,7 +334,15 @@ def main(argv: list[str] | None = None) -> int:
     from compressbench.logs import quiet_logs
 
     quiet_logs()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may also follow options (argparse gives a positional list only the
+    # words before the first option)
+    if extra and hasattr(args, "overrides") and all(
+            "=" in x and not x.startswith("-") for x in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate,
                "plugins": cmd_plugins, "export": cmd_export}[args.command]
     try:

@@ -359,9 +359,11 @@ def check_seeds(seeds: tuple[int, ...], where: str) -> None:
                           f"twice); list each seed once")
 
 
-def load_suite(path: str | Path) -> Suite:
+def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Suite:
     """Read and check a suite file's structure (names of methods and tasks are checked later,
-    against the installed plugins, by :func:`check`)."""
+    against the installed plugins, by :func:`check`), with command-line ``overrides``
+    (``KEY=VALUE``, :mod:`compressbench.overrides`) applied first; the suite's ``text`` is then
+    the overridden suite."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: suite file not found")
@@ -379,6 +381,10 @@ def load_suite(path: str | Path) -> Suite:
         at = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{at}: not valid YAML: "
                           f"{getattr(exc, 'problem', None) or exc}") from None
+    if overrides:
+        from compressbench import overrides as O
+        data = O.apply(data, list(overrides), str(path))
+        text = O.overridden_text(text, data, list(overrides), path)
     return parse_suite(data, path, text)
 
 
