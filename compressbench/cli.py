@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="override the suite: a dotted key and a YAML value, e.g. "
                           "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
+    run.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                     help="a quick look: at most N examples in every split (training, "
+                          "validation, reported); the report says the scores are not "
+                          "comparable with full runs")
     run.add_argument("--data-dir", type=Path, default=None,
                      help=f"local data (glue/<TASK>/*.tsv, conll2003/*.txt); default "
                           f"${DATA_ENV}, else the Hugging Face Hub")
@@ -149,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="override the suite: a dotted key and a YAML value, e.g. "
                           "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
+    val.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                     help="a quick look: at most N examples in every split (training, "
+                          "validation, reported); the report says the scores are not "
+                          "comparable with full runs")
     common(val)
 
     exp = sub.add_parser("export", help="write one model of a run with its tokenizer and a "
@@ -201,6 +209,13 @@ def blocked_names(values: list[str]) -> list[str]:
     return out
 
 
+def overrides_of(args) -> list[str]:
+    """The command line's suite overrides, ``--limit N`` first (so KEY=VALUE can refine it)."""
+    limit = [f"training.{key}={args.limit}" for key in
+             ("max_train_samples", "max_val_samples", "max_eval_samples")] if args.limit else []
+    return [*limit, *args.overrides]
+
+
 def plugin_manager(args, extra_files=()):
     from compressbench.plugins import get_plugin_manager, unknown_blocked
     blocked = blocked_names(args.blocked)
@@ -225,7 +240,7 @@ def cmd_run(args) -> int:
     from compressbench.runner import run_suite
     from compressbench.suite import load_suite
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(args.suite, overrides_of(args))
     pm = plugin_manager(args, suite.plugins)
     pm.register(ConsoleProgress(), "console-progress")
     data_dir = data_dir_of(args)
@@ -272,7 +287,7 @@ def cmd_validate(args) -> int:
     from compressbench.preflight import preflight
     from compressbench.suite import load_suite
 
-    suite = load_suite(args.suite, args.overrides)
+    suite = load_suite(args.suite, overrides_of(args))
     pm = plugin_manager(args, suite.plugins)
     for i, task in enumerate(suite.tasks):
         if not isinstance(task, str):

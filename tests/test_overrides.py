@@ -72,3 +72,26 @@ def test_the_cli_takes_overrides_before_and_after_options(capsys):
         main(["validate", glue, "--no-data", "--bogus"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_limit_caps_every_split_and_the_report_says_so(tiny_teacher, tmp_path, capsys):
+    from tests.conftest import make_data_dir
+    data = make_data_dir(tmp_path / "data")
+    path = write(tmp_path / "s.yaml", f"""version: 1
+teacher: {{model: {tiny_teacher}, training: {{epochs: 1}}}}
+tasks: [sst2]
+methods: [{{name: finetune, label: small, student: {{layers: 1}}}}]
+training: {{epochs: 1, batch_size: 8, max_seq_length: 32}}
+measure: {{enabled: false}}
+""")
+    run = tmp_path / "run"
+    assert main(["run", str(path), "--data-dir", str(data), "--output", str(run),
+                 "--cache-dir", str(tmp_path / "cache"), "--limit", "6",
+                 "training.max_val_samples=4"]) == 0
+    from compressbench import results
+    recs = results.read(run)
+    assert {r["data"]["train"] for r in recs} == {6} and {r["data"]["val"] for r in recs} == {4}
+    assert {r["data"]["eval_dev"] for r in recs} == {6}
+    assert "training.max_eval_samples=6" in (run / "suite.yaml").read_text()
+    assert "**Not comparable with full runs**: the reported split was cut to at most 6" in \
+        (run / "report.md").read_text()

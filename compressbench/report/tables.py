@@ -269,6 +269,13 @@ def table_notes(table: TaskTable) -> list[str]:
     transfer = transfer_note(table)
     if transfer:
         notes.append(transfer)
+    capped = sorted({r.step_training.get("max_eval_samples") for r in table.rows
+                     if isinstance(r.step_training.get("max_eval_samples"), int)})
+    if capped:
+        notes.append(f"**Not comparable with full runs**: the reported split was cut to at most "
+                     f"{', '.join(f'{n:,}' for n in capped)} examples (`max_eval_samples`, or "
+                     f"`--limit`): a quick look; published and full-split scores use all of "
+                     f"it.")
     return notes
 
 
