@@ -1,5 +1,7 @@
 """compressbench: which way of making a BERT model smaller and faster costs the least accuracy.
 
+Users: ``run`` (a suite, with overrides, to a :class:`Results`), ``load`` (a run directory's
+``Results``: ``to_dataframe()``, ``best()``, ``report()``); see :mod:`compressbench.session`.
 Plugin authors: everything a method needs is in :mod:`compressbench.api` (the built-ins use
 nothing else). Also public here: ``hookimpl`` (mark plugin hooks), ``Method`` and ``Context``
 (write a method), ``load_suite`` / ``run_suite`` (run from Python), ``get_plugin_manager``,
@@ -24,6 +26,8 @@ _LAZY = {
     "run_suite": "compressbench.runner", "get_plugin_manager": "compressbench.plugins",
     "load_model": "compressbench.models", "rebuild_step": "compressbench.models",
     "built_by": "compressbench.models", "rebuild_with": "compressbench.models",
+    "run": "compressbench.session", "load": "compressbench.session",
+    "Results": "compressbench.session",
 }
 
 __all__ = ["hookimpl", "CompressBenchError", "ConfigError", "DataError", "PluginError",

@@ -235,49 +235,43 @@ def data_dir_of(args) -> Path | None:
 
 
 def cmd_run(args) -> int:
-    from compressbench import results
-    from compressbench.report import write_reports
-    from compressbench.runner import run_suite
+    from compressbench import session
     from compressbench.suite import load_suite
 
     suite = load_suite(args.suite, overrides_of(args))
     pm = plugin_manager(args, suite.plugins)
-    pm.register(ConsoleProgress(), "console-progress")
-    data_dir = data_dir_of(args)
     run_dir = args.output or Path("runs") / suite.name
     start = time.time()
     try:
-        records = run_suite(suite, pm, data_dir, run_dir, args.cache_dir, args.executor,
-                            args.workers, args.threads, args.ray_address, args.within)
+        results = session.run(suite, data_dir_of(args), run_dir, None, args.cache_dir,
+                              args.executor, args.workers, args.threads, args.ray_address,
+                              register=[ConsoleProgress()], within=args.within, report=None,
+                              pm=pm)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
               f"again to resume", file=sys.stderr)
         return 130
-    from compressbench.record import Record
-
-    latest = results.latest(records)
-    failed = [r for r in map(Record.from_dict, latest.values()) if not r.ok]
+    latest = results.records()
+    failed = [r for r in latest if not r.ok]
     print(f"[compressbench] {len(latest) - len(failed)} jobs ok, {len(failed)} failed, "
           f"{time.time() - start:.0f}s; results in {run_dir / 'results.jsonl'}", file=sys.stderr)
     if not args.no_report:
-        for path in write_reports(run_dir, ["md", "html"], pm, latency_budget=args.latency_budget,
-                                  within=args.within, examples=args.examples):
+        for path in results.report(["md", "html"], args.latency_budget, args.examples):
             if path.suffix in (".md", ".html"):
                 print(path)
     return 1 if failed else 0
 
 
 def cmd_report(args) -> int:
-    from compressbench.report import write_reports
+    from compressbench import session
     pm = plugin_manager(args)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     data_dir = data_dir_of(args)
     if data_dir is not None:  # runs from before references/ were saved
         from compressbench.runner import rebuild_references
         rebuild_references(args.run_dir, pm, data_dir)
-    for path in write_reports(args.run_dir, formats, pm, grid=args.grid,
-                              latency_budget=args.latency_budget, within=args.within,
-                              examples=args.examples):
+    results = session.Results(Path(args.run_dir), within=args.within, _pm=pm)
+    for path in results.report(formats, args.latency_budget, args.examples, args.grid):
         print(path)
     return 0
 
