@@ -15,7 +15,9 @@ DATA_ENV = "COMPRESSBENCH_DATA_DIR"
 
 
 class ConsoleProgress:
-    """Prints one line per job; itself a plugin of the job hooks."""
+    """Prints one line per job event and the suite's progress; itself a plugin of the job
+    hooks. On a terminal the lines go through ``tqdm.write`` (they do not glue onto a training
+    bar); elsewhere there are no bars, only these lines."""
 
     def __init__(self, stream=None):
         self._stream, self.t0 = stream, {}
@@ -24,20 +26,38 @@ class ConsoleProgress:
     def stream(self):
         return self._stream or sys.stderr  # looked up late: tests and callers may swap it
 
+    def say(self, text: str) -> None:
+        stream = self.stream
+        if getattr(stream, "isatty", lambda: False)():
+            from tqdm.auto import tqdm
+            tqdm.write(text, file=stream)
+        else:
+            print(text, file=stream, flush=True)
+
+    @hookimpl
+    def run_progress(self, done, total, failed, running, skipped, eta_s):
+        if done == skipped and skipped and not failed:  # before the first job of this run
+            self.say(f"[compressbench] {skipped} of {total} jobs already done, skipped")
+            return
+        if done == skipped:
+            return
+        eta = "" if eta_s is None else f"; about {duration(eta_s)} left"
+        self.say(f"[compressbench] {done}/{total} jobs done, {failed} failed, {running} "
+                 f"running{eta}")
+
     @hookimpl
     def job_started(self, job):
         self.t0[job.id] = time.time()
-        print(f"[compressbench] {job.id}: started", file=self.stream, flush=True)
+        self.say(f"[compressbench] {job.id}: started")
 
     @hookimpl
     def job_event(self, job, event, data):
         if event == "validation":
-            print(f"[compressbench] {job.id}: epoch {data['epoch']} validation "
-                  f"{data['metric']}={data['value']:.4f}{' (best)' if data['best'] else ''}",
-                  file=self.stream, flush=True)
+            self.say(f"[compressbench] {job.id}: epoch {data['epoch']} validation "
+                     f"{data['metric']}={data['value']:.4f}{' (best)' if data['best'] else ''}")
         elif event == "cache_hit":
-            print(f"[compressbench] {job.id}: reusing cached {data['method']} model "
-                  f"{data['key']}", file=self.stream, flush=True)
+            self.say(f"[compressbench] {job.id}: reusing cached {data['method']} model "
+                     f"{data['key']}")
 
     @hookimpl
     def job_finished(self, job, record):
@@ -50,7 +70,15 @@ class ConsoleProgress:
             what = f"{r.main_metric}={r.score:.4f}" + "".join(f", {t}" for t in timings)
         else:
             what = f"FAILED: {r.error}"
-        print(f"[compressbench] {job.id}: {what} ({took:.0f}s)", file=self.stream, flush=True)
+        self.say(f"[compressbench] {job.id}: {what} ({took:.0f}s)")
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '1 h 05 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def common(parser: argparse.ArgumentParser) -> None:

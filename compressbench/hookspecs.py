@@ -149,6 +149,23 @@ def job_finished(job: Any, record: Any) -> None:
 
 
 @hookspec
+def run_progress(done: int, total: int, failed: int, running: int, skipped: int,
+                 eta_s: float | None) -> None:
+    """The suite's progress: called once before the first job is handed out and after each
+    job finishes, in the runner's process, under every executor.
+
+    :param done: jobs of this run finished so far (ok or failed), the ``skipped`` ones included.
+    :param total: the suite's jobs.
+    :param failed: jobs of this run that failed.
+    :param running: jobs handed to the executor and not finished.
+    :param skipped: jobs whose result the run directory already held (resumed, not re-run).
+    :param eta_s: seconds until the last job ends, from the wall time the jobs finished in
+        this run took (their mean, times the jobs left, over the executor's capacity); None
+        before any has finished.
+    """
+
+
+@hookspec
 def run_finished(run_dir: Path, records: list[Any]) -> None:
     """Called once when every job of the suite has run (not on Ctrl-C).
 

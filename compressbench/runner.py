@@ -129,7 +129,7 @@ class Runner:
             worker = Worker(ws, self.pm, {name: data for name, data in prepared.items()})
         executor = self.executor.start(self.settings, ws, worker, self.forward)
         todo = [j for j in jobs if done.get(j.id) != j.key]
-        self.run_jobs(todo, executor)
+        self.run_jobs(todo, executor, total=len(jobs))
         if todo and self.executor.on_this_machine:  # a cluster measures on its own nodes
             retime_controls(ws, worker or Worker(ws, self.pm, dict(prepared)))
         records = results.read(self.run_dir)
@@ -144,12 +144,25 @@ class Runner:
         else:
             self.pm.hook.job_event(job=job, event=event, data=data)
 
-    def run_jobs(self, todo: list[Job], executor) -> None:
+    def run_jobs(self, todo: list[Job], executor, total: int | None = None) -> None:
         """Hand out the jobs in plan order as their dependencies finish; append each record
-        as it arrives."""
+        as it arrives; report the suite's progress (``run_progress``) after each."""
+        total = len(todo) if total is None else total
+        skipped = total - len(todo)
         unfinished = {job.id for job in todo}
         waiting = list(todo)
+        walls: list[float] = []
+        failed = 0
         with executor:
+            def progress() -> None:
+                left = total - skipped - len(walls)
+                eta = (sum(walls) / len(walls) * left / max(1, executor.capacity())
+                       if walls else None)
+                self.pm.hook.run_progress(done=skipped + len(walls), total=total,
+                                          failed=failed, running=executor.pending(),
+                                          skipped=skipped, eta_s=eta)
+
+            progress()
             while waiting or executor.pending():
                 ready = [j for j in waiting if unfinished.isdisjoint(j.after)]
                 for job in ready[:max(0, executor.capacity() - executor.pending())]:
@@ -158,7 +171,10 @@ class Runner:
                 job, record = executor.next_result()
                 results.append(self.run_dir, record)
                 unfinished.discard(job.id)
+                walls.append(record.wall_s or 0.0)
+                failed += not record.ok
                 self.pm.hook.job_finished(job=job, record=record)
+                progress()
 
 
 CONTROL_BACKEND = "onnxruntime"

@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -203,8 +204,10 @@ def train(model: nn.Module, loss_fn: LossFn, task: Task, train_feats: list[dict]
         else max(0.0, (total - s) / max(1, total - warmup)))
     result, best_state, bad_epochs = TrainResult(), None, 0
     start, step, epoch = time.perf_counter(), 0, 0
+    # read now (a worker sets it); no bar where stderr is not a terminal (a log file would get
+    # a carriage-return line per update)
     bar = tqdm(total=total, desc=description, leave=False, unit="step",
-               disable=bool(os.environ.get("TQDM_DISABLE")))  # read now: a worker sets it
+               disable=bool(os.environ.get("TQDM_DISABLE")) or not sys.stderr.isatty())
     if on_step is not None:
         on_step(0, total)
     try:

@@ -38,6 +38,10 @@ class Recorder:
     def run_finished(self, run_dir, records):
         self.calls.append(("run_finished", len(records)))
 
+    @hookimpl
+    def run_progress(self, done, total, failed, running, skipped, eta_s):
+        self.calls.append(("run_progress", done, total, failed, skipped, eta_s))
+
     def named(self, name):
         return [c for c in self.calls if c[0] == name]
 
@@ -96,6 +100,9 @@ def test_run_writes_records_and_calls_hooks(tmp_path, tiny_teacher, data_dir):
     assert rec.calls[0] == ("run_started", "tiny")
     assert rec.calls[-1] == ("run_finished", 3)
     assert len(rec.named("job_started")) == 3 and len(rec.named("job_finished")) == 3
+    progress = rec.named("run_progress")  # before the first job, then after each
+    assert [c[1:5] for c in progress] == [(d, 3, 0, 0) for d in range(4)]
+    assert progress[0][5] is None and progress[1][5] > 0 and progress[-1][5] == 0  # the ETA
     assert ("job_event", "sst2/small/seed1", "validation") in rec.calls
     preds = json.loads((tmp_path / "run/predictions/sst2__small__seed1.json").read_text())
     assert len(preds["dev"]) == 20
@@ -116,6 +123,7 @@ def test_second_run_skips_and_new_run_dir_reuses_cache(tmp_path, tiny_teacher, d
     rec = Recorder()
     records = run_suite(suite, manager(rec), data_dir, tmp_path / "run", tmp_path / "cache")
     assert rec.named("job_started") == []  # everything was already in the run directory
+    assert rec.named("run_progress") == [("run_progress", 2, 2, 0, 2, None)]
     assert len(records) == 2
 
     rec = Recorder()
@@ -205,3 +213,18 @@ def test_user_task_and_token_task(tmp_path, tiny_teacher, data_dir):
     assert set(by_id["conll2003/small/seed1"]["metrics"]) >= {"f1", "precision", "recall"}
     assert by_id["conll2003/teacher/seed1"]["data"]["val_source"].startswith("official")
     assert by_id["reviews/small/seed1"]["main_metric"] == "accuracy"
+
+
+def test_console_progress_says_how_far_and_how_long():
+    import io
+
+    from compressbench.cli import ConsoleProgress
+    out = io.StringIO()  # not a terminal: plain lines, no bars
+    console = ConsoleProgress(out)
+    console.run_progress(done=5, total=41, failed=0, running=0, skipped=5, eta_s=None)
+    console.run_progress(done=7, total=41, failed=1, running=2, skipped=5, eta_s=1500)
+    console.run_progress(done=8, total=41, failed=1, running=2, skipped=5, eta_s=4000)
+    assert out.getvalue().splitlines() == [
+        "[compressbench] 5 of 41 jobs already done, skipped",
+        "[compressbench] 7/41 jobs done, 1 failed, 2 running; about 25 min left",
+        "[compressbench] 8/41 jobs done, 1 failed, 2 running; about 1 h 07 min left"]
