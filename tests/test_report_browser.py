@@ -127,3 +127,32 @@ def test_sorting_a_column(driver, page):
     assert values() == sorted(values()) and header.get_attribute("aria-sort") == "ascending"
     header.click()
     assert values() == sorted(values(), reverse=True)
+
+
+LAYOUT = """
+const doc = document.documentElement, width = doc.clientWidth;
+const pick = document.querySelector('#pick tbody tr td'), box = pick.getBoundingClientRect();
+const head = document.querySelector('#pick thead th').textContent;
+const wide = Array.from(document.querySelectorAll('body *')).filter(el => {
+  const r = el.getBoundingClientRect();
+  return r.right > width + 1 && !el.closest('.scroll, figure.plot, pre');
+}).map(el => el.tagName + '.' + el.className).slice(0, 5);
+return {width: width, scroll: doc.scrollWidth, pickLeft: box.left, pickRight: box.right,
+        pickText: pick.textContent, head: head, wide: wide};
+"""
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_the_page_fits_the_screen_with_the_picks_in_view(driver, page, width):
+    """No horizontal scroll of the page at a phone's and a desktop's width (wide tables and
+    plots scroll inside their own box), and the answer column of "What to pick" is in view."""
+    driver.set_window_size(width, 900)
+    try:
+        driver.get((page["run_dir"] / "report.html").as_uri())
+        got = driver.execute_script(LAYOUT)
+    finally:
+        driver.set_window_size(1366, 900)
+    assert got["scroll"] <= got["width"], got
+    assert not got["wide"], got
+    assert got["head"].startswith("pick") and got["pickText"]
+    assert 0 <= got["pickLeft"] and got["pickRight"] <= got["width"], got

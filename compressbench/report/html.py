@@ -162,8 +162,15 @@ figure.plot svg{width:100%;height:auto}
 figcaption{font-size:12px;color:#555}
 details.errors{margin:.3em 0}details.errors summary{cursor:pointer;color:var(--accent)}
 .note{color:#555;font-size:13px;max-width:70em}.failed{color:#a00}
-code{font-size:90%;background:#f3f3f3;padding:0 .2em;border-radius:3px}
-pre{background:#f7f7f7;padding:1em;overflow-x:auto}
+code{font-size:90%;background:#f3f3f3;padding:0 .2em;border-radius:3px;overflow-wrap:anywhere}
+pre{background:#f7f7f7;padding:1em;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}
+p,li{overflow-wrap:anywhere}
+figure.plot{overflow-x:auto;min-width:0}figure.plot svg{min-width:520px}
+@media (max-width:700px){
+  header{padding:.8em .8em .4em}main{padding:0 .8em 2em}
+  figure.plot{flex-basis:100%}
+  table{font-size:12px}th,td{padding:.25em .4em}
+}
 """
 
 JS = """

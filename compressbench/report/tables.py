@@ -355,18 +355,23 @@ def overview_note(summary: RunSummary) -> str:
 
 
 def picks_table(summary: RunSummary) -> Table:
-    head = ["task", "question", "pick", "backend", "main metric", "retained %",
-            "speed-up vs eager", "p50 ms", "size MB", "note"]
+    """The answers first (the column a narrow screen keeps in view), each with its difference
+    from the teacher: the 95% interval and the verdict the pick rests on."""
+    head = ["pick", "task", "question", "vs teacher (points, 95% CI)", "backend", "main metric",
+            "retained %", "speed-up vs eager", "p50 ms", "size MB", "note"]
     rows = []
     for tp in summary.picks:
         for pick in tp.picks:
             r = pick.row
             if r is None:
-                rows.append([text(tp.task), text(pick.question), text("none"), text("")] +
-                            [num(None, "")] * 5 + [text(pick.why)])
+                rows.append([text("none"), text(tp.task), text(pick.question), text(""),
+                             text("")] + [num(None, "")] * 5 + [text(pick.why)])
                 continue
             b = pick.measured
-            rows.append([text(tp.task), text(pick.question), text(r.label),
+            c = r.vs_teacher
+            versus = text(f"{verdict(c, summary.within)}: {comparison_text(c, summary.within)}"
+                          if c is not None else ("the teacher" if r.label == TEACHER else ""))
+            rows.append([text(r.label), text(tp.task), text(pick.question), versus,
                          text(b.backend if b else ""),
                          Cell(f"{r.mean_score:.4f}", r.mean_score, True),
                          num(r.retained, ".1f"),
