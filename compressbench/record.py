@@ -6,7 +6,9 @@ the runner appends ``record.to_dict()``; every reader (the report, ``export``, t
 gets ``Record.from_dict(line)``. Field names are the JSON keys, so there is one schema; keys a
 class does not know are kept in its ``extra`` and written back. ``SCHEMA`` is written into
 every record; reading migrates older ones: compressbench 0.2's single PyTorch measurement under
-``measure`` reads as a ``torch`` backend result, so old run directories still render.
+``measure`` reads as a ``torch`` backend result, so old run directories still render. The
+layout is documented as a JSON Schema shipped in the package,
+``compressbench/schemas/result-record.schema.json`` (``schema_path("result-record")``).
 
 A new backend needs nothing here (its results are :class:`BackendResult` under its name); a new
 per-backend number goes into :class:`BackendResult` once.
@@ -20,6 +22,13 @@ from compressbench.measure.backend import REFERENCE
 from compressbench.measure.trackers import Summary
 
 OK = "ok"
+
+
+def schema_path(name: str = "result-record"):
+    """The JSON Schema file of ``results.jsonl`` lines (``"result-record"``) or of
+    ``report.json`` (``"report"``), shipped in the package."""
+    from pathlib import Path
+    return Path(__file__).parent / "schemas" / f"{name}.schema.json"
 
 #: the record layout this version writes (1: compressbench 0.2, one measurement under
 #: ``measure``; 2: ``measure.backends``; 3: the ``schema`` key itself)

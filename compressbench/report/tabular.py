@@ -110,6 +110,10 @@ def with_verdicts(table, within: float) -> dict:
     return out
 
 
+#: report.json's layout version (compressbench/schemas/report.schema.json)
+REPORT_SCHEMA = 1
+
+
 class JsonReporter:
     name = "json"
     filename = "report.json"
@@ -118,6 +122,7 @@ class JsonReporter:
 
     def render(self, summary: RunSummary) -> str:
         body = {
+            "schema_version": REPORT_SCHEMA,  # compressbench/schemas/report.schema.json
             "suite": summary.suite, "suite_sha256": summary.suite_sha256,
             "suite_versions": [{"sha256": sha, "jobs": n} for sha, n in summary.suite_versions],
             "environment": summary.env, "environments": len(summary.envs),
