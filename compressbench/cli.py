@@ -174,6 +174,33 @@ def build_parser() -> argparse.ArgumentParser:
     pick_options(rep)
     common(rep)
 
+    cmp = sub.add_parser("compare", help="one report over several run directories",
+                         description="Merge the records, predictions and references of two or "
+                                     "more runs of the same tasks, data and teacher into a new "
+                                     "run directory and report on it (the same paired "
+                                     "statistics as within a run); refused where their scored "
+                                     "examples, data or teacher differ.")
+    cmp.add_argument("runs", type=Path, nargs="*", metavar="RUN_DIR")
+    cmp.add_argument("--db", type=Path, default=None,
+                     help="also every run of --suite that `compressbench index` put in DB")
+    cmp.add_argument("--suite", default=None, help="with --db: the suite name to take")
+    cmp.add_argument("-o", "--output", type=Path, default=None,
+                     help="the merged run directory (default runs/compare-NAME-NAME)")
+    cmp.add_argument("--force", action="store_true", help="replace a non-empty --output")
+    cmp.add_argument("--format", default="md,html", help="reporters, as for report")
+    pick_options(cmp)
+    common(cmp)
+
+    idx = sub.add_parser("index", help="index run directories into a SQLite file",
+                         description="Walk the given folders for run directories and put "
+                                     "every record (one row per job, one per job and backend) "
+                                     "into a SQLite file that SQL, `compare --db` and "
+                                     "compressbench.load can query; re-indexing a run "
+                                     "replaces its rows.")
+    idx.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    idx.add_argument("--db", type=Path, default=Path("results.db"))
+    common(idx)
+
     val = sub.add_parser("validate", help="check a suite without running it",
                          description="Check the suite's keys, types, method and task names, "
                                      "method parameters and your own data files.")
@@ -304,6 +331,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from compressbench import compare, session
+    runs = list(args.runs)
+    if args.db is not None:
+        from compressbench import store
+        if not args.suite:
+            raise CompressBenchError("--db: name the suite to compare with --suite NAME")
+        runs += [r for r in store.run_dirs(args.db, args.suite) if r not in runs]
+    names = "-".join(compare.unique_names(runs)) if runs else "runs"
+    out = args.output or Path("runs") / f"compare-{names}"[:80]
+    compare.merge(runs, out, args.force)
+    results = session.Results(out, within=args.within, _pm=plugin_manager(args))
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    for path in results.report(formats, args.latency_budget, args.examples):
+        print(path)
+    return 0
+
+
+def cmd_index(args) -> int:
+    from compressbench import store
+    found = store.index(args.paths, args.db)
+    print(f"{args.db}: {found} run directories indexed")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from compressbench.models import resolve_model_ref
     from compressbench.preflight import preflight
@@ -381,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler = {"run": cmd_run, "report": cmd_report, "validate": cmd_validate,
-               "plugins": cmd_plugins, "export": cmd_export}[args.command]
+               "plugins": cmd_plugins, "export": cmd_export, "compare": cmd_compare,
+               "index": cmd_index}[args.command]
     try:
         return handler(args)
     except CompressBenchError as exc:
