@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--unsafe-load-pickle", action="store_true",
                      help="allow a model saved by compressbench 0.1 as a pickle; loading it can "
                           "run code from the run directory: only for runs you trust")
+    exp.add_argument("--push-to-hub", default=None, metavar="REPO",
+                     help="then upload the folder to the Hugging Face Hub model repository "
+                          "REPO (created if missing; needs huggingface_hub and a token: "
+                          "`huggingface-cli login` or $HF_TOKEN)")
+    exp.add_argument("--private", action="store_true", help="with --push-to-hub: a new "
+                                                            "repository is private")
     common(exp)
 
     val = sub.choices["validate"]
@@ -396,8 +402,12 @@ def cmd_validate(args) -> int:
 def cmd_export(args) -> int:
     from compressbench.export import export
     plugin_manager(args)  # --plugin files whose rebuild steps a model's recipe may name
-    print(export(args.run_dir, args.task, args.method, args.output, args.seed, args.force,
-                 args.unsafe_load_pickle, args.format))
+    out = export(args.run_dir, args.task, args.method, args.output, args.seed, args.force,
+                 args.unsafe_load_pickle, args.format)
+    print(out)
+    if args.push_to_hub:
+        from compressbench.export import push_to_hub
+        print(push_to_hub(out, args.push_to_hub, private=args.private))
     return 0
 
 

@@ -112,6 +112,30 @@ def readable(out: Path) -> None:
                 path.chmod(0o644)
 
 
+def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
+    """Upload an exported folder to the Hub model repository ``repo`` (created if missing);
+    returns the repository's URL. Only on request (``export --push-to-hub``): nothing else in
+    compressbench writes to the network."""
+    import re
+
+    from compressbench.errors import require
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*", repo):
+        raise CompressBenchError(f"--push-to-hub {repo}: expected OWNER/NAME (letters, digits, "
+                                 f"'.', '_', '-')")
+    hub = require("huggingface_hub", "hub")
+    api = hub.HfApi()
+    try:
+        url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
+                          commit_message="compressbench export")
+    except Exception as exc:  # network, authentication, permissions: one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CompressBenchError(f"--push-to-hub {repo}: the upload failed ({first[:300]}); "
+                                 f"the export is in {folder}") from None
+    return str(url)
+
+
 def name_labels(out: Path, references: dict | None) -> None:
     """Give the exported ``config.json`` the task's label names (``id2label``/``label2id``), so
     that ``pipeline()`` says "positive", not "LABEL_1". The names come from the run's

@@ -62,3 +62,46 @@ def test_best_and_report_from_a_loaded_run(session_run):
 def test_load_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(CompressBenchError, match="not a run directory"):
         compressbench.load(tmp_path)
+
+
+class StandInHub:
+    """A local stand-in for huggingface_hub.HfApi: what would be uploaded lands in a folder."""
+
+    root = None
+    calls: list = []
+
+    def create_repo(self, repo_id, repo_type, private, exist_ok):
+        self.calls.append(("create_repo", repo_id, repo_type, private, exist_ok))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, folder_path, repo_id, repo_type, commit_message):
+        import shutil
+        self.calls.append(("upload_folder", repo_id))
+        shutil.copytree(folder_path, self.root / repo_id, dirs_exist_ok=True)
+
+
+def test_export_pushes_to_the_hub_only_when_asked(session_run, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    from compressbench.cli import main
+    tmp, _ = session_run
+    StandInHub.root, StandInHub.calls = tmp_path / "hub", []
+    monkeypatch.setattr(huggingface_hub, "HfApi", StandInHub)  # never the network
+    args = ["export", str(tmp / "run"), "--task", "sst2", "--method", "kd", "--seed", "1"]
+    assert main(args + ["-o", str(tmp_path / "a")]) == 0
+    assert StandInHub.calls == []  # no flag, no upload
+    assert main(args + ["-o", str(tmp_path / "b"), "--push-to-hub", "me/kd-tiny"]) == 0
+    assert StandInHub.calls == [("create_repo", "me/kd-tiny", "model", False, True),
+                                ("upload_folder", "me/kd-tiny")]
+    pushed = {p.name for p in (tmp_path / "hub" / "me" / "kd-tiny").iterdir()}
+    assert {"README.md", "config.json", "model.safetensors"} <= pushed
+    assert "https://huggingface.co/me/kd-tiny" in capsys.readouterr().out
+    assert main(args + ["-o", str(tmp_path / "c"), "--push-to-hub", "not a repo"]) == 2
+    assert "expected OWNER/NAME" in capsys.readouterr().err
+
+    def refuse(self, **kwargs):
+        raise RuntimeError("401 Client Error: Unauthorized\nmore lines")
+    monkeypatch.setattr(StandInHub, "upload_folder", refuse)
+    assert main(args + ["-o", str(tmp_path / "d"), "--push-to-hub", "me/kd-tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "401 Client Error: Unauthorized" in err
