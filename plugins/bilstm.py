@@ -79,6 +79,10 @@ def compact(ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 @rebuild_step
 class BiLSTMStudent(nn.Module):
+    # what the onnxruntime column says (compressbench.runtimes.onnxruntime.export_reason)
+    onnx_unsupported = ("packed sequences (the BiLSTM skips padding with pack_padded_sequence) "
+                        "are not exported to ONNX; it runs in PyTorch only")
+
     def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, mlp_size: int,
                  num_labels: int, kind: str, pair: bool, pad_id: int = 0):
         super().__init__()

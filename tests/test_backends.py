@@ -541,3 +541,15 @@ def test_a_runtime_owns_its_saved_format_saved_loaded_and_verified_with_no_core_
                                                            "kind": "classification"}))
     with pytest.raises(CompressBenchError, match="unknown format 'nobody-owns-this'"):
         models.load_model(folder)
+
+
+def test_a_model_that_says_why_it_cannot_export_is_refused_in_its_words(tmp_path):
+    """The record shows the model's reason ("packed sequences ..."), not the exporter's."""
+    from compressbench_plugins.bilstm import BiLSTMStudent
+
+    from compressbench.measure.backend import Unsupported
+    model = BiLSTMStudent(vocab_size=100, embedding_dim=8, hidden_size=4, mlp_size=4,
+                          num_labels=2, kind="classification", pair=False)
+    with pytest.raises(Unsupported, match="packed sequences .* are not exported to ONNX"):
+        onnxrt.export_onnx(model, tmp_path / "m.onnx", "classification")
+    assert not (tmp_path / "m.onnx").exists()

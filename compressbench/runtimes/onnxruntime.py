@@ -104,7 +104,7 @@ def eager_attention(model: nn.Module) -> None:
 def export_onnx(model: nn.Module, path: Path, kind) -> Path:
     """Write ``model`` (fp32, eval) to ``path`` as ONNX; raises
     :class:`compressbench.measure.Unsupported` with the reason when it cannot be exported."""
-    reason = quantized_reason(model)
+    reason = quantized_reason(model) or export_reason(model)
     if reason:
         raise Unsupported(reason)
     import warnings
@@ -134,6 +134,16 @@ def export_onnx(model: nn.Module, path: Path, kind) -> Path:
             raise Unsupported(f"torch.onnx.export failed: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     return path
+
+
+def export_reason(model: nn.Module) -> str | None:
+    """A model class may say why it does not export to ONNX, in its user's words
+    (``onnx_unsupported = "..."``): the record shows that, not the exporter's message."""
+    for module in model.modules():
+        reason = getattr(type(module), "onnx_unsupported", None)
+        if isinstance(reason, str) and reason:
+            return reason
+    return None
 
 
 def bert_shape(model: nn.Module) -> tuple[int, int] | None:
