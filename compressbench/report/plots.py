@@ -60,14 +60,30 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
         return None
     title = f"{table.task}: {table.main_metric} vs {axis}"
     front = sorted((r for r in rows if getattr(r, flag)), key=lambda r: getattr(r, attr))
+    band = decision_band(table, rows, within)
     with plt.rc_context({"svg.hashsalt": f"{table.task}-{axis}", "svg.fonttype": "none",
                          "font.size": 9}):
-        fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
+        if band is None:
+            fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=110)
+            axes = [ax]
+        else:  # weak models stretch the axis: a second panel shows the band the picks are in
+            fig, axes = plt.subplots(2, 1, figsize=(6.8, 8.4), dpi=110,
+                                     gridspec_kw={"height_ratios": [1.25, 1]})
+            ax = axes[0]
         try:
             draw(ax, table, rows, front, attr, within)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(plain_text(table.main_metric))
             ax.set_title(plain_text(title))
+            if band is not None:
+                low, high, points = band
+                near = [r for r in rows if low <= r.mean_score]
+                draw(axes[1], table, near, [r for r in front if r in near], attr, within,
+                     ids=False, legend=False)
+                axes[1].set_ylim(low, high)
+                axes[1].set_xlabel(xlabel.split(";")[0])
+                axes[1].set_title(f"within {points:g} points of the teacher "
+                                  f"({len(rows) - len(near)} weaker not shown)")
             fig.tight_layout()
             stem = f"{table.task}-{axis}"
             png = rundir.plot_file(out_dir, table.task, axis, "png")
@@ -85,8 +101,33 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
                 [r.label for r in front])
 
 
+#: the band of the zoomed panel, in points below the teacher (at least 5 x ``within``)
+BAND_POINTS = 5.0
+
+
+def decision_band(table: TaskTable, rows: list[Row], within: float
+                  ) -> tuple[float, float, float] | None:
+    """(low, high, points) of a second panel showing the models within a few points of the
+    teacher, when weaker ones stretch the axis so that the band is under a fifth of it; None
+    when one panel reads well."""
+    teacher = table.teacher
+    if teacher is None or len(rows) < 3:
+        return None
+    points = max(BAND_POINTS, 5 * within)
+    low = teacher.mean_score - points / 100
+    scores = [r.mean_score for r in rows]
+    near = [s for s in scores if s >= low]
+    if len(near) < 2 or min(scores) >= low:
+        return None  # no model below the band, or one in it: the one panel shows it
+    span = max(scores) - min(scores)
+    if max(max(near), teacher.mean_score) - low > span / 5:
+        return None  # the band is a fair part of the axis already
+    margin = (max(near) - low) * 0.08 + 1e-6
+    return low - margin, max(max(near), teacher.mean_score) + margin, points
+
+
 def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
-         within: float) -> None:
+         within: float, ids: bool = True, legend: bool = True) -> None:
     teacher = table.teacher
     if teacher is not None:
         ax.axhline(teacher.mean_score, color="#444", lw=0.8, ls="--", zorder=1)
@@ -112,13 +153,15 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
                             ("#d62728" if row.label in on_front else "#1f77b4"), zorder=3,
                             **({"linewidths": 1.2} if crossed else
                                {"edgecolors": "white", "linewidths": 0.5}))
-        points.set_gid(f"point:{row.label}")
+        if ids:
+            points.set_gid(f"point:{row.label}")
     others = other_backends(rows) if attr == "p50_ms" else []
     for row, b in others:  # the same model on its other backends: hollow, one marker each
         points = ax.scatter([b.p50_ms], [row.mean_score], s=30,
                             marker=marker(b.backend), facecolors="none",
                             edgecolors="#2ca02c", linewidths=1.0, zorder=3)
-        points.set_gid(f"point:{row.label}@{b.backend}")
+        if ids:
+            points.set_gid(f"point:{row.label}@{b.backend}")
         ax.plot([getattr(row, attr), b.p50_ms], [row.mean_score] * 2, color="#2ca02c",
                 lw=0.5, alpha=0.5, zorder=1)
     ax.set_xscale("log")
@@ -126,6 +169,8 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
     ax.grid(True, which="both", color="#eee", lw=0.6)
     ax.xaxis.set_major_formatter(_plain(ax))
     ax.xaxis.set_minor_formatter(_plain(ax, minor=True))
+    if not legend:
+        return
     handles = [ax.scatter([], [], marker="*", s=80, color="#111", label="teacher (dashed: "
                           f"its score; dotted: −{within:g} point)"),
                ax.scatter([], [], s=30, color="#d62728", label="on the Pareto front"),
@@ -151,24 +196,41 @@ def other_backends(rows: list[Row]) -> list:
 
 
 def place_labels(ax, points: list[tuple[float, float, str]]) -> None:
-    """Label each point, moving a label up (then down) in steps of its height while it
-    would overlap one already placed: models with equal scores stay readable."""
+    """Label each point where its measured box overlaps no label or point placed so far:
+    right of the point, then left, moving up and down in steps of a line; in a cluster with
+    no free place, where it overlaps the fewest (with a leader line when it moved)."""
     ax.autoscale_view()
+    renderer = ax.figure.canvas.get_renderer()
     to_px = ax.transData.transform
+    marks = [(px - 6, py - 6, 12, 12) for px, py in (to_px((x, y)) for x, y, _ in points)]
     placed: list[tuple[float, float, float, float]] = []
-    char_w, line_h = 4.3, 9.0  # pixels at 7 pt and the figure's dpi, near enough
+    shifts = [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6, 7, 8, 9, 10, 11, 12]
     for x, y, label in sorted(points, key=lambda p: (p[1], p[0])):
         px, py = to_px((x, y))
-        w = char_w * len(label) + 2
-        for shift in [0, 1, 2, 3, 4, 5, -1, -2, -3, 6, 7, 8]:
-            box = (px + 4, py + 3 + shift * line_h, w, line_h)
-            if not any(overlap(box, other) for other in placed):
+        own = (px - 6, py - 6, 12, 12)
+        others = placed + [m for m in marks if m != own]
+        best = None
+        for shift in shifts:
+            for side in (1, -1):
+                ann = ax.annotate(plain_text(label), (x, y), xytext=(5 * side, 3 + shift * 9),
+                                  textcoords="offset points", fontsize=7, color="#333",
+                                  ha="left" if side > 0 else "right",
+                                  arrowprops={"arrowstyle": "-", "color": "#bbb", "lw": 0.5}
+                                  if shift else None)
+                ext = ann.get_window_extent(renderer)
+                box = (ext.x0, ext.y0, ext.width, ext.height)
+                hits = sum(overlap(box, other) for other in others)
+                if best is None or hits < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (hits, ann, box)
+                else:
+                    ann.remove()
+                if hits == 0:
+                    break
+            if best[0] == 0:
                 break
-        placed.append(box)
-        dy = 3 + shift * line_h
-        ax.annotate(plain_text(label), (x, y), xytext=(4, dy * 72 / ax.figure.dpi),
-                    textcoords="offset points", fontsize=7, color="#333",
-                    arrowprops={"arrowstyle": "-", "color": "#bbb", "lw": 0.5} if shift else None)
+        placed.append(best[2])
 
 
 def overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
