@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXAMPLES))
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: a CPU wheel; unpinned, pip may pull GBs of CUDA packages
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test,torchao,onnx,openvino,ray]"
+	$(BIN)/pip install -q -e ".[test,torchao,onnx,openvino,ray,tensorboard,mlflow]"
 	$(BIN)/pip install -q $(addprefix -e ,$(EXAMPLES))
 	touch $@
 

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="override the suite: a dotted key and a YAML value, e.g. "
                           "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
+    run.add_argument("--track", default="", metavar="NAME[,NAME]",
+                     help="experiment tracking into the run directory: tensorboard "
+                          "(compressbench[tensorboard]) and/or mlflow (compressbench[mlflow])")
     run.add_argument("--limit", type=positive_int, default=None, metavar="N",
                      help="a quick look: at most N examples in every split (training, "
                           "validation, reported); the report says the scores are not "
@@ -307,7 +310,7 @@ def cmd_run(args) -> int:
         results = session.run(suite, data_dir_of(args), run_dir, None, args.cache_dir,
                               args.executor, args.workers, args.threads, args.ray_address,
                               register=[ConsoleProgress()], within=args.within, report=None,
-                              pm=pm)
+                              pm=pm, track=[t for t in args.track.split(",") if t.strip()])
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished jobs are saved in {run_dir}; run the same command "
               f"again to resume", file=sys.stderr)

@@ -128,12 +128,13 @@ def run(suite: str | Path | Any, data_dir: str | Path | None = None,
         workers: int | None = None, threads: int | None = None, address: str | None = None,
         plugin_files=(), blocked=(), register=(), within: float = 1.0,
         report: Iterable[str] | None = ("md", "html"), latency_budget: float | None = None,
-        examples: int = 3, pm=None) -> Results:
+        examples: int = 3, pm=None, track: Iterable[str] = ()) -> Results:
     """Run ``suite`` (a path, or a :class:`compressbench.suite.Suite`) with ``overrides``
     (``{"training.epochs": 1}`` or ``["training.epochs=1"]``), resuming what ``output``
     already holds, then write the report (``report=None``: none); returns the
     :class:`Results`. ``register``: objects with hook implementations (progress, tracking);
-    ``pm``: a plugin manager to use instead of building one."""
+    ``pm``: a plugin manager to use instead of building one; ``track``: built-in trackers
+    (``"tensorboard"``, ``"mlflow"``: :mod:`compressbench.tracking`)."""
     from compressbench.runner import run_suite
     from compressbench.suite import Suite, load_suite
 
@@ -144,7 +145,8 @@ def run(suite: str | Path | Any, data_dir: str | Path | None = None,
         suite = load_suite(Path(suite), override_list(overrides))
     if pm is None:
         pm = plugin_manager([*plugin_files, *suite.plugins], blocked)
-    for obj in register:
+    from compressbench.tracking import trackers
+    for obj in [*register, *trackers([t.strip() for t in track])]:
         pm.register(obj)
     run_dir = Path(output) if output is not None else Path("runs") / suite.name
     run_suite(suite, pm, Path(data_dir) if data_dir is not None else None, run_dir,
