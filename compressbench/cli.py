@@ -103,6 +103,18 @@ def pick_options(parser: argparse.ArgumentParser) -> None:
                              "method (default 3)")
 
 
+def suite_arguments(parser: argparse.ArgumentParser) -> None:
+    """SUITE, its KEY=VALUE overrides and --limit (run and validate)."""
+    parser.add_argument("suite", type=Path)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="override the suite: a dotted key and a YAML value, e.g. "
+                             "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="a quick look: at most N examples in every split (training, "
+                             "validation, reported); the report says the scores are not "
+                             "comparable with full runs")
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -124,17 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Fine-tune the teacher, build every compressed model, "
                                      "evaluate, measure and write a report. Finished jobs in "
                                      "the output directory are skipped.")
-    run.add_argument("suite", type=Path)
-    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                     help="override the suite: a dotted key and a YAML value, e.g. "
-                          "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
+    suite_arguments(run)
     run.add_argument("--track", default="", metavar="NAME[,NAME]",
                      help="experiment tracking into the run directory: tensorboard "
                           "(compressbench[tensorboard]) and/or mlflow (compressbench[mlflow])")
-    run.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                     help="a quick look: at most N examples in every split (training, "
-                          "validation, reported); the report says the scores are not "
-                          "comparable with full runs")
     run.add_argument("--data-dir", type=Path, default=None,
                      help=f"local data (glue/<TASK>/*.tsv, conll2003/*.txt); default "
                           f"${DATA_ENV}, else the Hugging Face Hub")
@@ -207,14 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a suite without running it",
                          description="Check the suite's keys, types, method and task names, "
                                      "method parameters and your own data files.")
-    val.add_argument("suite", type=Path)
-    val.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                     help="override the suite: a dotted key and a YAML value, e.g. "
-                          "training.epochs=1 tasks=[sst2] 'methods[kd-3L].temperature=4'")
-    val.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                     help="a quick look: at most N examples in every split (training, "
-                          "validation, reported); the report says the scores are not "
-                          "comparable with full runs")
+    suite_arguments(val)
     common(val)
 
     exp = sub.add_parser("export", help="write one model of a run with its tokenizer and a "

@@ -20,8 +20,6 @@ from pathlib import Path
 from compressbench.errors import require
 from compressbench.hookspecs import hookimpl
 
-STEP_KEYS = ("loss", "lr")
-
 
 def flat(prefix: str, value, out: dict) -> dict:
     """Nested parameters as ``a.b.c`` keys with scalar values (JSON for the rest)."""
@@ -55,6 +53,13 @@ def final_numbers(record) -> dict[str, float]:
     return out
 
 
+def step_scalars(data: dict):
+    """(name, value) of a ``train_step`` event's numbers: the loss, each term, the rate."""
+    for key, value in data.items():
+        if key not in ("step", "epoch") and isinstance(value, int | float):
+            yield key, float(value)
+
+
 def slug(job_id: str) -> str:
     return job_id.replace("/", "__")
 
@@ -81,9 +86,8 @@ class TensorBoardTracker:
     def job_event(self, job, event, data):
         if event == "train_step":
             w = self.writer(job)
-            for key, value in data.items():
-                if key not in ("step", "epoch") and isinstance(value, int | float):
-                    w.add_scalar(f"train/{key}", value, data["step"])
+            for key, value in step_scalars(data):
+                w.add_scalar(f"train/{key}", value, data["step"])
         elif event == "validation":
             self.writer(job).add_scalar(f"validation/{data['metric']}", data["value"],
                                         data["epoch"])
@@ -131,9 +135,8 @@ class MlflowTracker:
     def job_event(self, job, event, data):
         if event == "train_step":
             rid = self.run_id(job)
-            for key, value in data.items():
-                if key not in ("step", "epoch") and isinstance(value, int | float):
-                    self.client.log_metric(rid, f"train_{key}", float(value), step=data["step"])
+            for key, value in step_scalars(data):
+                self.client.log_metric(rid, f"train_{key}", value, step=data["step"])
         elif event == "validation":
             self.client.log_metric(self.run_id(job), f"val_{data['metric']}",
                                    float(data["value"]), step=int(data["epoch"]))

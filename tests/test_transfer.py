@@ -79,24 +79,18 @@ def test_the_setting_is_in_the_key_of_the_methods_that_use_it_only(tmp_path, tin
     assert keys(", transfer: {file: texts.txt}")["kd"] != with_file["kd"]
 
 
-def test_an_entry_of_a_method_without_transfer_sets_is_an_error(tmp_path, tiny_teacher):
+@pytest.mark.parametrize("entry,message", [
+    ("{name: finetune, label: small, student: {layers: 1},",
+     r"finetune does not train on a transfer set \(those that do: .*kd"),
+    ("{name: distilbert, label: labels, alpha_ce: 0, alpha_cos: 0,",
+     "with these parameters distilbert learns from the labels alone"),
+])
+def test_an_entry_that_cannot_use_a_transfer_set_may_not_set_one(tmp_path, tiny_teacher, entry,
+                                                                  message):
     from compressbench.suite import check
-    methods = ("  - {name: finetune, label: small, student: {layers: 1},\n"
-               "     training: {transfer: {unlabeled: 10}}}\n")
+    methods = f"  - {entry}\n     training: {{transfer: {{unlabeled: 10}}}}}}\n"
     suite = suite_with(tmp_path, tiny_teacher, methods)
-    with pytest.raises(ConfigError, match=r"methods\[0\].training.transfer: finetune does not "
-                                          r"train on a transfer set \(those that do: .*kd"):
-        check(suite, get_plugin_manager())
-
-
-def test_an_entry_that_learns_from_labels_alone_cannot_have_a_transfer_set(tmp_path,
-                                                                           tiny_teacher):
-    from compressbench.suite import check
-    methods = ("  - {name: distilbert, label: labels, alpha_ce: 0, alpha_cos: 0,\n"
-               "     training: {transfer: {unlabeled: 10}}}\n")
-    suite = suite_with(tmp_path, tiny_teacher, methods)
-    with pytest.raises(ConfigError, match=r"methods\[0\].training.transfer: with these "
-                                          r"parameters distilbert learns from the labels alone"):
+    with pytest.raises(ConfigError, match=r"methods\[0\].training.transfer: " + message):
         check(suite, get_plugin_manager())
 
 
