@@ -369,8 +369,8 @@ def picks_table(summary: RunSummary) -> Table:
                 continue
             b = pick.measured
             c = r.vs_teacher
-            versus = text(f"{verdict(c, summary.within)}: {comparison_text(c, summary.within)}"
-                          if c is not None else ("the teacher" if r.label == TEACHER else ""))
+            versus = text(comparison_text(c, summary.within) if c is not None
+                          else ("the teacher" if r.label == TEACHER else ""))
             rows.append([text(r.label), text(tp.task), text(pick.question), versus,
                          text(b.backend if b else ""),
                          Cell(f"{r.mean_score:.4f}", r.mean_score, True),
