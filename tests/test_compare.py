@@ -71,7 +71,8 @@ def test_compare_refuses_runs_on_other_data_or_examples(runs, tmp_path):
 
 def test_index_puts_runs_in_sqlite_and_compare_reads_it(runs, capsys):
     db = runs / "results.db"
-    assert main(["index", str(runs), "--db", str(db)]) == 0
+    assert main(["index", *(str(runs / n) for n in ("base", "new", "other")), "--db",
+                 str(db)]) == 0
     assert "3 run directories indexed" in capsys.readouterr().out
     con = sqlite3.connect(db)
     n = dict(con.execute("SELECT r.run_dir, count(*) FROM records r GROUP BY r.run_dir"))
