@@ -64,20 +64,22 @@ def check_comparable(runs: list[Path], latest: list[dict[str, dict]]) -> None:
                     f"{a} and {b} scored {task} on different examples (their reported splits "
                     f"differ: texts, gold labels or their number); a comparison needs the same "
                     f"examples")
-            for what, key in (("data", lambda r: (r.get("data") or {}).get("fingerprint")),
-                              ("teacher", model_key)):
-                ta = teacher_of(latest[first], task)
-                tb = teacher_of(latest[i], task)
-                if what == "teacher" and (ta is None or tb is None):
-                    continue
-                va = key(ta) if ta else None
-                vb = key(tb) if tb else None
+            ta, tb = teacher_of(latest[first], task), teacher_of(latest[i], task)
+            if ta is None or tb is None:
+                continue  # the data and teacher are read off the teachers' records
+            for what, value, named, why in (
+                    ("data", data_fingerprint, "fingerprint", "the training data differ"),
+                    ("teacher", model_key, "cache key",
+                     "the teachers were fine-tuned differently")):
+                va, vb = value(ta), value(tb)
                 if va and vb and va != vb:
                     raise CompressBenchError(
-                        f"{a} and {b}: their {task} {what} differs ({what} "
-                        f"{'fingerprint' if what == 'data' else 'cache key'} {va} vs {vb}): "
-                        f"{'the training data differ' if what == 'data' else 'the teachers were fine-tuned differently'}, "
-                        f"so their methods are not compared on equal footing")
+                        f"{a} and {b}: their {task} {what} differs ({what} {named} {va} vs "
+                        f"{vb}): {why}, so their methods are not compared on equal footing")
+
+
+def data_fingerprint(record: dict) -> str | None:
+    return (record.get("data") or {}).get("fingerprint")
 
 
 def model_key(record: dict) -> str | None:

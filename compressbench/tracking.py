@@ -114,8 +114,11 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = self.uri or (Path(run_dir).resolve() / "mlruns").as_uri()
-        if self.uri.startswith("file:"):  # MLflow 3 keeps its file store only on request; a
-            import os                     # database backend needs the full mlflow package
+        if self.uri.startswith("file:"):
+            import os
+
+            # MLflow 3 keeps its file store only on request (a database backend needs the full
+            # mlflow package)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=self.uri)
         found = self.client.get_experiment_by_name(suite.name)
