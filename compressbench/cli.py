@@ -113,6 +113,11 @@ def suite_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a quick look: at most N examples in every split (training, "
                              "validation, reported); the report says the scores are not "
                              "comparable with full runs")
+    parser.add_argument("--suite-dir", type=Path, default=None, metavar="DIR",
+                        help="resolve the suite's relative paths (teacher, task files, "
+                             "transfer file, plugins) from DIR instead of the suite file's "
+                             "folder: a run directory's suite.yaml, run again (the report's "
+                             "reproduce line)")
 
 
 def positive_int(text: str) -> int:
@@ -300,7 +305,7 @@ def cmd_run(args) -> int:
     from compressbench import session
     from compressbench.suite import load_suite
 
-    suite = load_suite(args.suite, overrides_of(args))
+    suite = load_suite(args.suite, overrides_of(args), args.suite_dir)
     pm = plugin_manager(args, suite.plugins)
     run_dir = args.output or Path("runs") / suite.name
     start = time.time()
@@ -368,18 +373,18 @@ def cmd_validate(args) -> int:
     from compressbench.preflight import preflight
     from compressbench.suite import load_suite
 
-    suite = load_suite(args.suite, overrides_of(args))
+    suite = load_suite(args.suite, overrides_of(args), args.suite_dir)
     pm = plugin_manager(args, suite.plugins)
     for i, task in enumerate(suite.tasks):
         if not isinstance(task, str):
             for key in ("train", "dev", "validation"):
                 rel = getattr(task, key)
-                if rel and not (suite.path.parent / rel).is_file():
+                if rel and not (suite.base / rel).is_file():
                     raise CompressBenchError(
-                        f"{suite.path}: tasks[{i}].{key}: file {suite.path.parent / rel} not "
+                        f"{suite.path}: tasks[{i}].{key}: file {suite.base / rel} not "
                         f"found (paths are relative to the suite)")
     data_dir = data_dir_of(args)
-    teacher = resolve_model_ref(suite.teacher.model, suite.path.parent)
+    teacher = resolve_model_ref(suite.teacher.model, suite.base)
     prepared, notes = preflight(suite, pm, data_dir, teacher, prepare=not args.no_data,
                                 skip_hub=True)
     from compressbench import power

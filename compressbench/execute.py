@@ -124,7 +124,7 @@ def execute(job: Job, worker: Worker, emit: Emit) -> Record:
     record = {"job_id": job.id, "key": job.key, "suite": suite.name,
               "suite_sha256": suite.sha256, "task": task.name, "label": job.label,
               "seed": job.seed, "teacher": suite.teacher.model,
-              "steps": steps_of(job.steps), "main_metric": task.main_metric,
+              "steps": steps_of(job.steps, worker.pm), "main_metric": task.main_metric,
               "task_kind": task.kind.name,
               "data": {"train": len(data.train), "val": len(data.val),
                        "val_source": data.val_source, "fingerprint": data.fingerprint,
@@ -151,7 +151,7 @@ def execute(job: Job, worker: Worker, emit: Emit) -> Record:
             folder, training_log = built[chosen]
             record["grid"] = grid
             record["setting"] = job.variants[chosen].setting
-            record["steps"] = steps_of(job.variants[chosen].steps)
+            record["steps"] = steps_of(job.variants[chosen].steps, worker.pm)
         record.update(assess(job, folder, p, worker, teacher))
         record["training"] = training_log
         record["cache_dir"] = str(folder)
@@ -166,8 +166,18 @@ def execute(job: Job, worker: Worker, emit: Emit) -> Record:
     return Record.from_dict(record)
 
 
-def steps_of(steps) -> list[dict]:
-    return [{"method": s.method, "params": s.params, "training": s.training} for s in steps]
+def steps_of(steps, pm) -> list[dict]:
+    """Each step as its record keeps it, with the plugin that registered its method and the
+    digest of that plugin's source files (the code that built the model)."""
+    from compressbench.plugins import source_digest
+    out = []
+    for s in steps:
+        method = pm.methods.get(s.method)
+        out.append({"method": s.method, "params": s.params, "training": s.training,
+                    "plugin": pm.methods.owners[s.method],
+                    "version": str(getattr(method, "version", "1")),
+                    "code": source_digest(method)})
+    return out
 
 
 def resolved(job: Job, variant, worker: Worker, teacher: Path | None) -> list[Planned]:

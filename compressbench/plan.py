@@ -145,7 +145,7 @@ class Job:
 def resolve_task(suite: Suite, item: str | UserTask, pm: PluginManager) -> Task:
     if isinstance(item, str):
         return pm.tasks.get(item, f"{suite.path}: tasks")
-    base = suite.path.parent
+    base = suite.base
     files = {"train": base / item.train, "dev": base / item.dev}
     if item.validation:
         files["validation"] = base / item.validation
@@ -196,10 +196,12 @@ def plan_steps(suite: Suite, pm: PluginManager, seed: int, steps: tuple[Step, ..
 
 
 def step_key(prev: str, name: str, method: Any, params: Any, cfg: Training, seed: int) -> str:
-    """The cache key of a step's model: the previous step's key, the method (name and
-    version), its parameters, the training settings that make a model, and the seed."""
-    return digest(prev, name, getattr(method, "version", "1"), schema.as_dict(params),
-                  key_settings(cfg, uses_transfer(method)), seed)
+    """The cache key of a step's model: the previous step's key, the method (name, version
+    and the digest of its plugin's source files, so an edit to its code builds the model
+    again), its parameters, the training settings that make a model, and the seed."""
+    from compressbench.plugins import source_digest
+    return digest(prev, name, getattr(method, "version", "1"), source_digest(method),
+                  schema.as_dict(params), key_settings(cfg, uses_transfer(method)), seed)
 
 
 def uses_transfer(method: Any) -> bool:

@@ -6,6 +6,7 @@ registries of tasks, methods and reporters are filled on first use by calling ea
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -233,12 +234,70 @@ def unknown_blocked(names: Iterable[str], plugin_files: Iterable[str | os.PathLi
     return [n for n in names if n not in known]
 
 
-def describe(pm: PluginManager) -> list[dict]:
-    """One dict per plugin: name, version, source, hooks implemented, names registered."""
+def module_of(obj: Any) -> Any:
+    """The module that defines ``obj`` (a module, a class or an instance), or None."""
+    if isinstance(obj, type(sys)):
+        return obj
+    return sys.modules.get((obj if isinstance(obj, type) else type(obj)).__module__)
+
+
+def source_files(obj: Any) -> list[Path]:
+    """The source files of the code that defines ``obj`` (a module, a class or an instance):
+    every ``.py`` file of its top-level package, or its module's one file; [] when it has no
+    file (defined in ``__main__`` or interactively). A method's loss often lives in a helper
+    module beside it, so the whole package counts."""
+    module = module_of(obj)
+    if module is None:
+        return []
+    top = sys.modules.get(module.__name__.partition(".")[0])
+    roots = [Path(p) for p in getattr(top, "__path__", None) or []]
+    if roots:
+        return sorted({p for root in roots if root.is_dir() for p in root.rglob("*.py")
+                       if "__pycache__" not in p.parts and not p.is_symlink()})
+    file = getattr(module, "__file__", None)
+    return [Path(file)] if file and Path(file).is_file() else []
+
+
+def source_digest(obj: Any) -> str | None:
+    """A digest (16 hex digits) of :func:`source_files` of ``obj``: names and contents, so an
+    edit to a plugin's code changes it. None when there is no source file to read. Read once
+    per imported module: it describes the code this process runs, even if the files are
+    edited while it runs (a worker that imports them later sees the edit, and refuses)."""
+    module = module_of(obj)
+    if module is None:
+        return None
+    if "__compressbench_digest__" not in vars(module):
+        module.__compressbench_digest__ = files_digest(source_files(module))
+    return module.__compressbench_digest__
+
+
+def files_digest(files: list[Path]) -> str | None:
+    """sha256 over the files' names (relative to their common folder) and contents."""
+    if not files:
+        return None
+    root = files[0].parent if len(files) == 1 else Path(os.path.commonpath(files))
+    h = hashlib.sha256()
+    for path in files:
+        h.update(f"{path.relative_to(root).as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def provenance(pm: PluginManager) -> list[dict]:
+    """Every plugin of ``pm`` as a record keeps it: name, version (its distribution's, or a
+    module's ``__version__``), source (the entry point's distribution or the plugin file's
+    path) and the digest of its source files (:func:`source_digest`)."""
+    return [{"name": row["name"], "version": row["version"], "source": row["source"],
+             "digest": source_digest(pm.get_plugin(row["name"]))}
+            for row in describe(pm, registered=False)]
+
+
+def describe(pm: PluginManager, registered: bool = True) -> list[dict]:
+    """One dict per plugin: name, version, source, hooks implemented, names registered
+    (``registered=False``: skip the names, which loads every registry)."""
     dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
     registered: dict[str, list[str]] = {}
     for what in ("task_kinds", "tasks", "methods", "reporters", "backends", "executors",
-                 "augmenters"):
+                 "augmenters") if registered else ():
         reg = pm.registry(what)
         for item, owner in reg.owners.items():
             registered.setdefault(owner, []).append(f"{what[:-1]}:{item}")

@@ -128,7 +128,7 @@ def preflight(suite: Suite, pm, data_dir: Path | None, teacher_ref: str,
                 params = method_params(method, one, w)
                 for key, spec in student_specs(params, f"{w}: {step.where}"):
                     if looks_like_path(spec.init) and not Path(
-                            models.resolve_model_ref(spec.init, suite.path.parent)).exists():
+                            models.resolve_model_ref(spec.init, suite.base)).exists():
                         raise ConfigError(f"{key}.init: {spec.init}: no such folder (a "
                                           f"pretrained student checkpoint)")
                     if layers and spec.layers is not None and spec.layers > layers:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from compressbench import data as D
-from compressbench import executors, models, results, rundir, safefs
+from compressbench import executors, models, reproduce, results, rundir, safefs
 from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.execute import Worker, Workspace, drop_if_damaged
 from compressbench.measure import cpu_model, remove_stale_temp_dirs
@@ -32,7 +32,7 @@ from compressbench.plan import (  # noqa: F401 - re-exported: the runner's names
     resolve_task,
     teacher_identity,
 )
-from compressbench.plugins import PluginManager, distribution_version
+from compressbench.plugins import PluginManager, distribution_version, provenance
 from compressbench.record import Record
 from compressbench.suite import Suite
 
@@ -69,7 +69,7 @@ class Runner:
         self.data_dir = data_dir
         self.run_dir = Path(run_dir or Path("runs") / suite.name)
         self.cache_dir = Path(cache_dir or default_cache_dir())
-        self.teacher_ref = models.resolve_model_ref(suite.teacher.model, suite.path.parent)
+        self.teacher_ref = models.resolve_model_ref(suite.teacher.model, suite.base)
         given = {"executor": executor, "workers": workers, "threads": threads}
         # the command line's options win over the suite's
         self.execution = replace(suite.execution,
@@ -98,10 +98,12 @@ class Runner:
             print(f"compressbench: note: {note}", file=sys.stderr)
         safefs.make_dir(self.run_dir)
         safefs.write_atomic(self.run_dir / "suite.yaml", suite.text)
+        reproduce.write(self.run_dir, self)
         runtimes = tuple(p for name in suite.measure.backends
                          for p in getattr(self.pm.backends.get(name), "packages", ())
                          if p not in ("torch",))
         env = environment(suite.measure.threads, tuple(dict.fromkeys(runtimes)))
+        env["plugins"] = provenance(self.pm)  # every plugin: name, version, source, digest
         safefs.write_atomic(self.run_dir / "environment.json", json.dumps(env, indent=2))
         remove_stale_temp_dirs()  # of measurements whose run was killed
         records = results.read(self.run_dir)

@@ -140,7 +140,7 @@ def run(suite: str | Path | Any, data_dir: str | Path | None = None,
 
     if isinstance(suite, Suite):
         if overrides:
-            suite = load_suite(suite.path, override_list(overrides))
+            suite = load_suite(suite.path, override_list(overrides), suite.folder)
     else:
         suite = load_suite(Path(suite), override_list(overrides))
     if pm is None:

@@ -293,6 +293,13 @@ class Suite:
     execution: Execution = Execution()
     version: int = 1
     text: str = field(default="", repr=False)
+    folder: Path | None = None  # where relative paths start (--suite-dir); None: the file's
+
+    @property
+    def base(self) -> Path:
+        """The folder the suite's relative paths (teacher, task files, transfer file,
+        plugins) are resolved from: ``--suite-dir``, else the suite file's folder."""
+        return self.folder if self.folder is not None else self.path.parent
 
     @property
     def sha256(self) -> str:
@@ -319,7 +326,7 @@ class Suite:
         t = cfg.transfer
         if t is not None and t.file is not None and not Path(t.file).is_absolute():
             # relative to the suite file; the cache key holds the file's digest, not its path
-            cfg = replace(cfg, transfer=replace(t, file=str(self.path.parent / t.file)))
+            cfg = replace(cfg, transfer=replace(t, file=str(self.base / t.file)))
         return cfg
 
 
@@ -359,12 +366,17 @@ def check_seeds(seeds: tuple[int, ...], where: str) -> None:
                           f"twice); list each seed once")
 
 
-def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Suite:
+def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+               folder: str | Path | None = None) -> Suite:
     """Read and check a suite file's structure (names of methods and tasks are checked later,
     against the installed plugins, by :func:`check`), with command-line ``overrides``
     (``KEY=VALUE``, :mod:`compressbench.overrides`) applied first; the suite's ``text`` is then
-    the overridden suite."""
+    the overridden suite. ``folder``: resolve relative paths from there instead of the file's
+    folder (``--suite-dir``: a run directory's copy of a suite, run again)."""
     path = Path(path)
+    if folder is not None and not Path(folder).is_dir():
+        raise ConfigError(f"--suite-dir {folder}: not a folder (give the folder the suite's "
+                          f"relative paths start from)")
     if not path.is_file():
         raise ConfigError(f"{path}: suite file not found")
     try:
@@ -385,10 +397,10 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         from compressbench import overrides as O
         data = O.apply(data, list(overrides), str(path))
         text = O.overridden_text(text, data, list(overrides), path)
-    return parse_suite(data, path, text)
+    return parse_suite(data, path, text, Path(folder).resolve() if folder is not None else None)
 
 
-def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
+def parse_suite(data: Any, path: Path, text: str = "", folder: Path | None = None) -> Suite:
     w = str(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{w}: a suite is a mapping with keys {', '.join(TOP_KEYS)}")
@@ -421,10 +433,11 @@ def parse_suite(data: Any, path: Path, text: str = "") -> Suite:
         seeds=seeds,
         training=schema.build(Training, data.get("training"), f"{w}: training"),
         measure=Measure.from_dict(data.get("measure"), f"{w}: measure"),
-        plugins=tuple((path.parent / p).resolve() for p in plugins),
+        plugins=tuple(((folder or path.parent) / p).resolve() for p in plugins),
         execution=Execution.from_dict(data.get("execution"), f"{w}: execution"),
         version=1,
         text=text,
+        folder=folder,
     )
     suite.training_for(suite.teacher.training, "teacher")
     check_names(suite, w)

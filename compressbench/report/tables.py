@@ -518,10 +518,34 @@ def env_lines(summary: RunSummary) -> list[str]:
     options = "".join(f" {flag} {value:g}" for flag, value, default in (
         ("--latency-budget", summary.latency_budget, None), ("--within", summary.within, 1.0),
         ("--examples", summary.examples, 3)) if value is not None and value != default)
-    lines.append(f"reproduce: `compressbench run RUN_DIR/suite.yaml --data-dir DATA_DIR "
-                 f"--output NEW_RUN_DIR`, then `compressbench report NEW_RUN_DIR{options}` "
-                 f"(this report's options)")
+    lines.append(reproduce_line(summary, options))
     return lines
+
+
+def reproduce_line(summary: RunSummary, options: str) -> str:
+    """The command that runs the suite again (the run's own invocation: data directory,
+    plugin files, the folder the suite's paths start from), with the installed plugins it
+    needs; a generic one for runs that did not keep their invocation."""
+    from compressbench import reproduce
+    command = reproduce.line(summary.run_dir)
+    if command is None:
+        return (f"reproduce: `compressbench run RUN_DIR/suite.yaml --data-dir DATA_DIR "
+                f"--output NEW_RUN_DIR`, then `compressbench report NEW_RUN_DIR{options}` "
+                f"(this report's options)")
+    needs = reproduce.installed(summary.env)
+    out = command.rsplit(" --output ", 1)[-1]
+    return (f"reproduce: {code(command)}, then {code(f'compressbench report {out}{options}')} "
+            f"(this report's options)" + (f"; with the installed plugins it loaded: "
+                                          f"{code('pip install ' + ' '.join(needs))}" if needs
+                                          else ""))
+
+
+def code(text: str) -> str:
+    """``text`` as a markdown code span, copied exactly as written (no escapes inside one);
+    escaped plain text where a backtick or a line break in it would end the span."""
+    if "`" in text or "\n" in text or "\r" in text:
+        return esc(text)
+    return f"`{text}`"
 
 
 def cpu_id_text(cpu_id) -> str:
