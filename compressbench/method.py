@@ -98,6 +98,7 @@ class Context:
 
     @property
     def pad_id(self) -> int:
+        """The tokenizer's padding id (0 when it has none): ``api.collate(feats, ctx.pad_id)``."""
         return self.tokenizer.pad_token_id or 0
 
     @property
@@ -128,7 +129,8 @@ class Context:
         described for the record (:meth:`describe_student`)."""
         source = source if source is not None else self.pretrained()
         student = models.make_student(source, spec)
-        self.describe_student(student, init=spec.init,
+        shrink = {"shrink": spec.shrink} if spec.shrink else {}
+        self.describe_student(student, init=spec.init, **shrink,
                               source=getattr(source, "compressbench_source", "given model"))
         return student
 
@@ -146,6 +148,8 @@ class Context:
         return self.student
 
     def supervised_loss(self) -> training.LossFn:
+        """The plain task loss as a ``loss_fn(model, batch)`` for :meth:`train`: cross-entropy,
+        MSE for regression, token cross-entropy ignoring ``IGNORE`` (the task kind's)."""
         return training.supervised_loss(self.task.kind)
 
     def teacher_logits(self, feats: list[dict] | str = "train") -> list[torch.Tensor]:
@@ -225,9 +229,17 @@ class Context:
               select_from_step: int = 0) -> training.TrainResult:
         """Run the shared training loop on ``feats`` (default: this task's training subset),
         selecting the best epoch on the held-out validation split (unless ``validate=False``).
-        ``extra``: more trainable modules the loss uses; ``epochs``: override for this stage;
-        ``on_step(step, total)``: called after each optimiser step (and with 0 before the
-        first); ``select_from_step``: epochs ending earlier are not selectable."""
+
+        ``loss_fn(model, batch)``: a scalar tensor, or ``(loss, {"term": float})`` to show and
+        keep the terms. ``description``: the progress bar's and the record's name for this
+        stage (default: the task's name). ``extra``: one more trainable module the loss uses
+        (projections, a head of your own), trained with the model and moved to
+        :attr:`device`; group several in an ``nn.ModuleList``. ``epochs``: this stage's epochs
+        (default: the step's ``training.epochs``). ``on_step(step, total)``: called after each
+        optimiser step, and with 0 before the first (pruning masks, schedules).
+        ``select_from_step``: epochs ending earlier are validated but never selected. Returns
+        the run's :class:`~compressbench.training.TrainResult` (steps, epochs, validation
+        scores); the record keeps it."""
         cfg = self.training if epochs is None else replace(self.training, epochs=epochs)
         result = training.train(
             model, loss_fn, self.task, feats if feats is not None else self.features["train"],

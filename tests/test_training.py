@@ -6,7 +6,7 @@ import torch
 
 from compressbench import data as D
 from compressbench import models
-from compressbench.errors import CompressBenchError
+from compressbench.errors import CompressBenchError, ConfigError
 from compressbench.suite import Training
 from compressbench.tasks import builtin_tasks
 from compressbench.training import predict, set_seed, supervised_loss, train
@@ -136,6 +136,48 @@ def test_make_student_copies_the_mapped_layers(tiny_teacher4):
                                                            num_attention_heads=2,
                                                            intermediate_size=32))
     assert rand.config.hidden_size == 16
+
+
+def test_a_narrow_student_truncates_the_teacher_layers(tiny_teacher4, tmp_path, data_dir):
+    """shrink: truncate keeps the first rows and columns of every mapped teacher weight."""
+    teacher = models.load_pretrained(str(tiny_teacher4), "classification", 2)  # H 32, 2 heads
+    spec = models.StudentSpec(layers=2, hidden_size=16, intermediate_size=48, shrink="truncate")
+    student = models.make_student(teacher, spec)
+    c = student.config
+    assert (c.hidden_size, c.num_attention_heads, c.intermediate_size) == (16, 1, 48)
+    t, s = teacher.bert.encoder.layer[2], student.bert.encoder.layer[1]  # teacher-skip: [0, 2]
+    assert torch.equal(s.attention.self.query.weight, t.attention.self.query.weight[:16, :16])
+    assert torch.equal(s.intermediate.dense.weight, t.intermediate.dense.weight[:48, :16])
+    assert torch.equal(s.output.LayerNorm.weight, t.output.LayerNorm.weight[:16])
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight,
+                       teacher.bert.embeddings.word_embeddings.weight[:, :16])
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight[:, :16])
+    x = {"input_ids": torch.tensor([[101, 2000, 102]])}
+    assert student(**x).logits.shape == (1, 2)
+    with pytest.raises(ValueError, match="needs `shrink: truncate`"):
+        models.StudentSpec(layers=1, hidden_size=16)
+    with pytest.raises(ConfigError, match="not a multiple of the teacher's head size 16"):
+        models.make_student(teacher, models.StudentSpec(hidden_size=24, shrink="truncate"))
+    with pytest.raises(ConfigError, match="wider than the teacher's 64"):
+        models.make_student(teacher, models.StudentSpec(intermediate_size=80, shrink="truncate"))
+    # in a suite: checked before anything trains, then built and recorded as truncated
+    from tests.conftest import suite_file
+    from tests.test_runner import suite_text
+    bad = "  - {name: kd, student: {layers: 1, hidden_size: 24, shrink: truncate}}\n"
+    path = suite_file(tmp_path, suite_text(tiny_teacher4, bad))
+    from compressbench.cli import main
+    assert main(["validate", str(path), "--data-dir", str(data_dir)]) == 2
+    good = "  - {name: kd, student: {layers: 1, hidden_size: 16, shrink: truncate}}\n"
+    path = suite_file(tmp_path, suite_text(tiny_teacher4, good))
+    assert main(["run", str(path), "--data-dir", str(data_dir), "--output",
+                 str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+                 "--no-report"]) == 0
+    import json
+    rec = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().split("\n")
+           if x][-1]
+    student = rec["training"][0]["student"]  # what the step's describe_student recorded
+    assert rec["status"] == "ok" and student["shrink"] == "truncate"
+    assert (student["hidden_size"], student["heads"], student["init"]) == (16, 1, "teacher-skip")
 
 
 def test_save_load_roundtrip(tmp_path, tiny_teacher):

@@ -334,4 +334,6 @@ def saved_format(folder: Path) -> str:
 
 
 def is_saved(folder: Path) -> bool:
+    """Whether ``folder`` holds a model saved by :func:`save_model` (its ``compressbench.json``
+    is there); for a method that caches a model of its own (e.g. in ``ctx.shared_dir``)."""
     return (Path(folder) / META).is_file()

@@ -26,6 +26,13 @@ def forward_kwargs(model: nn.Module, batch: dict) -> dict:
 
 
 def logits_of(output: Any) -> torch.Tensor:
+    """A model's logits: ``output.logits`` for a transformers output, else ``output`` (a module
+    that returns its logits tensor).
+
+    >>> import torch
+    >>> logits_of(torch.zeros(2, 3)).shape
+    torch.Size([2, 3])
+    """
     return output.logits if hasattr(output, "logits") else output
 
 

@@ -25,15 +25,27 @@ class StudentSpec:
     the layers Sanh et al.'s released DistilBERT took), ``teacher-first`` (the first layers, as
     PKD), ``random``, or a path to a pretrained checkpoint. ``head``: ``cls`` (BERT's pooler on
     [CLS]) or ``mean`` (the mean of the last layer's token states, :mod:`compressbench.models.heads`).
+
+    A narrower student (``hidden_size``, ``intermediate_size``, ``num_attention_heads``
+    smaller than the teacher's) is random (``init: random``) or built from the teacher's
+    layers with ``shrink: truncate``: every weight keeps its first rows and columns (the
+    first hidden dimensions, whole attention heads, the first FFN units), the same indices
+    in every layer, as in weight selection (Xu et al. 2024, "Initializing Models with Larger
+    Ones"). The head size stays the teacher's, so ``hidden_size`` must be a multiple of it.
+
+    >>> StudentSpec(layers=3, hidden_size=192, shrink="truncate").init
+    'teacher-skip'
     """
 
     layers: int | None = None  # None: as many as the teacher
     init: str = "teacher-skip"
-    hidden_size: int | None = None  # only with init: random
-    num_attention_heads: int | None = None  # only with init: random
-    intermediate_size: int | None = None  # only with init: random
+    hidden_size: int | None = None  # None: the teacher's; smaller needs random or shrink
+    num_attention_heads: int | None = None  # None: hidden_size / the teacher's head size
+    intermediate_size: int | None = None  # None: the teacher's FFN size
     # "mean": the classifier reads the mean of the token states (BERT students; models.heads)
     head: str = field(default="cls", metadata=ADDED_LATER)
+    # "truncate": a narrower student keeps the first indices of the teacher's weights
+    shrink: str | None = field(default=None, metadata=ADDED_LATER)
 
     def __post_init__(self):
         if self.layers is not None and self.layers < 1:
@@ -46,9 +58,15 @@ class StudentSpec:
                              f"num_attention_heads {self.num_attention_heads}")
         if self.head not in ("cls", "mean"):
             raise ValueError(f"student.head: {self.head!r} is not one of cls, mean")
-        if resized and self.init in TEACHER_INITS:
-            raise ValueError("student: a different width needs `init: random` (teacher "
-                             "weights have the teacher's width)")
+        if self.shrink not in (None, "truncate"):
+            raise ValueError(f"student.shrink: {self.shrink!r} is not one of: truncate")
+        if self.shrink is not None and self.init not in TEACHER_INITS:
+            raise ValueError(f"student.shrink: truncate shrinks the teacher's layers; it needs "
+                             f"init: {', '.join(TEACHER_INITS)} (not {self.init!r})")
+        if resized and self.init in TEACHER_INITS and self.shrink is None:
+            raise ValueError("student: a different width from the teacher's layers needs "
+                             "`shrink: truncate` (keep the first dimensions, heads and FFN "
+                             "units of every weight), or `init: random`")
 
 
 LAYER_RE = re.compile(r"\.layer\.(\d+)\.")
@@ -100,6 +118,8 @@ def build_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
     for key in ("hidden_size", "num_attention_heads", "intermediate_size"):
         if getattr(spec, key) is not None:
             setattr(config, key, getattr(spec, key))
+    if spec.shrink == "truncate":
+        truncated_width(config, pretrained.config, spec)
     if spec.init not in (*TEACHER_INITS, "random"):
         path = resolve_model_ref(spec.init)
         refuse_remote_code(path, "student")
@@ -120,5 +140,29 @@ def build_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
         else:
             src = key
         state[key] = source[src]
+        if spec.shrink == "truncate":  # the first rows and columns: (H, H) -> (H', H'), ...
+            state[key] = state[key][tuple(slice(0, n) for n in student.state_dict()[key].shape)]
     student.load_state_dict(state)
     return student
+
+
+def truncated_width(config, teacher, spec: StudentSpec) -> None:
+    """Check and complete ``config`` (the student's) for ``shrink: truncate``: no dimension
+    wider than the teacher's, and the teacher's head size, so the first ``hidden_size``
+    rows of the query, key and value projections are whole heads."""
+    head = teacher.hidden_size // teacher.num_attention_heads
+    if spec.hidden_size is not None and spec.hidden_size % head:
+        raise ConfigError(f"student.hidden_size: {spec.hidden_size} is not a multiple of the "
+                          f"teacher's head size {head} (shrink: truncate keeps whole heads); "
+                          f"choose e.g. {head * max(1, spec.hidden_size // head)}")
+    if spec.num_attention_heads is None:
+        config.num_attention_heads = config.hidden_size // head
+    elif config.hidden_size != config.num_attention_heads * head:
+        raise ConfigError(f"student.num_attention_heads: {config.num_attention_heads} heads of "
+                          f"the teacher's size {head} make {config.num_attention_heads * head}, "
+                          f"not hidden_size {config.hidden_size}; leave num_attention_heads "
+                          f"out (it is hidden_size / {head})")
+    for key in ("hidden_size", "intermediate_size"):
+        if getattr(config, key) > getattr(teacher, key):
+            raise ConfigError(f"student.{key}: {getattr(config, key)} is wider than the "
+                              f"teacher's {getattr(teacher, key)}; truncation only narrows")

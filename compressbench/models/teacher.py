@@ -66,8 +66,10 @@ def refuse_remote_code(ref: str | Path, what: str = "model") -> None:
 
 
 def quiet_transformers() -> None:
-    """No per-load progress bars or 'newly initialised head' warnings in our output (nor
-    torchao's notices about optional GPU kernels, when transformers imports it)."""
+    """Silence transformers for the rest of the process: no per-load progress bars or 'newly
+    initialised head' warnings (nor torchao's notices about optional GPU kernels, when
+    transformers imports it). A plain call, not a context manager: call it once before
+    loading models yourself (``load_model`` and ``ctx.teacher()`` already do)."""
     quiet_logs()
     import transformers
     transformers.logging.set_verbosity_error()
