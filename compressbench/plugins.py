@@ -130,6 +130,9 @@ class Registry:
                               f"docs/plugins.md)")
         self.items[name] = obj
         self.owners[name] = owner
+        if self.what == "backends":  # the report finds its marker, a saved model its format
+            from compressbench.measure.backend import seen
+            seen(obj)
         registered = getattr(obj, "registered", None)
         if callable(registered):  # e.g. a task kind, which records find again by name
             registered()
@@ -182,13 +185,16 @@ def load_plugin_file(pm: PluginManager, path: str | os.PathLike) -> str:
     return name
 
 
-def load_entry_points(pm: PluginManager) -> None:
-    """Register every installed plugin of the ``compressbench`` entry-point group, one at a
-    time, so that one that fails to import is named, with its distribution and the way past
-    it (pluggy's ``load_setuptools_entrypoints`` reports only the exception)."""
+def load_entry_points(pm: PluginManager, only: Iterable[str] | None = None) -> None:
+    """Register every installed plugin of the ``compressbench`` entry-point group (``only``:
+    those named), one at a time, so that one that fails to import is named, with its
+    distribution and the way past it (pluggy's ``load_setuptools_entrypoints`` reports only
+    the exception)."""
+    only = None if only is None else set(only)
     for dist in importlib.metadata.distributions():
         for ep in dist.entry_points:
-            if ep.group != GROUP or pm.get_plugin(ep.name) or pm.is_blocked(ep.name):
+            if ep.group != GROUP or pm.get_plugin(ep.name) or pm.is_blocked(ep.name) or \
+                    (only is not None and ep.name not in only):
                 continue
             try:
                 plugin = ep.load()

@@ -150,10 +150,16 @@ class Broken(Fp64):
         raise RuntimeError("this runtime crashed")
 
 
+class NoExport(Fp64):
+    name = "fp64-noexport"
+    needs_prepare = False  # nothing to export: its outputs are still checked against PyTorch's
+
+
 @compressbench.hookimpl
 def register_backends(register):
     register(Fp64())
     register(Broken())
+    register(NoExport())
 '''
 
 
@@ -181,7 +187,8 @@ methods:
 training: {{epochs: 1, batch_size: 8, learning_rate: 1.0e-3, max_seq_length: 32,
            max_train_samples: 40, max_val_samples: 8}}
 measure: {{latency_samples: 4, warmup: 1, throughput_samples: 4, throughput_batch_size: 2,
-          agreement_samples: 8, backends: [torch, onnxruntime, torch-fp64, broken]}}
+          agreement_samples: 8,
+          backends: [torch, onnxruntime, torch-fp64, broken, fp64-noexport]}}
 """
     from compressbench.runner import run_suite
     suite = load_suite(suite_file(tmp, text))
@@ -198,6 +205,9 @@ def test_a_plugin_file_backend_is_measured_and_a_failing_one_keeps_the_accuracy(
     assert fp64["status"] == "ok" and fp64["prepare"] == {"dtype": "float64"}
     assert fp64["agreement"]["max_abs_logit_diff"] < 1e-4  # float64 vs float32: tiny
     assert fp64["vs_eager"]["model_ms"]["n"] == 4
+    noexport = teacher["measure"]["backends"]["fp64-noexport"]  # needs_prepare = False
+    assert noexport["status"] == "ok" and noexport["agreement"]["max_abs_logit_diff"] < 1e-4
+    assert noexport["agreement"]["prediction_agreement"] == 1.0
     for r in (teacher, int8):
         broken = r["measure"]["backends"]["broken"]
         assert broken["status"] == "failed" and "this runtime crashed" in broken["error"]
@@ -499,9 +509,6 @@ class Toy:
     def load(self, model, workdir, threads):
         raise NotImplementedError
 
-    def registered(self):
-        seen(self)
-
     def load_saved(self, folder, config=None):
         self.verify_saved(folder)
         return Scaled(json.loads((Path(folder) / "scale.json").read_text()))
@@ -520,7 +527,7 @@ def register_backends(register):
 def test_a_runtime_owns_its_saved_format_saved_loaded_and_verified_with_no_core_edit(tmp_path):
     """A plugin runtime's format goes through save_model / load_model like the built-ins':
     the model object writes it, the runtime that owns it loads and verifies it."""
-    from compressbench.measure.backend import SavedModel, marker
+    from compressbench.measure.backend import SavedModel, marker, markers
     plugin = tmp_path / "toy_runtime.py"
     plugin.write_text(TOY_RUNTIME)
     pm = get_plugin_manager([plugin])
@@ -533,7 +540,10 @@ def test_a_runtime_owns_its_saved_format_saved_loaded_and_verified_with_no_core_
     out = loaded(input_ids=ids, attention_mask=torch.tensor([[1, 1, 1, 0]])).logits
     assert out.tolist() == [[6.0, -6.0]]
     assert SavedModel.at(folder).runtime_only == "toy"  # measured on its own runtime only
-    assert marker("toy") == "X" and marker("no-such-backend") == "P"
+    assert marker("toy") == "X" and marker("no-such-backend") is None
+    # two backends that name no marker, and one that names a taken one, still differ
+    marks = markers(["torch", "toy", "no-such-backend", "other-unnamed"])
+    assert marks["torch"] == "o" and marks["toy"] == "X" and len(set(marks.values())) == 4
     (folder / "scale.json").unlink()
     with pytest.raises(CompressBenchError, match="scale.json is missing"):
         models.load_model(folder)
@@ -553,3 +563,18 @@ def test_a_model_that_says_why_it_cannot_export_is_refused_in_its_words(tmp_path
     with pytest.raises(Unsupported, match="packed sequences .* are not exported to ONNX"):
         onnxrt.export_onnx(model, tmp_path / "m.onnx", "classification")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_every_measuring_process_imports_the_same_plugins_and_its_backends_own():
+    """The measuring child loads the built-in runtimes, the run's plugin files and the one
+    installed plugin that registered the backend: not every installed plugin (which made a
+    plugin backend's process start ~110 MB higher than a built-in's)."""
+    from compressbench.measure.child import plugins_for
+
+    def loaded(req):
+        return {name for name, plugin in plugins_for(req).list_name_plugin() if plugin}
+
+    assert loaded({"backend": "torch", "backend_plugin": "backends"}) == {"backends"}
+    if "torch-autocast" in get_plugin_manager().backends:  # the example package, installed
+        assert loaded({"backend": "torch-autocast", "backend_plugin": "autocast"}) == \
+            {"backends", "autocast"}

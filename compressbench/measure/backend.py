@@ -13,7 +13,8 @@ enough, like a method) with:
   JSON-serialisable facts (export time, fusions applied) for the record;
 - ``load(model: SavedModel, workdir: Path, threads: int) -> Session``;
 - optionally ``needs_prepare = False``: ``prepare`` has nothing to do (the saved model loads as
-  it is), so no process is started for it and there is no agreement check;
+  it is); the untimed process still runs once per model to check the backend's outputs
+  against PyTorch's (only PyTorch eager itself, the reference, skips it);
 - optionally ``also_runs``: runtimes whose runtime-only models it can run too (OpenVINO reads
   ONNX Runtime's graphs); any other runtime-only model is recorded as unsupported without
   starting a process;
@@ -28,10 +29,12 @@ enough, like a method) with:
   like a PyTorch model by running the runtime; the model object's own ``save_files(folder)``
   writes the format), ``verify_saved(folder)`` (a one-line error when a file is missing),
   ``card`` (model-card lines on how to run an export) and ``library`` (its ``library_name``);
-- optionally ``marker``: its matplotlib marker in the report's plots;
-- optionally ``registered()``, called when a plugin manager registers it: calling
-  :func:`seen` there lets the report find the marker, and :func:`compressbench.models.load_model`
-  find the format's owner without scanning the installed plugins.
+- optionally ``marker``: its matplotlib marker in the report's plots (one of the free ones
+  when it names none).
+
+Registering a backend makes it known to this process (:func:`seen`): the report finds its
+marker, and :func:`compressbench.models.load_model` the owner of a saved format, without
+scanning the installed plugins.
 
 The built-in runtimes are one file each in :mod:`compressbench.runtimes`.
 
@@ -118,8 +121,8 @@ _SEEN: dict[str, Any] = {}
 
 
 def seen(backend) -> None:
-    """A backend's ``registered()`` calls this: the report finds its ``marker`` by name, and
-    a model saved in its ``saved_format`` finds the runtime that loads it."""
+    """Called for every backend a plugin manager registers: the report finds its ``marker``
+    by name, and a model saved in its ``saved_format`` finds the runtime that loads it."""
     if _SEEN.get(backend.name) is None:  # also over a miss remembered earlier
         _SEEN[backend.name] = backend
     if getattr(backend, "saved_format", None):
@@ -127,14 +130,34 @@ def seen(backend) -> None:
         own_format(backend)
 
 
-def marker(name: str) -> str:
-    """The backend's matplotlib marker in the report's plots ("P" when it names none): one a
+#: markers for backends that name none, or one an earlier backend of the plot took
+#: ("o", "*" and "x" mark the models themselves)
+FREE_MARKERS = ("P", "v", "<", ">", "h", "p", "X", "d", "8", "H")
+
+
+def marker(name: str) -> str | None:
+    """The marker a backend names for the report's plots (None when it names none): one a
     plugin manager of this process registered, else one an installed plugin registers."""
     if name not in _SEEN:  # looked up once; a name nothing registers is remembered as None
         from compressbench.plugins import get_plugin_manager
         backends = get_plugin_manager().backends
         _SEEN.setdefault(name, backends.get(name) if name in backends else None)
-    return getattr(_SEEN.get(name), "marker", None) or "P"
+    return getattr(_SEEN.get(name), "marker", None)
+
+
+def markers(names) -> dict[str, str]:
+    """One distinct matplotlib marker per backend of a plot, in the order given: its own,
+    unless an earlier one took it, else the next free one (two plugin backends that name
+    none, or the same, still differ)."""
+    names = list(names)
+    declared = {marker(n) for n in names}
+    free = iter([m for m in FREE_MARKERS if m not in declared] + list(FREE_MARKERS) * 2)
+    out: dict[str, str] = {}
+    for name in names:
+        own = marker(name)
+        out[name] = own if own and own not in out.values() else next(
+            m for m in free if m not in out.values())
+    return out
 
 
 def backend_options(backend, raw: dict | None, where: str):

@@ -122,6 +122,25 @@ def measure(req: dict, pm, baseline_rss: float, after_imports: float) -> dict:
     return out
 
 
+def plugins_for(req: dict):
+    """The measuring process's plugins: the built-in runtimes (the reference among them), the
+    run's plugin files, and the one installed plugin that registered this backend (the
+    request's ``backend_plugin``), not every installed plugin: every backend's process
+    imports the same, so its baseline memory is the same, whoever wrote the backend."""
+    from compressbench import runtimes as builtin
+    from compressbench.plugins import get_plugin_manager, load_entry_points
+
+    pm = get_plugin_manager([Path(p) for p in req.get("plugin_files", [])], entry_points=False)
+    if pm.get_plugin("backends") is None:
+        pm.register(builtin, "backends")
+    owner = req.get("backend_plugin")
+    if owner and pm.get_plugin(owner) is None:
+        load_entry_points(pm, only=[owner])
+    if req["backend"] not in pm.backends:  # a request from an older launcher
+        load_entry_points(pm)
+    return pm
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
@@ -132,17 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     baseline_rss = rss_mb()
     req = json.loads(Path(argv[0]).read_text())
     from compressbench.logs import quiet_logs
-    from compressbench.plugins import get_plugin_manager
 
     quiet_logs()
-    from compressbench import runtimes as builtin
-
-    # a built-in backend needs no installed plugin imported (saves seconds per process)
-    own = req["backend"] in {b.name for b in builtin.BUILTIN}
-    pm = get_plugin_manager([Path(p) for p in req.get("plugin_files", [])],
-                            entry_points=not own)
-    if own and pm.get_plugin("backends") is None:
-        pm.register(builtin, "backends")
+    pm = plugins_for(req)
     import importlib
 
     import torch

@@ -201,7 +201,9 @@ def ensure_prepared(backend, folder: Path, root: Path, base: dict, tmp: Path,
                     timeout_s: int) -> tuple[Path, dict]:
     """The model's export for ``backend`` (made now, in its own process, if not cached)."""
     wd = workdir(root, backend, folder, base.get("options"))
-    if not getattr(backend, "needs_prepare", True):  # nothing to export: no process for it
+    if not getattr(backend, "needs_prepare", True) and backend.name == REFERENCE:
+        # nothing to export and nothing to agree with: no process for it (any other backend's
+        # prepare process also checks its outputs against PyTorch's, export or not)
         return wd, {"status": "ok", "info": {}, "agreement": None}
     done = read_prepared(wd)
     if done is None:
@@ -284,7 +286,8 @@ def measure_model(folder: Path, features: list[dict], cfg, pm=None, plugin_files
         options = getattr(cfg, "backend_options", None) or {}
         records = {name: measure_on(pm.backends.get(name, "measure.backends"), Path(folder),
                                     reference, baseline, root,
-                                    {**base, "backend": name, "options": options.get(name)},
+                                    {**base, "backend": name, "options": options.get(name),
+                                     "backend_plugin": pm.backends.owners.get(name)},
                                     tmp, cfg.timeout_s)
                    for name in names}
     return {"settings": asdict(settings), "start": start_method(), "backends": records}

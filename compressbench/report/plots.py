@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressbench import rundir, safefs
-from compressbench.measure.backend import REFERENCE, marker
+from compressbench.measure.backend import REFERENCE, markers
 from compressbench.report.summary import TEACHER, Row, RunSummary, TaskTable
 
 AXES = {  # axis -> (row attribute, x label, Pareto flag)
@@ -88,9 +88,12 @@ def task_plot(table: TaskTable, axis: str, within: float, out_dir: Path) -> Plot
             stem = f"{table.task}-{axis}"
             png = rundir.plot_file(out_dir, table.task, axis, "png")
             png_buf = io.BytesIO()
-            fig.savefig(png_buf, format="png", metadata={"Software": None})
+            # "tight": the legend below the axes grows with the backends; never clipped
+            fig.savefig(png_buf, format="png", metadata={"Software": None},
+                        bbox_inches="tight", pad_inches=0.1)
             buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
+                        bbox_inches="tight", pad_inches=0.1)
         finally:
             plt.close(fig)
     svg = buf.getvalue()
@@ -156,9 +159,11 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
         if ids:
             points.set_gid(f"point:{row.label}")
     others = other_backends(rows) if attr == "p50_ms" else []
+    marks = markers(sorted({r.home for r in rows if r.home} | {b.backend for _, b in others},
+                           key=lambda n: (n != REFERENCE, n)))
     for row, b in others:  # the same model on its other backends: hollow, one marker each
         points = ax.scatter([b.p50_ms], [row.mean_score], s=30,
-                            marker=marker(b.backend), facecolors="none",
+                            marker=marks[b.backend], facecolors="none",
                             edgecolors="#2ca02c", linewidths=1.0, zorder=3)
         if ids:
             points.set_gid(f"point:{row.label}@{b.backend}")
@@ -182,7 +187,7 @@ def draw(ax, table: TaskTable, rows: list[Row], front: list[Row], attr: str,
         handles.append(ax.scatter([], [], s=30, marker="x", color="#999", label="flagged"))
     homes = sorted({r.home for r in rows if r.home} | {b.backend for _, b in others})
     if others or homes not in ([], [REFERENCE]):
-        handles += [ax.scatter([], [], s=30, marker=marker(name), facecolors="none",
+        handles += [ax.scatter([], [], s=30, marker=marks[name], facecolors="none",
                                edgecolors="#2ca02c", label=f"on {name}") for name in homes
                     if any(b.backend == name for _, b in others)]
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16),

@@ -43,7 +43,6 @@ from compressbench.measure.backend import (
     Unsupported,
     missing_module,
     sample_batches,
-    seen,
 )
 
 OPSET = 17
@@ -422,9 +421,6 @@ class OnnxRuntimeBackend:
                                   level=self.options.graph_optimization))
 
     # ------------------------------------------------------------------ its saved format
-
-    def registered(self) -> None:
-        seen(self)
 
     def load_saved(self, folder: Path, config: Any = None) -> OnnxModel:
         """A model saved in this runtime's format, as a module that runs it (``quant-ort``'s;

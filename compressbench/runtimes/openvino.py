@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from compressbench import errors
-from compressbench.measure.backend import SavedModel, Unsupported, missing_module, seen
+from compressbench.measure.backend import SavedModel, Unsupported, missing_module
 
 EXTRA = "openvino"
 
@@ -232,9 +232,6 @@ class OpenVINOBackend:
         return OvSession(compiled)
 
     # ------------------------------------------------------------------ its saved format
-
-    def registered(self) -> None:
-        seen(self)
 
     def load_saved(self, folder: Path, config: Any = None) -> OpenVINOModel:
         """A model saved in this runtime's format, as a module that runs it

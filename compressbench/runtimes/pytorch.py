@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressbench.measure.backend import REFERENCE, SavedModel, Unsupported, seen
+from compressbench.measure.backend import REFERENCE, SavedModel, Unsupported
 
 
 class TorchSession:
@@ -46,9 +46,6 @@ class TorchBackend:
 
     def missing(self) -> str | None:
         return None
-
-    def registered(self) -> None:
-        seen(self)
 
     def prepare(self, model: SavedModel, workdir: Path, sample: list[dict]) -> dict:
         if model.runtime_only:
