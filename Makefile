@@ -9,7 +9,7 @@ SUITE ?= suites/glue.yaml
 DATA_DIR ?= $(COMPRESSBENCH_DATA_DIR)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench docs clean
 
 EXAMPLES := examples/compressbench-drop-layers examples/compressbench-multilabel \
             examples/compressbench-choice examples/compressbench-isolated \
@@ -35,6 +35,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	COMPRESSBENCH_DATA_DIR=$(or $(DATA_DIR),../shared/data) $(BIN)/pytest benchmarks --benchmark-only -s
+
+docs: $(STAMP)  # docs/api.md, generated from the docstrings (a test checks it is current)
+	$(BIN)/python -m compressbench.apidoc > docs/api.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .benchmarks

@@ -45,6 +45,8 @@ class Lexicon:
         self.words = {t: (list(c), list(c.values())) for t, c in by_tag.items()}
 
     def replace(self, word: str, rng: random.Random) -> str:
+        """A word of the same part of speech as ``word``, drawn by its corpus frequency;
+        ``word`` itself when the lexicon does not know it."""
         tag = self.tag.get(word.lower())
         if tag is None:
             return word

@@ -109,14 +109,17 @@ class Captured:
 
     @property
     def queries(self) -> list[torch.Tensor]:
+        """Per layer, the query projection split into heads, (B, h, T, d)."""
         return self._heads("q")
 
     @property
     def keys(self) -> list[torch.Tensor]:
+        """Per layer, the key projection split into heads, (B, h, T, d)."""
         return self._heads("k")
 
     @property
     def values(self) -> list[torch.Tensor]:
+        """Per layer, the value projection split into heads, (B, h, T, d)."""
         return self._heads("v")
 
     @property

@@ -428,7 +428,8 @@ def cmd_plugins(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        print(f"{row['name']} {row['version']}  [{row['source']}]")
+        digest = f"  code {row['digest']}" if row["digest"] else ""
+        print(f"{row['name']} {row['version']}  [{row['source']}]{digest}")
         print(f"    hooks: {', '.join(row['hooks']) or '-'}")
         if row["registered"]:
             print(f"    registered: {', '.join(row['registered'])}")

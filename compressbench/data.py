@@ -85,7 +85,13 @@ def encode(task: Task, tokenizer, examples: list[Example], max_length: int) -> l
 
 def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Pad to the longest sequence in the batch (dynamic padding): (B, T), or (B, K, T) for
-    features with K token rows (multiple choice)."""
+    features with K token rows (multiple choice).
+
+    >>> batch = collate([{"input_ids": [101, 7592, 102], "labels": 1},
+    ...                  {"input_ids": [101, 102], "labels": 0}])
+    >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist(), batch["labels"].tolist()
+    ([[101, 7592, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]], [1, 0])
+    """
     width = max(n_tokens(f) for f in features)
     batch: dict[str, torch.Tensor] = {}
     ids = [f["input_ids"] for f in features]

@@ -104,6 +104,7 @@ class Worker:
                                  baseline=teacher or folder, cache_dir=self.ws.cache_dir)
 
     def task(self, name: str) -> Prepared:
+        """The suite's task ``name`` with its data, prepared once per worker."""
         if name not in self.tasks:
             suite = self.ws.suite
             item = next(t for t in suite.tasks if (t if isinstance(t, str) else t.name) == name)

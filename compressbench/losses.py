@@ -14,7 +14,13 @@ from compressbench.models import forward_kwargs, logits_of
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the elements where ``mask`` (broadcastable, bool) is true."""
+    """Mean squared error over the elements where ``mask`` (broadcastable, bool) is true.
+
+    >>> import torch
+    >>> a, b = torch.tensor([[1.0, 2.0, 9.0]]), torch.tensor([[1.0, 4.0, 0.0]])
+    >>> masked_mse(a, b, torch.tensor([[True, True, False]]))  # the padding is not counted
+    tensor(2.)
+    """
     mask = mask.expand_as(a).to(a.dtype)
     return (((a - b) ** 2) * mask).sum() / mask.sum().clamp_min(1.0)
 
@@ -70,7 +76,14 @@ def gold_loss(kind, logits: torch.Tensor, batch: dict) -> torch.Tensor:
 
 
 def pair_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, 1, T, T) bool: query and key both real tokens (from the (B, T) attention mask)."""
+    """(B, 1, T, T) bool: query and key both real tokens (from the (B, T) attention mask).
+
+    >>> import torch
+    >>> pair_mask(torch.tensor([[1, 1, 0]]))[0, 0].int()
+    tensor([[1, 1, 0],
+            [1, 1, 0],
+            [0, 0, 0]], dtype=torch.int32)
+    """
     m = attention_mask.bool()
     return m[:, None, :, None] & m[:, None, None, :]
 

@@ -29,9 +29,9 @@ from compressbench.tasks import Example, Task
 class Method:
     """Base class for methods (subclassing is optional: the attributes are the contract)."""
 
-    name: str = ""
+    name: str = ""  # the name in YAML, registries, records and reports
     Params: type | None = None  # a dataclass; None when the method takes no parameters
-    description: str = ""
+    description: str = ""  # one line, shown by `compressbench plugins`
     version: str = "1"  # bump to invalidate cached models when the method's code changes
     # training settings this method needs by default (e.g. a larger learning rate); a suite
     # entry's own `training:` overrides them
@@ -42,6 +42,9 @@ class Method:
     uses_transfer: ClassVar[bool] = False
 
     def build(self, ctx: Context, params: Any) -> nn.Module:
+        """Build this step's model: start from ``ctx.model()`` (to transform one) or a
+        student (``ctx.make_student``), train it with ``ctx.train``, return it. ``params``:
+        an instance of :attr:`Params` (the suite entry's keys), or None without one."""
         raise NotImplementedError
 
     def uses_teacher(self, params: Any) -> bool:
@@ -71,15 +74,15 @@ STUDENT_SHAPE = (("layers", "num_hidden_layers"), ("hidden_size", "hidden_size")
 class Context:
     """Everything one method step may use. Models handed out are fresh copies."""
 
-    task: Task
-    data: TaskData
-    tokenizer: Any
+    task: Task  # the task: name, kind, labels, metrics
+    data: TaskData  # its examples: train, val (held out for model selection), evals
+    tokenizer: Any  # the teacher's tokenizer
     features: dict[str, list[dict]]  # "train", "val", and each reported split
     training: Training  # this step's training settings (suite + teacher/method overrides)
-    seed: int
+    seed: int  # this job's seed (torch's generators are seeded with it before build)
     pretrained_ref: str  # the teacher before fine-tuning: HF id or local path
     cache_dir: Path  # a folder this step may use for its own caches
-    emit: Callable[[str, dict], None]
+    emit: Callable[[str, dict], None]  # emit(event, data): reaches every job_event hook
     load_teacher: Callable[[], nn.Module]  # the fine-tuned teacher for this task
     load_input: Callable[[], nn.Module]  # the previous chain step's model, else the teacher
     teacher_outputs_dir: Path | None = None  # shared cache of the teacher's logits
@@ -88,7 +91,7 @@ class Context:
     #: and the pause point before every step and evaluation batch (the quiet turnstile)
     threads: Callable[[], int] | None = None
     pause: Callable[[], None] | None = None
-    train_results: list[dict] = field(default_factory=list)
+    train_results: list[dict] = field(default_factory=list)  # each train()'s, for the record
     student: dict | None = None  # what describe_student recorded (the job's record keeps it)
     plugins: Any = None  # the run's plugin manager (augmenters, tasks, ... by name)
     #: a cache shared by every task and job of the cache folder, for what does not depend on

@@ -292,14 +292,14 @@ def provenance(pm: PluginManager) -> list[dict]:
     """Every plugin of ``pm`` as a record keeps it: name, version (its distribution's, or a
     module's ``__version__``), source (the entry point's distribution or the plugin file's
     path) and the digest of its source files (:func:`source_digest`)."""
-    return [{"name": row["name"], "version": row["version"], "source": row["source"],
-             "digest": source_digest(pm.get_plugin(row["name"]))}
+    return [{k: row[k] for k in ("name", "version", "source", "digest")}
             for row in describe(pm, registered=False)]
 
 
 def describe(pm: PluginManager, registered: bool = True) -> list[dict]:
-    """One dict per plugin: name, version, source, hooks implemented, names registered
-    (``registered=False``: skip the names, which loads every registry)."""
+    """One dict per plugin: name, version, source, the digest of its source files
+    (:func:`source_digest`), hooks implemented, names registered (``registered=False``: skip
+    the names, which loads every registry)."""
     dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
     registered: dict[str, list[str]] = {}
     for what in ("task_kinds", "tasks", "methods", "reporters", "backends", "executors",
@@ -318,7 +318,8 @@ def describe(pm: PluginManager, registered: bool = True) -> list[dict]:
             source = str(getattr(plugin, "__file__", "")) or "in-process"
             version = getattr(plugin, "__version__", "-")
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "version": version, "source": source, "hooks": hooks,
+        rows.append({"name": name, "version": version, "source": source,
+                     "digest": source_digest(plugin), "hooks": hooks,
                      "registered": sorted(registered.get(name, []))})
     return rows
 

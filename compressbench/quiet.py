@@ -85,6 +85,7 @@ class Turnstile:
                 self.hold()
 
     def close(self) -> None:
+        """Release whatever this process holds of the turnstile."""
         for fd in self.fds.values():
             os.close(fd)  # releases whatever this process held
         self.fds, self.holding = {}, False

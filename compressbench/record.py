@@ -133,6 +133,7 @@ class BackendResult:
 
     @property
     def ok(self) -> bool:
+        """Measured (``status`` is ``"ok"``)."""
         return self.status == OK
 
     @property
@@ -147,10 +148,13 @@ class BackendResult:
 
     @property
     def peak_rss_mb(self) -> float | None:
+        """The measuring process's peak resident memory, MB (every backend's process imports
+        the same before it loads the model)."""
         return self.memory_mb.get("peak_rss")
 
     @property
     def model_rss_mb(self) -> float | None:
+        """The resident memory that loading the model added, MB."""
         return self.memory_mb.get("model_rss")
 
     @property
@@ -162,6 +166,7 @@ class BackendResult:
 
     @classmethod
     def from_dict(cls, name: str, d: dict) -> BackendResult:
+        """The result a record keeps under ``measure.backends[name]``."""
         present = frozenset(d)
         d = dict(d)
         return cls(
@@ -181,6 +186,7 @@ class BackendResult:
             present=present)
 
     def to_dict(self) -> dict:
+        """The JSON object :meth:`from_dict` reads (unknown keys read are written back)."""
         out = {"status": self.status, "reason": self.reason, "error": self.error,
                "latency_ms": asdict(self.latency_ms) if self.latency_ms else None,
                "cpu_ms": asdict(self.cpu_ms) if self.cpu_ms else None,
@@ -296,17 +302,21 @@ class Record:
 
     @property
     def ok(self) -> bool:
+        """The job finished (``status`` is ``"ok"``; else ``error`` says why not)."""
         return self.status == OK
 
     @property
     def methods(self) -> str:
+        """The job's steps, ``"finetune → quant-dynamic"``."""
         return " → ".join(s["method"] for s in self.steps)
 
     @property
     def backends(self) -> dict[str, BackendResult]:
+        """Every backend the model was measured on (or tried), by name."""
         return self.measure.backends if self.measure else {}
 
     def backend(self, name: str) -> BackendResult | None:
+        """The result on backend ``name`` (``"torch"``, ``"onnxruntime"``, ...), or None."""
         return self.backends.get(name)
 
     def replace(self, **changes) -> Record:

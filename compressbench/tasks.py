@@ -54,14 +54,19 @@ class Task:
 
     @property
     def main_metric(self) -> str:
+        """The metric verdicts and plots use: the first of ``metrics`` (suffixed with the
+        split where a task reports several, ``accuracy_dev_matched``)."""
         return self.metrics[0] if len(self.eval_splits) == 1 else \
             f"{self.metrics[0]}_{self.eval_splits[0]}"
 
     @property
     def num_labels(self) -> int:
+        """The width of the model's head (the kind's count for ``labels``)."""
         return self.kind.num_labels(self.labels)
 
     def load(self, split: str, data_dir: Path | None) -> list[Example]:
+        """The examples of ``split`` (``"train"``, ``"dev"``, ...) from ``data_dir`` (the
+        Hub when None); a split with none is a :class:`DataError`."""
         examples = self.load_split(split, data_dir)
         if not examples:
             raise DataError(f"task '{self.name}': split '{split}' has no examples")
@@ -382,6 +387,17 @@ def warn_single_classes(path: Path, label_column: str, found: list[str]) -> None
                   f"{value!r} appears once in the training data and becomes a class of its "
                   f"own.{did_you_mean(value, [v for v in counts if counts[v] > 1])} List the "
                   f"task's `labels:` to make a stray label an error", file=sys.stderr)
+            continue
+        # a rarer spelling of a frequent label ('Positive' beside 'positive', 'postive')
+        like = [v for v in counts if v != value and counts[v] >= 10 * n and (
+            v.lower() == value.lower() or did_you_mean(value, [v]))]
+        if like:
+            rows = [i + 1 for i, v in enumerate(found) if v == value][:5]
+            print(f"compressbench: warning: {path}: column '{label_column}': the label {value!r} "
+                  f"({n} rows: {', '.join(map(str, rows))}{', ...' if n > 5 else ''}) looks like "
+                  f"a misspelling of {like[0]!r} ({counts[like[0]]} rows) and becomes a class "
+                  f"of its own. Fix those rows, or list the task's `labels:` to make them an "
+                  f"error", file=sys.stderr)
 
 
 def file_task(name: str, kind: str, files: dict[str, Path], text_columns: Sequence[str],

@@ -14,10 +14,11 @@ from compressbench import api
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_built_in_methods_import_nothing_but_the_api():
-    """Whatever a built-in method takes from the core, a third party can take too."""
+def internal_imports(paths, allowed_prefix: str) -> list[str]:
+    """Imports of compressbench modules other than ``compressbench.api`` (and of
+    ``allowed_prefix``, the package's own) in ``paths``."""
     offenders = []
-    for path in sorted((ROOT / "plugins").glob("*.py")):
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
@@ -26,11 +27,29 @@ def test_the_built_in_methods_import_nothing_but_the_api():
             else:
                 continue
             for name in names:
+                if name.startswith(allowed_prefix):
+                    continue
                 if name.startswith("compressbench_plugins") or (
                         name.startswith("compressbench") and name not in ("compressbench.api",)
                         and not (name == "compressbench" and isinstance(node, ast.ImportFrom)
                                  and [a.name for a in node.names] == ["api"])):
-                    offenders.append(f"{path.name}:{node.lineno}: {name}")
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    return offenders
+
+
+def test_the_built_in_methods_import_nothing_but_the_api():
+    """Whatever a built-in method takes from the core, a third party can take too."""
+    assert internal_imports(sorted((ROOT / "plugins").glob("*.py")), "\0") == []
+
+
+def test_the_example_packages_and_their_tests_use_only_the_api():
+    """The out-of-tree examples are what plugin authors copy: code and tests alike import
+    nothing from compressbench but ``compressbench.api`` (their own package aside)."""
+    paths = sorted(p for p in (ROOT / "examples").rglob("*.py") if ".egg-info" not in str(p))
+    assert len(paths) >= 10
+    own = ("compressbench_drop_layers", "compressbench_multilabel", "compressbench_choice",
+           "compressbench_isolated", "compressbench_autocast")
+    offenders = [o for o in internal_imports(paths, "\0") if not o.split(": ")[-1].startswith(own)]
     assert offenders == []
 
 

@@ -103,45 +103,17 @@ def test_openvino_backend(tmp_path, tiny_teacher):
     assert run["versions"]["openvino"]
 
 
-PLUGIN = '''
-"""A runtime in one file: PyTorch eager in float64, and one that always fails."""
-import compressbench
-from compressbench.measure import SavedModel, Unsupported
+def docs_backend() -> str:
+    """The float64 backend exactly as docs/plugins.md shows it."""
+    import re
+
+    from tests.conftest import REPO
+    text = (REPO / "docs" / "plugins.md").read_text()
+    start = text.index("A complete backend, PyTorch in float64, in one file")
+    return re.compile(r"```python\n(.*?)```", re.S).search(text, start).group(1)
 
 
-class Fp64Session:
-    def __init__(self, model):
-        import torch
-        self.model, self.torch = model.double(), torch
-
-    def inputs(self, batch):
-        return {k: self.torch.from_numpy(v) for k, v in batch.items()
-                if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-    def __call__(self, kwargs):
-        with self.torch.inference_mode():
-            return self.model(**kwargs).logits
-
-    def logits(self, output):
-        return output.float().numpy()
-
-
-class Fp64:
-    name = "torch-fp64"
-    description = "PyTorch eager in float64"
-    packages = ("torch",)
-
-    def missing(self):
-        return None
-
-    def prepare(self, model: SavedModel, workdir, sample):
-        if model.runtime_only:
-            raise Unsupported("float64 needs a PyTorch model")
-        return {"dtype": "float64"}
-
-    def load(self, model: SavedModel, workdir, threads):
-        return Fp64Session(compressbench.load_model(model.folder))
-
+PLUGIN = docs_backend() + '''
 
 class Broken(Fp64):
     name = "broken"
@@ -155,9 +127,8 @@ class NoExport(Fp64):
     needs_prepare = False  # nothing to export: its outputs are still checked against PyTorch's
 
 
-@compressbench.hookimpl
-def register_backends(register):
-    register(Fp64())
+@api.hookimpl(specname="register_backends")  # beside the docs' own, which registers Fp64
+def register_two_more(register):
     register(Broken())
     register(NoExport())
 '''

@@ -204,3 +204,26 @@ def test_the_cpu_bf16_probe(cpuinfo, machine, native):
     from compressbench.training import cpu_has_native_bf16
 
     assert cpu_has_native_bf16(cpuinfo, machine) is native
+
+
+def test_a_misspelt_label_in_a_user_file_is_named_with_the_label_it_resembles(tmp_path,
+                                                                              capsys):
+    """Labels inferred from the data: a stray spelling becomes a class of its own, so it is
+    named with its rows and the frequent label it resembles; listed labels make it an error
+    with the same suggestion."""
+    rows = ["text,label"] + [f"good film {i},positive" for i in range(30)] + \
+        [f"bad film {i},negative" for i in range(30)] + \
+        ["fine film,Positive", "nice film,Positive", "great film,postive"]
+    path = tmp_path / "reviews.csv"
+    path.write_text("\n".join(rows) + "\n")
+    task = file_task("mine", "classification", {"train": path, "dev": path}, ["text"], "label",
+                     None, None)
+    err = capsys.readouterr().err
+    assert set(task.labels) == {"positive", "negative", "Positive", "postive"}
+    assert "the label 'postive' appears once" in err and "Did you mean: positive," in err
+    assert "the label 'Positive' (2 rows: 61, 62) looks like a misspelling of 'positive'" in err
+    listed = file_task("mine", "classification", {"train": path, "dev": path}, ["text"],
+                       "label", ["negative", "positive"], None)
+    with pytest.raises(DataError, match=r"row 61, column 'label': label 'Positive' is not one "
+                                        r"of negative, positive\. Did you mean: positive\?"):
+        listed.load("train", None)

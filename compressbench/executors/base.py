@@ -55,6 +55,9 @@ class Executor:
         return []
 
     def start(self, settings: Settings, ws, worker, on_event: OnEvent) -> Session:
+        """A session (a context manager) that runs the run's jobs: ``capacity()``,
+        ``pending()``, ``submit(job)``, ``next_result() -> (job, record)``. ``worker``: the
+        runner's own, for an executor that runs jobs in its process (``in_process``)."""
         raise NotImplementedError
 
 

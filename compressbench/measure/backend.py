@@ -66,15 +66,19 @@ class SavedModel:
 
     @classmethod
     def at(cls, folder: Path) -> SavedModel:
+        """The saved model in ``folder`` (its ``compressbench.json`` read as data)."""
         from compressbench.models import read_meta
         return cls(Path(folder), read_meta(folder))
 
     @property
     def format(self) -> str:
+        """How it is saved: ``"hf"`` (save_pretrained), ``"weights"``, or a runtime's own
+        format (``"onnx"``, ``"openvino"``)."""
         return self.meta.get("format", "")
 
     @property
     def kind(self) -> str:
+        """The name of its task kind (``"classification"``, ``"token"``, ...)."""
         return self.meta["kind"]
 
     @property
@@ -96,24 +100,41 @@ class SavedModel:
 
 @runtime_checkable
 class Session(Protocol):
-    def inputs(self, batch: dict) -> Any: ...
+    """A loaded model on one runtime, as :meth:`Backend.load` returns it."""
 
-    def __call__(self, prepared: Any) -> Any: ...
+    def inputs(self, batch: dict) -> Any:
+        """``batch`` (int64 numpy arrays ``input_ids``, ``attention_mask``,
+        ``token_type_ids``, (B, T)) in the runtime's form; never timed."""
 
-    def logits(self, output: Any) -> Any: ...
+    def __call__(self, prepared: Any) -> Any:
+        """One forward pass on :meth:`inputs`' result: the timed call."""
+
+    def logits(self, output: Any) -> Any:
+        """The logits of a call's output as a numpy array ((B, C) or (B, T, C))."""
 
 
 @runtime_checkable
 class Backend(Protocol):
-    name: str
-    description: str
-    packages: tuple[str, ...]
+    """A runtime to measure on, registered with ``register_backends`` (the module docstring
+    of :mod:`compressbench.measure.backend` lists the optional attributes: ``Options``,
+    ``configure``, ``needs_prepare``, ``also_runs``, a saved format, ``marker``)."""
 
-    def missing(self) -> str | None: ...
+    name: str  # what suites write in measure.backends
+    description: str  # one line, shown by `compressbench plugins`
+    packages: tuple[str, ...]  # distributions whose versions go into every record it makes
 
-    def prepare(self, model: SavedModel, workdir: Path, sample: list[dict]) -> dict: ...
+    def missing(self) -> str | None:
+        """Why it cannot run on this machine at all (with the ``pip install`` that fixes
+        it), or None; checked before a suite trains anything."""
 
-    def load(self, model: SavedModel, workdir: Path, threads: int) -> Session: ...
+    def prepare(self, model: SavedModel, workdir: Path, sample: list[dict]) -> dict:
+        """Untimed, in a process of its own, once per model (cached in ``workdir``): export
+        or convert ``model``; raise :class:`Unsupported` when this backend cannot run it.
+        ``sample``: a few tokenized examples to check a conversion on. Returns JSON facts
+        for the record."""
+
+    def load(self, model: SavedModel, workdir: Path, threads: int) -> Session:
+        """The model ready to run with ``threads`` threads, in the measuring process."""
 
 
 #: backends a plugin manager of this process registered, by name (see :func:`seen`)

@@ -77,7 +77,11 @@ TEACHER_INITS = ("teacher-skip", "teacher-spread", "teacher-first")
 def half_student(spec: StudentSpec | None, teacher_layers: int,
                  init: str = "teacher-skip") -> StudentSpec:
     """``spec``, or the usual distillation student: half the teacher's layers (Sanh et al.
-    2019, Sun et al. 2019), initialised by ``init``."""
+    2019, Sun et al. 2019), initialised by ``init``.
+
+    >>> half_student(None, 6).layers, half_student(StudentSpec(layers=2), 6).layers
+    (3, 2)
+    """
     from dataclasses import replace
 
     spec = spec or StudentSpec(init=init)
@@ -85,7 +89,14 @@ def half_student(spec: StudentSpec | None, teacher_layers: int,
 
 
 def layer_map(teacher_layers: int, student_layers: int, init: str) -> list[int]:
-    """Which teacher layer initialises each student layer."""
+    """Which teacher layer initialises each student layer (``init``: ``teacher-skip``,
+    ``teacher-spread``, ``teacher-first``; see :class:`StudentSpec`).
+
+    >>> layer_map(12, 6, "teacher-skip"), layer_map(12, 6, "teacher-spread")
+    ([0, 2, 4, 6, 8, 10], [0, 2, 4, 7, 9, 11])
+    >>> layer_map(6, 3, "teacher-first")
+    [0, 1, 2]
+    """
     if student_layers > teacher_layers:
         raise ConfigError(f"student.layers: {student_layers} is more than the teacher's "
                           f"{teacher_layers}")

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from compressbench import Method, hookimpl
+from compressbench import api
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class Params:
     recover: bool = True  # fine-tune after dropping, as in the paper
 
 
-class DropLayers(Method):
+class DropLayers(api.Method):
     name = "drop-layers"
     Params = Params
 
@@ -28,6 +28,6 @@ class DropLayers(Method):
         return model
 
 
-@hookimpl
+@api.hookimpl
 def register_methods(register):
     register(DropLayers())

@@ -44,13 +44,12 @@ measure: {{latency_samples: 4, warmup: 1, throughput_samples: 4, throughput_batc
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compressbench.cli", *args],
+    return subprocess.run([sys.executable, "-m", "compressbench", *args],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def test_registers_through_its_entry_point():
-    from compressbench.plugins import get_plugin_manager
-    assert get_plugin_manager().backends.owners["torch-autocast"] == "autocast"
+    assert api.get_plugin_manager().backends.owners["torch-autocast"] == "autocast"
 
 
 def test_its_setting_is_checked_with_the_key_named(tmp_path):

@@ -15,12 +15,11 @@ import pytest
 import torch
 
 from compressbench import api
-from compressbench.plugins import get_plugin_manager
 
 
 def test_the_kind_and_its_task_register_through_the_entry_point():
     assert api.task_kind("multiple-choice") is plugin.MULTIPLE_CHOICE
-    pm = get_plugin_manager()  # what `compressbench plugins` lists
+    pm = api.get_plugin_manager()  # what `compressbench plugins` lists
     assert pm.task_kinds.owners["multiple-choice"] == pm.tasks.owners["toy-copa"] == "choice"
 
 
@@ -97,7 +96,7 @@ measure: {{latency_samples: 8, warmup: 1, throughput_samples: 8,
 """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "compressbench.cli", "run", str(suite),
+    done = subprocess.run([sys.executable, "-m", "compressbench", "run", str(suite),
                            "--output", str(run), "--cache-dir", str(tmp_path / "cache")],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -3,11 +3,11 @@ import compressbench_drop_layers as plugin
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from compressbench.plugins import get_plugin_manager
+from compressbench import api
 
 
 def test_registers_through_its_entry_point():
-    pm = get_plugin_manager()
+    pm = api.get_plugin_manager()
     assert pm.methods.owners["drop-layers"] == "drop-layers"
 
 

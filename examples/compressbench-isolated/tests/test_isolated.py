@@ -51,13 +51,12 @@ def cli(*args: str, threads: int | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    return subprocess.run([sys.executable, "-m", "compressbench.cli", *args],
+    return subprocess.run([sys.executable, "-m", "compressbench", *args],
                           capture_output=True, text=True, env=env)
 
 
 def test_registers_through_its_entry_point():
-    from compressbench.plugins import get_plugin_manager
-    assert get_plugin_manager().executors.owners["isolated"] == "isolated"
+    assert api.get_plugin_manager().executors.owners["isolated"] == "isolated"
 
 
 def test_its_option_is_checked_with_the_key_named(tmp_path):
