@@ -64,10 +64,11 @@ def signature(name: str, obj: Any) -> str:
     for p in sig.parameters.values():
         if p.name in ("self", "cls"):
             continue
-        if p.kind is P.KEYWORD_ONLY and not star:
+        passing = p.kind  # positional, keyword-only, *args, **kwargs
+        if passing is P.KEYWORD_ONLY and not star:
             parts.append("*")
-        star = star or p.kind in (P.KEYWORD_ONLY, P.VAR_POSITIONAL)
-        text = {P.VAR_POSITIONAL: "*", P.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name
+        star = star or passing in (P.KEYWORD_ONLY, P.VAR_POSITIONAL)
+        text = {P.VAR_POSITIONAL: "*", P.VAR_KEYWORD: "**"}.get(passing, "") + p.name
         if p.annotation is not P.empty:
             text += f": {annotation(p.annotation)}"
         if p.default is not P.empty:
@@ -179,14 +180,14 @@ def entry(name: str, module_name: str) -> list[str]:
         doc = inspect.getdoc(obj) or ""
         return [f"### module `{name}`", "", markdown(doc.split("\n\n")[0]), ""]
     if isinstance(obj, type):
-        kind = "exception" if issubclass(obj, BaseException) else \
-            "dataclass" if dataclasses.is_dataclass(obj) else "protocol" if getattr(
-                obj, "_is_protocol", False) else "class"
-        head = f"### {kind} `{name}`"
+        error = issubclass(obj, BaseException)
+        sort = "exception" if error else "dataclass" if dataclasses.is_dataclass(obj) else \
+            "protocol" if getattr(obj, "_is_protocol", False) else "class"
+        head = f"### {sort} `{name}`"
         lines = [head, "", f"*from `{obj.__module__}`*", ""]
         doc = own_doc(obj)
         lines += [markdown(doc) if doc else "(no description)", ""]
-        if kind != "exception":
+        if not error:
             lines += members(obj) + [""]
         return lines
     if callable(obj):

@@ -79,6 +79,17 @@ class PluginManager(pluggy.PluginManager):
         return super().register(plugin, name)
 
 
+#: what -> name -> the object a plugin manager of this process registered last under it
+_SEEN: dict[str, dict[str, Any]] = {}
+
+
+def seen(what: str) -> dict[str, Any]:
+    """The objects of kind ``what`` (``"backends"``, ...) that plugin managers of this process
+    have registered, by name (the last one for a name): what a backend's marker or a saved
+    format's owner is looked up in, without scanning the installed plugins."""
+    return _SEEN.setdefault(what, {})
+
+
 @dataclass
 class Registry:
     """Name -> object for one what of thing, with the plugin that registered each."""
@@ -130,9 +141,7 @@ class Registry:
                               f"docs/plugins.md)")
         self.items[name] = obj
         self.owners[name] = owner
-        if self.what == "backends":  # the report finds its marker, a saved model its format
-            from compressbench.measure.backend import seen
-            seen(obj)
+        seen(self.what)[name] = obj  # e.g. the report finds a backend's marker, a model its format
         registered = getattr(obj, "registered", None)
         if callable(registered):  # e.g. a task kind, which records find again by name
             registered()
@@ -293,17 +302,17 @@ def provenance(pm: PluginManager) -> list[dict]:
     module's ``__version__``), source (the entry point's distribution or the plugin file's
     path) and the digest of its source files (:func:`source_digest`)."""
     return [{k: row[k] for k in ("name", "version", "source", "digest")}
-            for row in describe(pm, registered=False)]
+            for row in describe(pm, names=False)]
 
 
-def describe(pm: PluginManager, registered: bool = True) -> list[dict]:
+def describe(pm: PluginManager, names: bool = True) -> list[dict]:
     """One dict per plugin: name, version, source, the digest of its source files
-    (:func:`source_digest`), hooks implemented, names registered (``registered=False``: skip
-    the names, which loads every registry)."""
+    (:func:`source_digest`), hooks implemented, names registered (``names=False``: skip the
+    names, which loads every registry)."""
     dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
     registered: dict[str, list[str]] = {}
     for what in ("task_kinds", "tasks", "methods", "reporters", "backends", "executors",
-                 "augmenters") if registered else ():
+                 "augmenters") if names else ():
         reg = pm.registry(what)
         for item, owner in reg.owners.items():
             registered.setdefault(owner, []).append(f"{what[:-1]}:{item}")

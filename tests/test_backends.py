@@ -448,7 +448,7 @@ from pathlib import Path
 import torch
 
 import compressbench
-from compressbench.measure.backend import seen
+
 
 
 class Scaled(torch.nn.Module):

@@ -140,6 +140,10 @@ class Dies(Method):
         marker = Path(MARKER)
         if not marker.exists():
             marker.write_text("died")
+            from compressbench.executors import local
+            lock = getattr(local._EVENTS, "_wlock", None)
+            if lock is not None:  # die at the worst moment: holding the queue's write lock
+                lock.acquire()
             os.kill(os.getpid(), signal.SIGKILL)
         return ctx.load_input()
 

@@ -47,8 +47,9 @@ def _init_worker(ws: Workspace, events, active, fixed: int | None, parent: int) 
     _WORKER = Worker(ws, threads=threads, turnstile=quiet.Turnstile(ws.run_dir))
 
 
-def _run_in_worker(job: Job) -> None:
-    """The job's events, then its record, through the one queue (so they arrive in order)."""
+def _run_in_worker(job: Job):
+    """The job's events, then its record, through the one queue (so they arrive in order);
+    the record is also the return value (the runner's fallback when the queue is lost)."""
     import torch
 
     def emit(j: Job, event: str, data: dict) -> None:
@@ -69,6 +70,7 @@ def _run_in_worker(job: Job) -> None:
         with _ACTIVE.get_lock():
             _ACTIVE.value -= 1
     _EVENTS.put(("finished", job.id, "", record))
+    return record
 
 
 class LocalSession:
@@ -82,9 +84,9 @@ class LocalSession:
 
         self.ws, self.workers, self.threads, self.on_event = ws, workers, threads, on_event
         self.ctx = multiprocessing.get_context("spawn")
-        self.events = self.ctx.Queue()
-        self.active = self.ctx.Value("i", 0)  # jobs running in the workers now
+        self.events = self.active = None  # per pool: see new_pool
         self.running: dict[str, tuple] = {}  # job id -> (job, future)
+        self.returned_at: dict[str, float] = {}  # job id -> when its future was seen done
         self.pool = None
 
     def __enter__(self):
@@ -92,8 +94,13 @@ class LocalSession:
         return self
 
     def new_pool(self):
+        """A pool with a queue and a job counter of its own: a worker killed while it wrote
+        to the queue (or held the counter) leaves that lock taken for good, which would
+        block every other writer; the next pool starts clean."""
         from concurrent.futures import ProcessPoolExecutor
 
+        self.events = self.ctx.Queue()
+        self.active = self.ctx.Value("i", 0)  # jobs running in the workers now
         return ProcessPoolExecutor(self.workers, mp_context=self.ctx, initializer=_init_worker,
                                    initargs=(self.ws, self.events, self.active,
                                              self.threads, os.getpid()))
@@ -123,15 +130,30 @@ class LocalSession:
             try:
                 tag, job_id, event, data = self.events.get(timeout=0.5)
             except queue.Empty:
-                dead = self.dead()
+                dead = self.dead() or self.returned()
                 if dead is not None:
                     return dead
+                continue
+            if job_id not in self.running:  # its record came back another way (returned)
                 continue
             job = self.running[job_id][0]
             if tag == "finished":
                 del self.running[job_id]
                 return job, data
             self.on_event(tag, job, event, data)
+
+    def returned(self, grace_s: float = 60.0) -> tuple[Job, dict] | None:
+        """A job whose future returned its record ``grace_s`` ago while the queue never
+        brought it (a lost queue: belt and braces, as each pool has its own): that record."""
+        import time
+
+        now = time.monotonic()
+        for job_id, (job, future) in list(self.running.items()):
+            if future.done() and future.exception() is None and future.result() is not None:
+                if now - self.returned_at.setdefault(job_id, now) >= grace_s:
+                    del self.running[job_id]
+                    return job, future.result()
+        return None
 
     def dead(self) -> tuple[Job, dict] | None:
         """A job whose worker died (killed, out of memory): a failed record, and a new pool

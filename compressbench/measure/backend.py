@@ -32,9 +32,9 @@ enough, like a method) with:
 - optionally ``marker``: its matplotlib marker in the report's plots (one of the free ones
   when it names none).
 
-Registering a backend makes it known to this process (:func:`seen`): the report finds its
-marker, and :func:`compressbench.models.load_model` the owner of a saved format, without
-scanning the installed plugins.
+Registering a backend makes it known to this process (:func:`compressbench.plugins.seen`):
+the report finds its marker, and :func:`compressbench.models.load_model` the owner of a saved
+format, without scanning the installed plugins.
 
 The built-in runtimes are one file each in :mod:`compressbench.runtimes`.
 
@@ -137,20 +137,6 @@ class Backend(Protocol):
         """The model ready to run with ``threads`` threads, in the measuring process."""
 
 
-#: backends a plugin manager of this process registered, by name (see :func:`seen`)
-_SEEN: dict[str, Any] = {}
-
-
-def seen(backend) -> None:
-    """Called for every backend a plugin manager registers: the report finds its ``marker``
-    by name, and a model saved in its ``saved_format`` finds the runtime that loads it."""
-    if _SEEN.get(backend.name) is None:  # also over a miss remembered earlier
-        _SEEN[backend.name] = backend
-    if getattr(backend, "saved_format", None):
-        from compressbench.models.io import own_format
-        own_format(backend)
-
-
 #: markers for backends that name none, or one an earlier backend of the plot took
 #: ("o", "*" and "x" mark the models themselves)
 FREE_MARKERS = ("P", "v", "<", ">", "h", "p", "X", "d", "8", "H")
@@ -159,11 +145,17 @@ FREE_MARKERS = ("P", "v", "<", ">", "h", "p", "X", "d", "8", "H")
 def marker(name: str) -> str | None:
     """The marker a backend names for the report's plots (None when it names none): one a
     plugin manager of this process registered, else one an installed plugin registers."""
-    if name not in _SEEN:  # looked up once; a name nothing registers is remembered as None
-        from compressbench.plugins import get_plugin_manager
-        backends = get_plugin_manager().backends
-        _SEEN.setdefault(name, backends.get(name) if name in backends else None)
-    return getattr(_SEEN.get(name), "marker", None)
+    from compressbench.plugins import get_plugin_manager, seen
+
+    known = seen("backends")
+    if name not in known and name not in _UNKNOWN:  # registering the installed ones fills it
+        get_plugin_manager().backends  # noqa: B018
+        if name not in known:
+            _UNKNOWN.add(name)  # looked up once
+    return getattr(known.get(name), "marker", None)
+
+
+_UNKNOWN: set[str] = set()  # backend names no installed plugin registers
 
 
 def markers(names) -> dict[str, str]:

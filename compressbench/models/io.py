@@ -36,26 +36,22 @@ def logits_of(output: Any) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
-#: saved formats that exist for one runtime only -> that runtime's backend, filled when a plugin
-#: manager registers a backend with a ``saved_format`` (see compressbench.measure.backend)
-_FORMATS: dict[str, Any] = {}
-
-
-def own_format(backend: Any) -> None:
-    """Called when ``backend`` is registered: models saved in its format find it again."""
-    if _FORMATS.get(backend.saved_format) is None:  # also over a miss remembered earlier
-        _FORMATS[backend.saved_format] = backend
+_UNOWNED: set[str] = set()  # saved formats no installed plugin's backend owns
 
 
 def format_owner(fmt: str) -> Any | None:
     """The backend whose runtime-only models are saved as ``fmt`` (None: a PyTorch format):
     one a plugin manager of this process registered, else one an installed plugin registers."""
-    if fmt in _FORMATS or fmt in ("hf", "weights", "torch", "state"):
-        return _FORMATS.get(fmt)
-    from compressbench.plugins import get_plugin_manager
-    backends = get_plugin_manager().backends  # registering fills _FORMATS (own_format)
-    for name in backends:
-        backend = backends.get(name)
-        if getattr(backend, "saved_format", None):
-            own_format(backend)
-    return _FORMATS.setdefault(fmt, None)  # a format nothing owns is remembered as None
+    if fmt in ("hf", "weights", "torch", "state") or fmt in _UNOWNED:
+        return None
+    from compressbench.plugins import get_plugin_manager, seen
+
+    def owner():
+        return next((b for b in reversed(seen("backends").values())
+                     if getattr(b, "saved_format", None) == fmt), None)
+
+    if owner() is None:
+        get_plugin_manager().backends  # noqa: B018 - registering the installed ones fills seen
+        if owner() is None:
+            _UNOWNED.add(fmt)
+    return owner()
