@@ -102,19 +102,25 @@ def attribute_comments(cls: type) -> dict[str, tuple[str, str]]:
                       if isinstance(e, ast.Name)]
         else:
             continue
-        first, last = src[node.lineno - 1], src[node.end_lineno - 1]
-        comment = last.split("  # ", 1)[1].strip() if "  # " in last else ""
-        above, i = [], node.lineno - 2
-        while i >= 0 and src[i].strip().startswith("#"):
-            above.insert(0, src[i].strip().lstrip("#:").strip())
-            i -= 1
-        comment = " ".join(filter(None, [" ".join(above), comment]))
+        first = src[node.lineno - 1]
+        comment = comment_at(src, node.lineno - 1, node.end_lineno - 1)
         written = first.split("  # ", 1)[0].strip() if node.lineno == node.end_lineno \
             else first.strip() + " ..."
         for name in names:
             if not name.startswith("_"):
                 out[name] = (written, comment)
     return out
+
+
+def comment_at(src: list[str], first: int, last: int) -> str:
+    """The comment of the statement on lines ``first``..``last`` (0-based) of ``src``: the
+    comment lines just above it (``#:`` or ``#``), then the one beside its last line."""
+    beside = src[last].split("  # ", 1)[1].strip() if "  # " in src[last] else ""
+    above, i = [], first - 1
+    while i >= 0 and src[i].strip().startswith("#"):
+        above.insert(0, src[i].strip().lstrip("#:").strip())
+        i -= 1
+    return " ".join(filter(None, [" ".join(above), beside]))
 
 
 def own_doc(obj: Any) -> str | None:
@@ -136,13 +142,7 @@ def constant_comment(module: Any, name: str) -> str:
         return ""
     for i, line in enumerate(src):
         if re.match(rf"{re.escape(name)}\s*(:[^=]*)?=", line):
-            beside = line.split("  # ", 1)[1].strip() if "  # " in line else ""
-            above = []
-            j = i - 1
-            while j >= 0 and src[j].strip().startswith("#"):
-                above.insert(0, src[j].strip().lstrip("#:").strip())
-                j -= 1
-            return " ".join(filter(None, [" ".join(above), beside]))
+            return comment_at(src, i, i)
     return ""
 
 

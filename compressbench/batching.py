@@ -19,8 +19,10 @@ def rows_of(ids: list) -> list[list[int]]:
 def n_tokens(feature: dict) -> int:
     """The length of a feature's longest row (what batches are sorted and padded by).
 
-    >>> n_tokens({"input_ids": [101, 7592, 102]}), n_tokens({"input_ids": [[101, 102], [101, 7, 8, 102]]})
-    (3, 4)
+    >>> n_tokens({"input_ids": [101, 7592, 102]})
+    3
+    >>> n_tokens({"input_ids": [[101, 102], [101, 7, 8, 102]]})  # multiple choice: K rows
+    4
     """
     return max((len(r) for r in rows_of(feature["input_ids"])), default=0)
 

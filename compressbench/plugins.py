@@ -90,6 +90,26 @@ def seen(what: str) -> dict[str, Any]:
     return _SEEN.setdefault(what, {})
 
 
+_MISSES: set[tuple[str, str]] = set()  # (what, key) no installed plugin registers
+
+
+def find_seen(what: str, key: str, match) -> Any | None:
+    """The last object of kind ``what`` registered in this process that ``match`` accepts;
+    when there is none, the installed plugins are registered once to look again (a miss is
+    remembered under ``key``): a backend by name for its marker, by saved format for its
+    owner."""
+    def look():
+        return next((o for o in reversed(seen(what).values()) if match(o)), None)
+
+    found = look()
+    if found is None and (what, key) not in _MISSES:
+        get_plugin_manager().registry(what)
+        found = look()
+        if found is None:
+            _MISSES.add((what, key))
+    return found
+
+
 @dataclass
 class Registry:
     """Name -> object for one what of thing, with the plugin that registered each."""
@@ -281,19 +301,23 @@ def source_digest(obj: Any) -> str | None:
     module = module_of(obj)
     if module is None:
         return None
-    if "__compressbench_digest__" not in vars(module):
-        module.__compressbench_digest__ = files_digest(source_files(module))
-    return module.__compressbench_digest__
+    top = sys.modules.get(module.__name__.partition(".")[0])
+    holder = top if getattr(top, "__path__", None) else module  # one digest per package
+    if "__compressbench_digest__" not in vars(holder):
+        holder.__compressbench_digest__ = files_digest(source_files(holder))
+    return holder.__compressbench_digest__
 
 
 def files_digest(files: list[Path]) -> str | None:
     """sha256 over the files' names (relative to their common folder) and contents."""
     if not files:
         return None
+    from compressbench.cache import file_digest
+
     root = files[0].parent if len(files) == 1 else Path(os.path.commonpath(files))
     h = hashlib.sha256()
     for path in files:
-        h.update(f"{path.relative_to(root).as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+        h.update(f"{path.relative_to(root).as_posix()}\0{file_digest(path)}\n".encode())
     return h.hexdigest()[:16]
 
 

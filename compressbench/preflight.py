@@ -51,12 +51,8 @@ def check_heads(spec: models.StudentSpec, config: Any, key: str) -> None:
     """A student's hidden size must split evenly into its attention heads; a truncated one
     must be narrower than the teacher and keep its head size."""
     if spec.shrink and config is not None and hasattr(config, "num_attention_heads"):
-        student = config.__class__.from_dict(config.to_dict())
-        for k in ("hidden_size", "num_attention_heads", "intermediate_size"):
-            if getattr(spec, k) is not None:
-                setattr(student, k, getattr(spec, k))
         try:
-            models.truncated_width(student, config, spec)
+            models.student_config(config, spec)
         except ConfigError as exc:
             raise ConfigError(f"{key}: {exc}") from None
     hidden = spec.hidden_size or getattr(config, "hidden_size", None)

@@ -97,10 +97,11 @@ def installed(env: dict) -> list[str]:
     return sorted(set(out))
 
 
-def line(run_dir: Path) -> str | None:
-    """The shell line that runs the run again, or None when the run did not keep its
-    invocation."""
+def lines(run_dir: Path, report_options: str = "") -> tuple[str, str] | None:
+    """The shell lines that run the run again and report on the new run (with
+    ``report_options``), or None when the run did not keep its invocation."""
     inv = read(run_dir)
     if inv is None:
         return None
-    return shlex.join(command(run_dir, inv))
+    args = command(run_dir, inv)
+    return shlex.join(args), f"compressbench report {shlex.quote(args[-1])}{report_options}"

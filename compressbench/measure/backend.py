@@ -145,17 +145,9 @@ FREE_MARKERS = ("P", "v", "<", ">", "h", "p", "X", "d", "8", "H")
 def marker(name: str) -> str | None:
     """The marker a backend names for the report's plots (None when it names none): one a
     plugin manager of this process registered, else one an installed plugin registers."""
-    from compressbench.plugins import get_plugin_manager, seen
+    from compressbench.plugins import find_seen
 
-    known = seen("backends")
-    if name not in known and name not in _UNKNOWN:  # registering the installed ones fills it
-        get_plugin_manager().backends  # noqa: B018
-        if name not in known:
-            _UNKNOWN.add(name)  # looked up once
-    return getattr(known.get(name), "marker", None)
-
-
-_UNKNOWN: set[str] = set()  # backend names no installed plugin registers
+    return getattr(find_seen("backends", name, lambda b: b.name == name), "marker", None)
 
 
 def markers(names) -> dict[str, str]:

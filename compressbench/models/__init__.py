@@ -69,7 +69,7 @@ from compressbench.models.students import (  # noqa: F401
     half_student,
     layer_map,
     make_student,
-    truncated_width,
+    student_config,
 )
 from compressbench.models.teacher import (  # noqa: F401
     NO_REMOTE_CODE,

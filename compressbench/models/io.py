@@ -36,22 +36,11 @@ def logits_of(output: Any) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output
 
 
-_UNOWNED: set[str] = set()  # saved formats no installed plugin's backend owns
-
-
 def format_owner(fmt: str) -> Any | None:
     """The backend whose runtime-only models are saved as ``fmt`` (None: a PyTorch format):
     one a plugin manager of this process registered, else one an installed plugin registers."""
-    if fmt in ("hf", "weights", "torch", "state") or fmt in _UNOWNED:
+    if fmt in ("hf", "weights", "torch", "state"):
         return None
-    from compressbench.plugins import get_plugin_manager, seen
-
-    def owner():
-        return next((b for b in reversed(seen("backends").values())
-                     if getattr(b, "saved_format", None) == fmt), None)
-
-    if owner() is None:
-        get_plugin_manager().backends  # noqa: B018 - registering the installed ones fills seen
-        if owner() is None:
-            _UNOWNED.add(fmt)
-    return owner()
+    from compressbench.plugins import find_seen
+    return find_seen("backends", f"format:{fmt}",
+                     lambda b: getattr(b, "saved_format", None) == fmt)

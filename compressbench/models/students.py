@@ -121,16 +121,22 @@ def make_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
     return with_head(student, spec.head)
 
 
-def build_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
-    config = pretrained.config.__class__.from_dict(pretrained.config.to_dict())
-    n_teacher = config.num_hidden_layers
-    layers = spec.layers or n_teacher
-    config.num_hidden_layers = layers
+def student_config(teacher, spec: StudentSpec):
+    """The student's transformers config: the teacher's ``teacher`` with ``spec``'s layers
+    and widths (checked and completed for ``shrink: truncate``)."""
+    config = teacher.__class__.from_dict(teacher.to_dict())
+    config.num_hidden_layers = spec.layers or teacher.num_hidden_layers
     for key in ("hidden_size", "num_attention_heads", "intermediate_size"):
         if getattr(spec, key) is not None:
             setattr(config, key, getattr(spec, key))
     if spec.shrink == "truncate":
-        truncated_width(config, pretrained.config, spec)
+        truncated_width(config, teacher, spec)
+    return config
+
+
+def build_student(pretrained: nn.Module, spec: StudentSpec) -> nn.Module:
+    config = student_config(pretrained.config, spec)
+    n_teacher, layers = pretrained.config.num_hidden_layers, config.num_hidden_layers
     if spec.init not in (*TEACHER_INITS, "random"):
         path = resolve_model_ref(spec.init)
         refuse_remote_code(path, "student")

@@ -527,14 +527,13 @@ def reproduce_line(summary: RunSummary, options: str) -> str:
     plugin files, the folder the suite's paths start from), with the installed plugins it
     needs; a generic one for runs that did not keep their invocation."""
     from compressbench import reproduce
-    command = reproduce.line(summary.run_dir)
-    if command is None:
+    commands = reproduce.lines(summary.run_dir, options)
+    if commands is None:
         return (f"reproduce: `compressbench run RUN_DIR/suite.yaml --data-dir DATA_DIR "
                 f"--output NEW_RUN_DIR`, then `compressbench report NEW_RUN_DIR{options}` "
                 f"(this report's options)")
     needs = reproduce.installed(summary.env)
-    out = command.rsplit(" --output ", 1)[-1]
-    return (f"reproduce: {code(command)}, then {code(f'compressbench report {out}{options}')} "
+    return (f"reproduce: {code(commands[0])}, then {code(commands[1])} "
             f"(this report's options)" + (f"; with the installed plugins it loaded: "
                                           f"{code('pip install ' + ' '.join(needs))}" if needs
                                           else ""))
